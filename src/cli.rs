@@ -1,0 +1,430 @@
+//! The command line: `serve`, `migrate`, `check`, `alert ...`, `calls`, `sim ...`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ProviderConfig, redact_url};
+use crate::domain::alert::{Acknowledger, NewAlert};
+use crate::domain::call::rfc3339;
+use crate::startup::Application;
+use crate::store::{self, AckOutcome, AlertFilter, AuditEvent};
+
+#[derive(Parser)]
+#[command(
+    name = "alertcall",
+    version,
+    about = "Phones the nurse on call when a critical alert lands in the hospital database; \
+             pressing 1 acknowledges it.",
+    long_about = "Phones the nurse on call when a critical alert lands in the hospital database; \
+                  pressing 1 acknowledges it.\n\n\
+                  Configuration comes from the environment (or a .env file): DATABASE_URL \
+                  (default sqlite://alertcall.db), NURSE_PHONE_NUMBER, VONAGE_APPLICATION_ID, \
+                  VONAGE_PRIVATE_KEY_PATH, VONAGE_FROM_NUMBER, ALERTCALL_PUBLIC_URL, ... \
+                  Without Vonage settings calls go to a built-in simulator.\n\n\
+                  Start with `alertcall serve`, then `alertcall alert raise` in another terminal, \
+                  and `alertcall sim list` to see the simulated call.",
+    after_help = "Run `alertcall check` to validate the configuration and reach the database."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: watch for critical alerts, call, take webhooks.
+    Serve,
+    /// Create or update the database tables (also done by `serve`).
+    Migrate,
+    /// Validate the configuration and reach the database; says exactly what is wrong.
+    Check,
+    /// Raise, list and acknowledge alerts.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// Call history as a table.
+    Calls {
+        /// Only calls for this alert id.
+        #[arg(long)]
+        alert: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Answer and press keys on simulated calls (when no provider is configured).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Insert an alert the way the hospital app does (a critical one is called at once).
+    Raise {
+        #[arg(long, default_value = "critical")]
+        severity: String,
+        /// patients.patient_id
+        #[arg(long)]
+        patient: Option<String>,
+        /// A rooms.room_id or rooms.room_name.
+        #[arg(long)]
+        room: Option<String>,
+        /// alert_type, e.g. seizure, fall, cardiac.
+        #[arg(long = "type")]
+        alert_type: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// What the nurse hears, e.g. "Seizure activity detected".
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// The latest alerts.
+    List {
+        /// Only alerts with this status (active, acknowledged, resolved).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Acknowledge an alert (stops its calls).
+    Ack {
+        id: String,
+        /// Who is acknowledging (written to acknowledged_by as cli:<name>).
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Simulated calls and what each phone heard.
+    List,
+    /// Pick up a ringing simulated call.
+    Answer { call: String },
+    /// Press keys on an answered simulated call (1 acknowledges, 2 repeats).
+    Press { call: String, keys: String },
+    /// Let the keypad time out without pressing anything.
+    Silence { call: String },
+    /// Hang up (or decline a ringing call).
+    Hangup { call: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Check = cli.command {
+        return check().await;
+    }
+    let config = Config::from_env()?;
+    init_logging(&config, matches!(cli.command, Command::Serve));
+    match cli.command {
+        Command::Serve => serve(config).await?,
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            store.migrate().await?;
+            println!("migrated {} ({})", redact_url(&config.database_url), store.backend());
+        }
+        Command::Check => unreachable!("handled above"),
+        Command::Alert(cmd) => alert(config, cmd).await?,
+        Command::Calls { alert, limit } => calls(config, alert, limit).await?,
+        Command::Sim(cmd) => sim(config, cmd).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info,sqlx=warn" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
+    store::connect(&config.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {}; `alertcall check` says more",
+            redact_url(&config.database_url)
+        )
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let provider = config.provider.name();
+    let database = redact_url(&config.database_url);
+    let app = Application::build(config).await?;
+    let engine = app.engine();
+    tracing::info!(
+        listen = %app.local_addr(),
+        %database,
+        provider,
+        nurse = %engine.config.nurse_phone.masked(),
+        webhooks = %engine.config.event_url(),
+        "alertcall is running"
+    );
+    if provider == "simulator" {
+        tracing::warn!(
+            "no phone provider configured: calls go to the simulator and nobody's phone rings \
+             (set VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY_PATH and VONAGE_FROM_NUMBER for real calls)"
+        );
+    }
+    app.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Validates everything and prints one line per check; exit status 1 if any failed.
+async fn check() -> anyhow::Result<ExitCode> {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(errors) => {
+            println!("✗ configuration");
+            for e in &errors.0 {
+                println!("    {e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("✓ configuration");
+    match &config.provider {
+        ProviderConfig::Simulator => println!(
+            "✓ provider: simulator (no real calls; set VONAGE_APPLICATION_ID etc. for Vonage)"
+        ),
+        ProviderConfig::Vonage(v) => println!(
+            "✓ provider: vonage, application {}, calling from {}",
+            v.application_id,
+            v.from_number.masked()
+        ),
+    }
+    println!("✓ nurse phone: {}", config.nurse_phone.masked());
+    println!("✓ webhooks: {} and {}", config.event_url(), config.input_url());
+    let url = redact_url(&config.database_url);
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        let store = store::connect(&config.database_url).await?;
+        store.ping().await?;
+        Ok::<_, store::StoreError>(store.backend())
+    })
+    .await;
+    match reached {
+        Ok(Ok(backend)) => {
+            println!("✓ database: {url} ({backend}) reachable");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => {
+            println!("✗ database: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            println!("✗ database: {url}: no answer within 10 s (is it running? is the host right?)");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    store.migrate().await?;
+    match cmd {
+        AlertCommand::Raise {
+            severity,
+            patient,
+            room,
+            alert_type,
+            title,
+            message,
+        } => {
+            let id = store
+                .insert_alert(&NewAlert {
+                    severity,
+                    patient_id: patient,
+                    room,
+                    alert_type,
+                    title,
+                    message,
+                })
+                .await?;
+            println!("{id}");
+        }
+        AlertCommand::List { status, limit } => {
+            let alerts = store
+                .list_alerts(&AlertFilter {
+                    status,
+                    limit: limit.clamp(1, 10_000),
+                })
+                .await?;
+            let rows = alerts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.id.clone(),
+                        rfc3339(a.triggered_at),
+                        a.severity.clone(),
+                        a.status.as_str().to_string(),
+                        a.room_name.clone().or(a.room_id.clone()).unwrap_or_default(),
+                        a.alert_type.clone().unwrap_or_default(),
+                        a.acknowledged_by.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "TRIGGERED", "SEVERITY", "STATUS", "ROOM", "TYPE", "ACKNOWLEDGED BY"],
+                rows,
+            );
+        }
+        AlertCommand::Ack { id, by } => {
+            let by = Acknowledger::named("cli", &by);
+            let now = Utc::now();
+            match store.acknowledge_alert(&id, &by, now).await? {
+                AckOutcome::Acknowledged => {
+                    store
+                        .record_event(&AuditEvent {
+                            alert_id: Some(id.clone()),
+                            call_id: None,
+                            source: "cli".into(),
+                            kind: "alert.acknowledged".into(),
+                            dedupe_key: Some(format!("ack:{id}")),
+                            detail: serde_json::json!({"by": by.as_str(), "via": "cli"}),
+                            at: now,
+                        })
+                        .await?;
+                    println!("acknowledged {id} as {}", by.as_str());
+                }
+                AckOutcome::AlreadyHandled | AckOutcome::AlreadyAcknowledgedHere => {
+                    anyhow::bail!("alert {id} is not active (already acknowledged or resolved)")
+                }
+                AckOutcome::NoSuchAlert => {
+                    anyhow::bail!("no alert {id}; `alertcall alert list` shows the ids")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn calls(config: Config, alert: Option<String>, limit: i64) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    store.migrate().await?;
+    let calls = store
+        .list_calls(alert.as_deref(), limit.clamp(1, 10_000))
+        .await?;
+    let rows = calls
+        .iter()
+        .map(|c| {
+            vec![
+                rfc3339(c.created_at),
+                c.alert_id.clone(),
+                crate::domain::phone::mask(&c.to_number),
+                c.provider.clone(),
+                c.status.as_str().to_string(),
+                c.provider_call_id.clone().unwrap_or_default(),
+                c.answered_at.map(rfc3339).unwrap_or_default(),
+                c.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["CREATED", "ALERT", "TO", "PROVIDER", "STATUS", "CALL ID", "ACKNOWLEDGED", "ERROR"],
+        rows,
+    );
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(headers.iter().map(|h| h.to_string()).collect()));
+    for row in rows {
+        println!("{}", line(row));
+    }
+}
+
+async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
+    let base = format!("{}/api/sim/calls", config.public_url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let (method, url, body) = match &cmd {
+        SimCommand::List => (reqwest::Method::GET, base.clone(), None),
+        SimCommand::Answer { call } => (reqwest::Method::POST, format!("{base}/{call}/answer"), None),
+        SimCommand::Press { call, keys } => (
+            reqwest::Method::POST,
+            format!("{base}/{call}/press"),
+            Some(serde_json::json!({ "keys": keys })),
+        ),
+        SimCommand::Silence { call } => (reqwest::Method::POST, format!("{base}/{call}/silence"), None),
+        SimCommand::Hangup { call } => (reqwest::Method::POST, format!("{base}/{call}/hangup"), None),
+    };
+    let mut request = client.request(method, &url);
+    if let Some(token) = &config.api_token {
+        request = request.bearer_auth(token.expose());
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.with_context(|| {
+        format!("cannot reach alertcall at {url}; is `alertcall serve` running (ALERTCALL_LISTEN / ALERTCALL_PUBLIC_URL)?")
+    })?;
+    let status = response.status();
+    let value: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        anyhow::bail!("{status}: {message}");
+    }
+    let calls = match value {
+        serde_json::Value::Array(calls) => calls,
+        one => vec![one],
+    };
+    if calls.is_empty() {
+        println!("(no simulated calls)");
+    }
+    for call in calls {
+        let field = |k: &str| call.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        println!("{}  {}  to {}", field("id"), field("state"), field("to"));
+        if let Some(heard) = call.get("heard").and_then(|h| h.as_array()) {
+            for line in heard {
+                println!("    \u{1f50a} {}", line.as_str().unwrap_or(""));
+            }
+        }
+    }
+    Ok(())
+}

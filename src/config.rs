@@ -1,0 +1,483 @@
+//! Settings from the environment (and `.env`), validated once at start. Every problem is
+//! reported with the variable's name and what to do about it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::domain::message::MessageSettings;
+use crate::domain::phone::Phone;
+
+/// The embedded default: a SQLite file next to where alertcall runs.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://alertcall.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_VONAGE_API_URL: &str = "https://api.nexmo.com";
+/// The number the simulator "calls" when no nurse is configured, so the quick start works
+/// with no configuration at all.
+pub const SIMULATED_NURSE: &str = "+15005550006";
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// Base URL providers use to reach our webhooks.
+    pub public_url: String,
+    /// Whether `ALERTCALL_PUBLIC_URL` was given; if not, the URL follows the bound address.
+    pub public_url_set: bool,
+    pub provider: ProviderConfig,
+    pub nurse_phone: Phone,
+    pub messages: MessageSettings,
+    pub language: String,
+    /// How often the database is swept for alerts a notification missed.
+    pub sweep_interval: Duration,
+    /// How often SQLite's `data_version` is checked for writes by other processes.
+    pub sqlite_watch_interval: Duration,
+    /// Alerts older than this when first seen are recorded but not called (a freshly installed
+    /// alertcall must not phone about last month's alerts).
+    pub max_alert_age: Duration,
+    /// How long a nurse's phone rings before the provider gives up.
+    pub ringing_timer: Duration,
+    /// How long to wait for "press 1" after a call before the alert is flagged (escalation
+    /// builds on this).
+    pub ack_wait: Duration,
+    /// New calls per second across this instance; `None` = no limit.
+    pub calls_per_second: Option<f64>,
+    /// Timeout of one request to the provider.
+    pub provider_timeout: Duration,
+    /// Signed webhooks older than this are refused.
+    pub webhook_max_age: Duration,
+    pub api_token: Option<Secret>,
+    pub log_json: bool,
+}
+
+/// A value that must not reach the logs; `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Which phone network alertcall talks to.
+#[derive(Clone, Debug)]
+pub enum ProviderConfig {
+    /// Calls nobody: a simulated phone that a person or test answers through the API/CLI.
+    Simulator,
+    Vonage(VonageConfig),
+}
+
+#[derive(Clone)]
+pub struct VonageConfig {
+    pub application_id: String,
+    /// PEM text of the application's private key.
+    pub private_key_pem: String,
+    pub from_number: Phone,
+    pub api_url: String,
+    pub signature_secret: Option<String>,
+}
+
+impl fmt::Debug for VonageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VonageConfig")
+            .field("application_id", &self.application_id)
+            .field("private_key_pem", &"<redacted>")
+            .field("from_number", &self.from_number)
+            .field("api_url", &self.api_url)
+            .field("signature_secret", &self.signature_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl ProviderConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderConfig::Simulator => "simulator",
+            ProviderConfig::Vonage(_) => "vonage",
+        }
+    }
+}
+
+/// Everything wrong with the configuration, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        write!(
+            f,
+            "Fix them in the environment or .env, then run `alertcall check` to verify."
+        )
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        let _ = dotenvy::dotenv();
+        Config::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Builds the configuration from a lookup function, so tests need not touch the
+    /// process environment.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let get = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut errors = Vec::new();
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            errors.push(format!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {:?}); \
+                 for the embedded default use {DEFAULT_DATABASE_URL}",
+                redact_url(&database_url)
+            ));
+        }
+
+        let listen_text = get("ALERTCALL_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            errors.push(format!(
+                "ALERTCALL_LISTEN={listen_text:?} is not an address:port such as {DEFAULT_LISTEN}"
+            ));
+            DEFAULT_LISTEN.parse().expect("default listen address parses")
+        });
+
+        let public_url_set = get("ALERTCALL_PUBLIC_URL").is_some();
+        let public_url = get("ALERTCALL_PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            errors.push(format!(
+                "ALERTCALL_PUBLIC_URL={public_url:?} must be an http(s) URL where the provider \
+                 reaches this service, e.g. https://alertcall.example.org"
+            ));
+        }
+
+        let mut duration = |name: &str, default: &str| -> Duration {
+            let text = get(name).unwrap_or_else(|| default.to_string());
+            parse_duration(&text).unwrap_or_else(|e| {
+                errors.push(format!("{name}={text:?}: {e}"));
+                parse_duration(default).expect("defaults parse")
+            })
+        };
+        let sweep_interval = duration("ALERTCALL_SWEEP_INTERVAL", "5s");
+        let sqlite_watch_interval = duration("ALERTCALL_SQLITE_WATCH_INTERVAL", "20ms");
+        let max_alert_age = duration("ALERTCALL_MAX_ALERT_AGE", "24h");
+        let ringing_timer = duration("ALERTCALL_RINGING_TIMER", "30s");
+        let ack_wait = duration("ALERTCALL_ACK_WAIT", "60s");
+        let provider_timeout = duration("ALERTCALL_PROVIDER_TIMEOUT", "10s");
+        let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
+        if !(1..=120).contains(&ringing_timer.as_secs()) {
+            errors.push("ALERTCALL_RINGING_TIMER must be between 1s and 120s (Vonage's limit)".into());
+        }
+        if sweep_interval.is_zero() || sqlite_watch_interval.is_zero() {
+            errors.push("ALERTCALL_SWEEP_INTERVAL and ALERTCALL_SQLITE_WATCH_INTERVAL must be above zero".into());
+        }
+
+        let calls_per_second = match get("ALERTCALL_CALLS_PER_SECOND").as_deref() {
+            None => Some(3.0),
+            Some("0") | Some("off") | Some("none") => None,
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+                _ => {
+                    errors.push(format!(
+                        "ALERTCALL_CALLS_PER_SECOND={v:?} must be a positive number (Vonage allows 3), or 0 for no limit"
+                    ));
+                    None
+                }
+            },
+        };
+
+        let (provider, real_provider) = provider_config(&get, &mut errors);
+
+        let nurse_phone = match get("NURSE_PHONE_NUMBER") {
+            Some(n) => Phone::parse(&n).unwrap_or_else(|e| {
+                errors.push(format!("NURSE_PHONE_NUMBER: {e}"));
+                Phone::parse(SIMULATED_NURSE).expect("valid")
+            }),
+            None => {
+                if real_provider {
+                    errors.push(
+                        "NURSE_PHONE_NUMBER is not set: with a real provider alertcall needs the number \
+                         of the nurse to call, in E.164 form such as +13854019951"
+                            .into(),
+                    );
+                }
+                Phone::parse(SIMULATED_NURSE).expect("valid")
+            }
+        };
+
+        let include_patient_name = match get("ALERTCALL_SPEAK_PATIENT_NAME").as_deref() {
+            None | Some("true") | Some("1") | Some("yes") => true,
+            Some("false") | Some("0") | Some("no") => false,
+            Some(v) => {
+                errors.push(format!("ALERTCALL_SPEAK_PATIENT_NAME={v:?} must be true or false"));
+                true
+            }
+        };
+        let messages = MessageSettings {
+            hospital_name: get("ALERTCALL_HOSPITAL_NAME").unwrap_or_else(|| "the hospital".into()),
+            include_patient_name,
+        };
+
+        let log_json = match get("ALERTCALL_LOG_FORMAT").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(v) => {
+                errors.push(format!("ALERTCALL_LOG_FORMAT={v:?} must be text or json"));
+                false
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Config {
+            database_url,
+            listen,
+            public_url,
+            public_url_set,
+            provider,
+            nurse_phone,
+            messages,
+            language: get("ALERTCALL_LANGUAGE").unwrap_or_else(|| "en-US".into()),
+            sweep_interval,
+            sqlite_watch_interval,
+            max_alert_age,
+            ringing_timer,
+            ack_wait,
+            calls_per_second,
+            provider_timeout,
+            webhook_max_age,
+            api_token: get("ALERTCALL_API_TOKEN").map(Secret),
+            log_json,
+        })
+    }
+
+    /// `{public}/api/alerts/call-event`, given to the provider as the call's event URL.
+    pub fn event_url(&self) -> String {
+        format!("{}/api/alerts/call-event", self.public_url)
+    }
+
+    /// `{public}/api/alerts/call-response`, where keypad input is posted (the seed's path).
+    pub fn input_url(&self) -> String {
+        format!("{}/api/alerts/call-response", self.public_url)
+    }
+
+    pub fn signature_secret(&self) -> Option<&str> {
+        match &self.provider {
+            ProviderConfig::Vonage(v) => v.signature_secret.as_deref(),
+            ProviderConfig::Simulator => None,
+        }
+    }
+}
+
+/// The provider, and whether a real one was asked for (even if its settings are broken).
+fn provider_config(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> (ProviderConfig, bool) {
+    let explicit = get("ALERTCALL_PROVIDER");
+    let wants_vonage = match explicit.as_deref() {
+        Some("vonage") => true,
+        Some("simulator") => false,
+        Some(other) => {
+            errors.push(format!(
+                "ALERTCALL_PROVIDER={other:?} must be vonage or simulator (or unset: vonage when \
+                 VONAGE_APPLICATION_ID is set, else the simulator)"
+            ));
+            false
+        }
+        None => get("VONAGE_APPLICATION_ID").is_some(),
+    };
+    if !wants_vonage {
+        return (ProviderConfig::Simulator, false);
+    }
+    let application_id = get("VONAGE_APPLICATION_ID").unwrap_or_else(|| {
+        errors.push(
+            "VONAGE_APPLICATION_ID is not set: copy it from the Vonage dashboard (Applications)".into(),
+        );
+        String::new()
+    });
+    let private_key_pem = match (get("VONAGE_PRIVATE_KEY"), get("VONAGE_PRIVATE_KEY_PATH")) {
+        (Some(pem), _) => pem.replace("\\n", "\n"),
+        (None, Some(path)) => match std::fs::read_to_string(PathBuf::from(&path)) {
+            Ok(pem) => pem,
+            Err(e) => {
+                errors.push(format!(
+                    "VONAGE_PRIVATE_KEY_PATH={path:?} cannot be read ({e}): point it at the \
+                     private.key file downloaded when the Vonage application was created"
+                ));
+                String::new()
+            }
+        },
+        (None, None) => {
+            errors.push(
+                "neither VONAGE_PRIVATE_KEY nor VONAGE_PRIVATE_KEY_PATH is set: the Voice API \
+                 needs the application's private key to sign its JWT"
+                    .into(),
+            );
+            String::new()
+        }
+    };
+    if !private_key_pem.is_empty()
+        && jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).is_err()
+    {
+        errors.push(
+            "the Vonage private key is not an RSA private key in PEM form (it should begin with \
+             -----BEGIN PRIVATE KEY-----)"
+                .into(),
+        );
+    }
+    let from_number = match get("VONAGE_FROM_NUMBER") {
+        Some(n) => Phone::parse(&n).map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
+        None => {
+            errors.push(
+                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, in E.164 form".into(),
+            );
+            Err(())
+        }
+    };
+    let Ok(from_number) = from_number else {
+        return (ProviderConfig::Simulator, true);
+    };
+    let vonage = ProviderConfig::Vonage(VonageConfig {
+        application_id,
+        private_key_pem,
+        from_number,
+        api_url: get("VONAGE_API_URL")
+            .unwrap_or_else(|| DEFAULT_VONAGE_API_URL.into())
+            .trim_end_matches('/')
+            .to_string(),
+        signature_secret: get("VONAGE_SIGNATURE_SECRET"),
+    });
+    (vonage, true)
+}
+
+/// `500ms`, `5s`, `2m`, `24h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "expected a duration such as 500ms, 5s, 2m or 24h".to_string())?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.public_url, "http://127.0.0.1:8000");
+        assert!(matches!(c.provider, ProviderConfig::Simulator));
+        assert_eq!(c.calls_per_second, Some(3.0));
+        assert_eq!(c.input_url(), "http://127.0.0.1:8000/api/alerts/call-response");
+    }
+
+    #[test]
+    fn names_every_problem_with_the_fix() {
+        let err = config(&[
+            ("VONAGE_APPLICATION_ID", "app"),
+            ("VONAGE_PRIVATE_KEY_PATH", "/nonexistent/private.key"),
+            ("VONAGE_FROM_NUMBER", "+447700900001"),
+            ("NURSE_PHONE_NUMBER", "385-401-9951"),
+            ("DATABASE_URL", "mysql://x"),
+            ("ALERTCALL_SWEEP_INTERVAL", "5 fortnights"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 4, "{text}");
+        assert!(text.contains("VONAGE_PRIVATE_KEY_PATH=\"/nonexistent/private.key\" cannot be read"));
+        assert!(text.contains("NURSE_PHONE_NUMBER") && text.contains("+13854019951"));
+        assert!(text.contains("DATABASE_URL"));
+        assert!(text.contains("ALERTCALL_SWEEP_INTERVAL"));
+    }
+
+    #[test]
+    fn vonage_needs_a_nurse_number() {
+        let err = config(&[("ALERTCALL_PROVIDER", "vonage")]).unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "VONAGE_APPLICATION_ID",
+            "VONAGE_PRIVATE_KEY",
+            "VONAGE_FROM_NUMBER",
+            "NURSE_PHONE_NUMBER",
+        ] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://postgres:hunter2@db.supabase.co:5432/postgres"),
+            "postgres://postgres:***@db.supabase.co:5432/postgres"
+        );
+        assert_eq!(redact_url("sqlite://alertcall.db"), "sqlite://alertcall.db");
+    }
+}

@@ -1,0 +1,107 @@
+//! Alerts as the hospital's `alerts` table holds them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// The severity that alertcall pages for, exactly as the hospital app writes it.
+pub const CRITICAL: &str = "critical";
+
+/// One alert row, joined with the patient's and room's names.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub room_id: Option<String>,
+    pub room_name: Option<String>,
+    pub severity: String,
+    pub status: AlertStatus,
+    pub alert_type: Option<String>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub triggered_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+}
+
+impl Alert {
+    pub fn is_critical(&self) -> bool {
+        self.severity == CRITICAL
+    }
+}
+
+/// `alerts.status`. The hospital app may write values we do not know; they are kept verbatim
+/// and treated as "no longer needs paging" only when they are not `active`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum AlertStatus {
+    Active,
+    Acknowledged,
+    Resolved,
+    Other(String),
+}
+
+impl AlertStatus {
+    pub fn parse(s: &str) -> AlertStatus {
+        match s {
+            "active" => AlertStatus::Active,
+            "acknowledged" => AlertStatus::Acknowledged,
+            "resolved" => AlertStatus::Resolved,
+            other => AlertStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            AlertStatus::Active => "active",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+            AlertStatus::Other(s) => s,
+        }
+    }
+
+    /// Whether somebody still has to be told about this alert.
+    pub fn needs_paging(&self) -> bool {
+        *self == AlertStatus::Active
+    }
+}
+
+impl From<AlertStatus> for String {
+    fn from(value: AlertStatus) -> Self {
+        value.as_str().to_string()
+    }
+}
+
+/// What `alertcall alert raise` and the API insert, the way the hospital app would.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub severity: String,
+    pub patient_id: Option<String>,
+    /// A room id, or a room name that is looked up in `rooms`.
+    pub room: Option<String>,
+    pub alert_type: Option<String>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Who acknowledged an alert, as written to `alerts.acknowledged_by`: never blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledger(String);
+
+impl Acknowledger {
+    /// A nurse who pressed 1 on the phone: identified by the number that was called.
+    pub fn phone(number: &crate::domain::phone::Phone) -> Self {
+        Acknowledger(format!("phone:{}", number.e164()))
+    }
+
+    /// Someone acting through the CLI, API or dashboard.
+    pub fn named(via: &str, who: &str) -> Self {
+        let who = who.trim();
+        let who = if who.is_empty() { "unknown" } else { who };
+        Acknowledger(format!("{via}:{who}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

@@ -1,0 +1,326 @@
+//! Calls: provider-neutral status, events, and the rule that a call's recorded state only
+//! moves forward.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::phone::Phone;
+
+/// A call's status as recorded in `alertcall` tables and mirrored to `metadata.call.call_status`.
+///
+/// `Answered` keeps the seed's meaning: the nurse **pressed 1**. A pickup (which voicemail also
+/// produces) is `InProgress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// Our row exists; the provider has not accepted the request yet.
+    Pending,
+    Initiated,
+    Ringing,
+    InProgress,
+    /// Pressed 1: the alert was acknowledged on this call.
+    Answered,
+    /// Picked up by an answering machine or voicemail.
+    Machine,
+    Completed,
+    Unanswered,
+    Busy,
+    Timeout,
+    Rejected,
+    Cancelled,
+    Failed,
+}
+
+impl CallStatus {
+    pub const ALL: [CallStatus; 13] = [
+        CallStatus::Pending,
+        CallStatus::Initiated,
+        CallStatus::Ringing,
+        CallStatus::InProgress,
+        CallStatus::Answered,
+        CallStatus::Machine,
+        CallStatus::Completed,
+        CallStatus::Unanswered,
+        CallStatus::Busy,
+        CallStatus::Timeout,
+        CallStatus::Rejected,
+        CallStatus::Cancelled,
+        CallStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Pending => "pending",
+            CallStatus::Initiated => "initiated",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in_progress",
+            CallStatus::Answered => "answered",
+            CallStatus::Machine => "machine",
+            CallStatus::Completed => "completed",
+            CallStatus::Unanswered => "unanswered",
+            CallStatus::Busy => "busy",
+            CallStatus::Timeout => "timeout",
+            CallStatus::Rejected => "rejected",
+            CallStatus::Cancelled => "cancelled",
+            CallStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallStatus> {
+        CallStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Terminal statuses are final: a late `ringing` never undoes them.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            CallStatus::Pending | CallStatus::Initiated | CallStatus::Ringing | CallStatus::InProgress
+        )
+    }
+
+    /// The call ended without anyone pressing 1 (for escalation: "not acknowledged").
+    pub fn is_unsuccessful_end(self) -> bool {
+        self.is_terminal() && self != CallStatus::Answered
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            CallStatus::Pending => 0,
+            CallStatus::Initiated => 1,
+            CallStatus::Ringing => 2,
+            CallStatus::InProgress => 3,
+            _ => 4,
+        }
+    }
+
+    /// The status after `next` is observed, or `None` when `next` would move the call backwards
+    /// or sideways (events arrive out of order and more than once).
+    ///
+    /// Rules: an acknowledgement (`Answered`) wins over everything; otherwise a terminal status
+    /// is final, and a non-terminal status only moves forward.
+    pub fn advance(self, next: CallStatus) -> Option<CallStatus> {
+        if self == next || self == CallStatus::Answered {
+            return None;
+        }
+        if next == CallStatus::Answered {
+            return Some(next);
+        }
+        if self.is_terminal() {
+            return None;
+        }
+        (next.rank() > self.rank()).then_some(next)
+    }
+}
+
+impl std::fmt::Display for CallStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a provider told us about a call, in provider-neutral words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEvent {
+    /// The provider's id for the call (Vonage `uuid`).
+    pub provider_call_id: String,
+    /// Our id, when the webhook URL carried it (`?call=`); lets an event that races the
+    /// create-call response still find its call.
+    pub call_id: Option<Uuid>,
+    pub kind: CallEventKind,
+    /// The provider's reason, e.g. `invalid_number`.
+    pub detail: Option<String>,
+    /// The provider's timestamp for the event, used to make repeated deliveries idempotent.
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEventKind {
+    Started,
+    Ringing,
+    /// Picked up: by a person **or** a machine.
+    PickedUp,
+    Human,
+    Machine,
+    Busy,
+    Cancelled,
+    Unanswered,
+    Timeout,
+    Rejected,
+    Failed,
+    Completed,
+    /// Anything else the provider reports (kept in the audit trail, changes no state).
+    Other,
+}
+
+impl CallEventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CallEventKind::Started => "started",
+            CallEventKind::Ringing => "ringing",
+            CallEventKind::PickedUp => "picked_up",
+            CallEventKind::Human => "human",
+            CallEventKind::Machine => "machine",
+            CallEventKind::Busy => "busy",
+            CallEventKind::Cancelled => "cancelled",
+            CallEventKind::Unanswered => "unanswered",
+            CallEventKind::Timeout => "timeout",
+            CallEventKind::Rejected => "rejected",
+            CallEventKind::Failed => "failed",
+            CallEventKind::Completed => "completed",
+            CallEventKind::Other => "other",
+        }
+    }
+
+    /// The status this event implies for the call, if any.
+    pub fn status(self) -> Option<CallStatus> {
+        Some(match self {
+            CallEventKind::Started => CallStatus::Initiated,
+            CallEventKind::Ringing => CallStatus::Ringing,
+            CallEventKind::PickedUp | CallEventKind::Human => CallStatus::InProgress,
+            CallEventKind::Machine => CallStatus::Machine,
+            CallEventKind::Busy => CallStatus::Busy,
+            CallEventKind::Cancelled => CallStatus::Cancelled,
+            CallEventKind::Unanswered => CallStatus::Unanswered,
+            CallEventKind::Timeout => CallStatus::Timeout,
+            CallEventKind::Rejected => CallStatus::Rejected,
+            CallEventKind::Failed => CallStatus::Failed,
+            CallEventKind::Completed => CallStatus::Completed,
+            CallEventKind::Other => return None,
+        })
+    }
+}
+
+/// A DTMF (keypad) result from the call menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputEvent {
+    pub provider_call_id: String,
+    pub call_id: Option<Uuid>,
+    /// Empty when nothing was pressed.
+    pub digits: String,
+    pub timed_out: bool,
+    pub at: Option<String>,
+}
+
+/// One call attempt as alertcall records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    pub id: Uuid,
+    pub alert_id: String,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub to_number: String,
+    pub status: CallStatus,
+    pub message: String,
+    pub step: i32,
+    pub created_at: DateTime<Utc>,
+    pub initiated_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub prompts: i32,
+    pub error: Option<String>,
+}
+
+impl CallRecord {
+    /// The phone number that was called (stored validated, so this only fails on a
+    /// hand-edited row).
+    pub fn phone(&self) -> Option<Phone> {
+        Phone::parse(&self.to_number).ok()
+    }
+
+    /// `alerts.metadata -> 'call'`, exactly the shape the seed documented. This is the one
+    /// place that decides what it contains.
+    pub fn metadata_call(&self) -> serde_json::Value {
+        serde_json::json!({
+            "phone_number": self.to_number,
+            "call_status": self.status.as_str(),
+            "call_id": self.provider_call_id.clone().unwrap_or_default(),
+            "message": self.message,
+            "initiated_at": self.initiated_at.map(rfc3339),
+            "answered_at": self.answered_at.map(rfc3339),
+        })
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, the format written into `metadata`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallStatus::*;
+    use super::*;
+
+    #[test]
+    fn status_only_moves_forward() {
+        let table = [
+            (Pending, Initiated, Some(Initiated)),
+            (Initiated, Ringing, Some(Ringing)),
+            (Ringing, Initiated, None),
+            (InProgress, Ringing, None),
+            (Ringing, InProgress, Some(InProgress)),
+            (Ringing, Busy, Some(Busy)),
+            (Busy, Completed, None),
+            (Completed, Ringing, None),
+            (InProgress, Completed, Some(Completed)),
+            (Ringing, Ringing, None),
+            (InProgress, Answered, Some(Answered)),
+            // A pressed 1 is the strongest fact, even after a late-arriving end.
+            (Completed, Answered, Some(Answered)),
+            (Machine, Answered, Some(Answered)),
+            // Nothing overwrites an acknowledgement.
+            (Answered, Completed, None),
+            (Answered, Ringing, None),
+            (Answered, Failed, None),
+            (Pending, Failed, Some(Failed)),
+            (Initiated, Machine, Some(Machine)),
+            (Machine, Completed, None),
+        ];
+        for (from, next, want) in table {
+            assert_eq!(from.advance(next), want, "{from} + {next}");
+        }
+    }
+
+    #[test]
+    fn every_status_round_trips_through_its_name() {
+        for s in CallStatus::ALL {
+            assert_eq!(CallStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CallStatus::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn metadata_call_has_the_seed_shape() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T20:15:20.101Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let call = CallRecord {
+            id: Uuid::nil(),
+            alert_id: "a".into(),
+            provider: "vonage".into(),
+            provider_call_id: Some("63f6".into()),
+            to_number: "+13854019951".into(),
+            status: Answered,
+            message: "Critical alert".into(),
+            step: 0,
+            created_at: t,
+            initiated_at: Some(t),
+            answered_at: Some(t),
+            ended_at: None,
+            prompts: 0,
+            error: None,
+        };
+        assert_eq!(
+            call.metadata_call(),
+            serde_json::json!({
+                "phone_number": "+13854019951",
+                "call_status": "answered",
+                "call_id": "63f6",
+                "message": "Critical alert",
+                "initiated_at": "2026-11-24T20:15:20.101Z",
+                "answered_at": "2026-11-24T20:15:20.101Z",
+            })
+        );
+    }
+}

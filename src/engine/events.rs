@@ -1,0 +1,187 @@
+//! Applying what a provider reports about a call (status events and keypad input), from
+//! webhooks or the simulator alike. Idempotent: a repeated delivery changes nothing.
+
+use serde_json::json;
+
+use super::Engine;
+use crate::domain::alert::Acknowledger;
+use crate::domain::call::{CallEvent, CallRecord, InputEvent};
+use crate::domain::menu::{self, MenuChoice, Reply};
+use crate::store::{AckOutcome, AuditEvent, StoreError};
+
+/// Where an event came from, for the audit trail and the dedupe key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Vonage,
+    Simulator,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Vonage => "vonage",
+            Source::Simulator => "simulator",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    /// Already seen, or older than what is recorded: nothing changed.
+    NoChange,
+    UnknownCall,
+}
+
+impl Engine {
+    /// A call status event. The call's status only moves forward.
+    pub async fn handle_call_event(
+        &self,
+        event: &CallEvent,
+        source: Source,
+    ) -> Result<EventOutcome, StoreError> {
+        let now = self.now();
+        let Some(call) = self
+            .store
+            .find_call(&event.provider_call_id, event.call_id)
+            .await?
+        else {
+            tracing::warn!(
+                provider_call_id = %event.provider_call_id,
+                status = event.kind.name(),
+                "call event for an unknown call; ignored"
+            );
+            return Ok(EventOutcome::UnknownCall);
+        };
+        let changed = match event.kind.status() {
+            Some(status) => self.store.apply_call_status(call.id, status, now).await?,
+            None => None,
+        };
+        self.store
+            .record_event(&AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: source.as_str().into(),
+                kind: format!("call.{}", event.kind.name()),
+                dedupe_key: Some(format!(
+                    "{}:{}:{}:{}",
+                    source.as_str(),
+                    event.provider_call_id,
+                    event.kind.name(),
+                    event.detail.as_deref().unwrap_or("")
+                )),
+                detail: json!({
+                    "provider_call_id": event.provider_call_id,
+                    "detail": event.detail,
+                    "provider_time": event.at,
+                }),
+                at: now,
+            })
+            .await?;
+        match changed {
+            Some(updated) => {
+                tracing::info!(
+                    alert_id = %updated.alert_id,
+                    call_id = %event.provider_call_id,
+                    status = %updated.status,
+                    "call status"
+                );
+                Ok(EventOutcome::Applied)
+            }
+            None => Ok(EventOutcome::NoChange),
+        }
+    }
+
+    /// A key press (or silence) on the call menu; returns what the nurse hears next.
+    pub async fn handle_input(&self, input: &InputEvent, source: Source) -> Result<Reply, StoreError> {
+        let now = self.now();
+        let Some(call) = self
+            .store
+            .find_call(&input.provider_call_id, input.call_id)
+            .await?
+        else {
+            tracing::warn!(provider_call_id = %input.provider_call_id, "keypad input for an unknown call; ignored");
+            return Ok(Reply::Say {
+                text: menu::UNKNOWN_CALL.into(),
+            });
+        };
+        let fresh = self
+            .store
+            .record_event(&AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: source.as_str().into(),
+                kind: "input".into(),
+                dedupe_key: input.at.as_ref().map(|at| {
+                    format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)
+                }),
+                detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
+                at: now,
+            })
+            .await?;
+        match MenuChoice::from_digits(&input.digits) {
+            MenuChoice::Acknowledge => self.acknowledge(&call, now).await,
+            MenuChoice::Repeat => Ok(self.repeat(&call).await?),
+            MenuChoice::NotUnderstood => {
+                let before = if fresh {
+                    self.store.bump_prompts(call.id).await?
+                } else {
+                    call.prompts - 1
+                };
+                Ok(menu::reprompt_or_goodbye(before))
+            }
+        }
+    }
+
+    async fn acknowledge(
+        &self,
+        call: &CallRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Reply, StoreError> {
+        let by = match call.phone() {
+            Some(phone) => Acknowledger::phone(&phone),
+            None => Acknowledger::named("phone", &call.to_number),
+        };
+        let outcome = self.store.acknowledge_by_call(call.id, &by, now).await?;
+        let text = match outcome {
+            AckOutcome::Acknowledged => {
+                tracing::info!(
+                    alert_id = %call.alert_id,
+                    call_id = call.provider_call_id.as_deref().unwrap_or(""),
+                    "ACKNOWLEDGED by phone (pressed 1)"
+                );
+                self.store
+                    .record_event(&AuditEvent {
+                        alert_id: Some(call.alert_id.clone()),
+                        call_id: Some(call.id),
+                        source: "engine".into(),
+                        kind: "alert.acknowledged".into(),
+                        dedupe_key: Some(format!("ack:{}", call.alert_id)),
+                        detail: json!({"by": by.as_str(), "via": "phone"}),
+                        at: now,
+                    })
+                    .await?;
+                menu::ACKNOWLEDGED
+            }
+            AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,
+            AckOutcome::AlreadyHandled => menu::ALREADY_HANDLED,
+            AckOutcome::NoSuchAlert => menu::UNKNOWN_CALL,
+        };
+        Ok(Reply::Say { text: text.into() })
+    }
+
+    async fn repeat(&self, call: &CallRecord) -> Result<Reply, StoreError> {
+        let active = self
+            .store
+            .load_alert(&call.alert_id)
+            .await?
+            .is_some_and(|a| a.status.needs_paging());
+        Ok(if active {
+            menu::announcement_prompt(&call.message)
+        } else {
+            Reply::Say {
+                text: menu::ALREADY_HANDLED.into(),
+            }
+        })
+    }
+}

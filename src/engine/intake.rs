@@ -1,0 +1,91 @@
+//! Taking in new critical alerts: the store's change feed (Postgres NOTIFY, SQLite
+//! `data_version`) for speed, and a periodic sweep as the safety net.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Engine, LEASE};
+use crate::store::{FeedEvent, Lease, PageState};
+
+/// Back-off between attempts while the database is unreachable.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+pub(super) async fn run(engine: Arc<Engine>) {
+    let mut sweep = tokio::time::interval(engine.config.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut feed = None;
+    loop {
+        if feed.is_none() {
+            match engine.store.feed(engine.config.sqlite_watch_interval).await {
+                Ok(f) => feed = Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch for new alerts; sweeping meanwhile");
+                    engine.set_database_ok(false);
+                }
+            }
+        }
+        let event = tokio::select! {
+            _ = sweep.tick() => FeedEvent::Sweep,
+            next = async {
+                match feed.as_mut() {
+                    Some(f) => f.next().await,
+                    None => {
+                        tokio::time::sleep(RECONNECT_DELAY).await;
+                        Ok(FeedEvent::Sweep)
+                    }
+                }
+            } => match next {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the new-alert feed; sweeping and reconnecting");
+                    engine.set_database_ok(false);
+                    tokio::time::sleep(RECONNECT_DELAY).await;
+                    FeedEvent::Sweep
+                }
+            },
+        };
+        let only = match &event {
+            FeedEvent::NewAlert(id) => Some(id.as_str()),
+            FeedEvent::Sweep => None,
+        };
+        take_in(&engine, only).await;
+    }
+}
+
+/// Creates and claims pages for new critical alerts, and starts calling at once.
+pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
+    loop {
+        let now = engine.now();
+        let lease = Lease::new(&engine.owner, now, LEASE);
+        let not_before = now
+            - chrono::Duration::from_std(engine.config.max_alert_age)
+                .unwrap_or(chrono::Duration::MAX);
+        let pages = match engine.store.intake(only, not_before, &lease).await {
+            Ok(pages) => {
+                engine.set_database_ok(true);
+                pages
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take in new alerts; will retry");
+                engine.set_database_ok(false);
+                return;
+            }
+        };
+        let full_batch = pages.len() >= 1000;
+        for page in pages {
+            if page.state == PageState::Stale {
+                tracing::warn!(
+                    alert_id = %page.alert_id,
+                    max_age = ?engine.config.max_alert_age,
+                    "critical alert is older than ALERTCALL_MAX_ALERT_AGE when first seen: not calling"
+                );
+                continue;
+            }
+            tracing::info!(alert_id = %page.alert_id, "new critical alert");
+            super::dispatch::spawn_page(engine.clone(), page, lease.clone());
+        }
+        if only.is_some() || !full_batch {
+            return;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The engine: takes in new alerts (notify, file watch, sweep), claims due work, places
+//! calls, and applies what providers report. It owns the clock and the transactions; the
+//! rules come from `domain`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::Config;
+use crate::store::DynStore;
+use crate::telephony::Provider;
+
+mod dispatch;
+mod events;
+mod intake;
+pub mod limiter;
+
+pub use events::{EventOutcome, Source};
+
+/// How many pages are worked on at once by one instance.
+const MAX_IN_FLIGHT: usize = 64;
+/// How long a claim on a page lasts before another instance may take it over.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Shared by the intake, the dispatcher and the webhook handlers.
+pub struct Engine {
+    pub store: DynStore,
+    pub provider: Arc<dyn Provider>,
+    pub config: Arc<Config>,
+    /// Identifies this process's leases.
+    owner: String,
+    wake: Notify,
+    in_flight: Arc<Semaphore>,
+    limiter: limiter::RateLimiter,
+    db_ok: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(store: DynStore, provider: Arc<dyn Provider>, config: Arc<Config>) -> Arc<Engine> {
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Arc::new(Engine {
+            limiter: limiter::RateLimiter::new(config.calls_per_second),
+            store,
+            provider,
+            config,
+            owner,
+            wake: Notify::new(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            db_ok: AtomicBool::new(true),
+        })
+    }
+
+    /// The engine's clock. Everything time-dependent takes `now` from here.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// Whether the last database operation of the background loops succeeded.
+    pub fn database_ok(&self) -> bool {
+        self.db_ok.load(Ordering::Relaxed)
+    }
+
+    fn set_database_ok(&self, ok: bool) {
+        let was = self.db_ok.swap(ok, Ordering::Relaxed);
+        if was && !ok {
+            tracing::error!("the database is unreachable: alerts cannot be taken in until it is back");
+        } else if !was && ok {
+            tracing::info!("the database is reachable again");
+        }
+    }
+
+    /// Asks the dispatcher to look for due work now (e.g. after an alert was raised here).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs intake and dispatch until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let intake = tokio::spawn(intake::run(self.clone()));
+        let dispatch = tokio::spawn(dispatch::run(self.clone()));
+        shutdown.await;
+        intake.abort();
+        dispatch.abort();
+    }
+}

@@ -1,0 +1,90 @@
+//! The simulator's virtual phones over HTTP (used by `alertcall sim ...` and tests).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use serde::Deserialize;
+
+use super::{AppState, HttpError};
+use crate::engine::Source;
+use crate::telephony::simulator::{SimCall, Simulator};
+
+/// With `ALERTCALL_API_TOKEN` set, the simulator needs `Authorization: Bearer <token>`.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Simulator>, HttpError> {
+    if let Some(token) = &state.engine.config.api_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.expose()) {
+            return Err(HttpError::Unauthorized(
+                "this needs Authorization: Bearer <ALERTCALL_API_TOKEN>".into(),
+            ));
+        }
+    }
+    state
+        .sim
+        .clone()
+        .ok_or_else(|| HttpError::NotFound("the simulator is not the configured provider".into()))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SimCall>>, HttpError> {
+    Ok(Json(authorize(&state, &headers)?.list()))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SimCall>, HttpError> {
+    Ok(Json(authorize(&state, &headers)?.get(&id)?))
+}
+
+pub async fn answer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SimCall>, HttpError> {
+    Ok(Json(authorize(&state, &headers)?.answer(&id)?))
+}
+
+#[derive(Deserialize)]
+pub struct Keys {
+    keys: String,
+}
+
+pub async fn press(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(keys): Json<Keys>,
+) -> Result<Json<SimCall>, HttpError> {
+    let sim = authorize(&state, &headers)?;
+    let input = sim.press(&id, &keys.keys)?;
+    let reply = state.engine.handle_input(&input, Source::Simulator).await?;
+    Ok(Json(sim.hear(&id, &reply)?))
+}
+
+pub async fn silence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SimCall>, HttpError> {
+    let sim = authorize(&state, &headers)?;
+    let input = sim.silence(&id)?;
+    let reply = state.engine.handle_input(&input, Source::Simulator).await?;
+    Ok(Json(sim.hear(&id, &reply)?))
+}
+
+pub async fn hang_up(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SimCall>, HttpError> {
+    Ok(Json(authorize(&state, &headers)?.hang_up(&id)?))
+}

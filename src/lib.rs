@@ -1,0 +1,11 @@
+//! alertcall: phones the nurse on call when a critical alert lands in the hospital
+//! database, and takes "press 1" as the acknowledgement.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telephony;

@@ -1,0 +1,119 @@
+//! Building and running the service: one entry point for `main` and the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ProviderConfig};
+use crate::engine::{Engine, Source};
+use crate::http::{self, AppState};
+use crate::store::{self, DynStore};
+use crate::telephony::Provider;
+use crate::telephony::simulator::Simulator;
+use crate::telephony::vonage::VonageProvider;
+
+/// A bound, migrated, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    sim_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::domain::call::CallEvent>>,
+}
+
+impl Application {
+    /// Connects to the database, runs migrations, binds the listener, builds the provider.
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        let store = store::connect(&config.database_url).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nCheck DATABASE_URL ({}); `alertcall check` tests the connection.",
+                crate::config::redact_url(&config.database_url)
+            )
+        })?;
+        store.migrate().await?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} ({e}); set ALERTCALL_LISTEN to a free address:port",
+                config.listen
+            )
+        })?;
+        let local = listener.local_addr()?;
+        if !config.public_url_set {
+            config.public_url = format!("http://{local}");
+        }
+        Self::with_store(config, store, listener)
+    }
+
+    fn with_store(config: Config, store: DynStore, listener: TcpListener) -> anyhow::Result<Application> {
+        let (provider, sim, sim_events): (Arc<dyn Provider>, _, _) = match &config.provider {
+            ProviderConfig::Simulator => {
+                let (sim, events) = Simulator::new();
+                let sim = Arc::new(sim);
+                (sim.clone(), Some(sim), Some(events))
+            }
+            ProviderConfig::Vonage(vonage) => (
+                Arc::new(VonageProvider::new(
+                    vonage.clone(),
+                    config.event_url(),
+                    config.input_url(),
+                    config.language.clone(),
+                    config.ringing_timer,
+                    config.provider_timeout,
+                )?),
+                None,
+                None,
+            ),
+        };
+        let engine = Engine::new(store, provider, Arc::new(config));
+        Ok(Application {
+            listener,
+            state: AppState { engine, sim },
+            sim_events,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.state.engine.clone()
+    }
+
+    pub fn simulator(&self) -> Option<Arc<Simulator>> {
+        self.state.sim.clone()
+    }
+
+    /// Serves HTTP and runs the engine until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let engine = self.state.engine.clone();
+        if let Some(mut events) = self.sim_events {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if let Err(e) = engine.handle_call_event(&event, Source::Simulator).await {
+                        tracing::warn!(error = %e, "could not record a simulated call event");
+                    }
+                }
+            });
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let engine_task = tokio::spawn(engine.clone().run({
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        }));
+        let app = http::router(self.state);
+        let mut rx = stop_rx;
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        });
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        server.await?;
+        let _ = engine_task.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! Persistence behind one trait, with a Postgres and a SQLite implementation that pass the
+//! same tests. Each implementation runs its own migrations and SQL dialect; the decisions
+//! (how a call's status may move, what `metadata.call` holds) come from `domain`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
+use crate::domain::call::{CallRecord, CallStatus};
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error while {doing}: {source}")]
+    Database {
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// Adds what was being attempted to a sqlx error.
+pub(crate) trait Doing<T> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for Result<T, sqlx::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Database { doing, source })
+    }
+}
+
+impl StoreError {
+    /// The database could not be reached (as opposed to a query that failed).
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database {
+                source: sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_),
+                ..
+            }
+        )
+    }
+}
+
+/// What the engine must do next for one alert, and who holds it right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub alert_id: String,
+    pub state: PageState,
+    pub step: i32,
+    pub round: i32,
+    pub attempts: i32,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// One row per alert being paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageState {
+    /// A call must be placed at `due_at`.
+    Due,
+    /// A call was placed; at `due_at` the wait for "press 1" is over.
+    Waiting,
+    Acknowledged,
+    /// The alert was acknowledged or resolved elsewhere before anyone pressed 1.
+    Cancelled,
+    /// Nobody acknowledged within the wait.
+    Exhausted,
+    /// The provider refused the call for good (e.g. an invalid number).
+    Failed,
+    /// Already older than `ALERTCALL_MAX_ALERT_AGE` when first seen: not called.
+    Stale,
+}
+
+impl PageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageState::Due => "due",
+            PageState::Waiting => "waiting",
+            PageState::Acknowledged => "acknowledged",
+            PageState::Cancelled => "cancelled",
+            PageState::Exhausted => "exhausted",
+            PageState::Failed => "failed",
+            PageState::Stale => "stale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PageState, StoreError> {
+        [
+            PageState::Due,
+            PageState::Waiting,
+            PageState::Acknowledged,
+            PageState::Cancelled,
+            PageState::Exhausted,
+            PageState::Failed,
+            PageState::Stale,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown page state {s:?}")))
+    }
+}
+
+/// A claim on due pages: held by `owner` until `until`, after which another instance may
+/// take the page over (the holder crashed or hung).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Lease {
+    pub fn new(owner: &str, now: DateTime<Utc>, length: Duration) -> Lease {
+        Lease {
+            owner: owner.to_string(),
+            now,
+            until: now + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+}
+
+/// The outcome of processing a claimed page: its next state, and when the engine must look
+/// at it again (`None`: never).
+#[derive(Debug, Clone)]
+pub struct PageUpdate {
+    pub state: PageState,
+    pub step: i32,
+    pub round: i32,
+    pub due_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// A call about to be placed.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub id: Uuid,
+    pub alert_id: String,
+    pub provider: String,
+    pub to_number: String,
+    pub message: String,
+    pub step: i32,
+    pub at: DateTime<Utc>,
+}
+
+/// An entry in the audit trail: every webhook and every action.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub alert_id: Option<String>,
+    pub call_id: Option<Uuid>,
+    /// `vonage`, `simulator`, `engine`, `cli`, `api`.
+    pub source: String,
+    /// `call.ringing`, `input`, `call.placed`, `alert.acknowledged`, ...
+    pub kind: String,
+    /// Repeated deliveries with the same key are recorded once.
+    pub dedupe_key: Option<String>,
+    pub detail: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// One audit-trail entry as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub alert_id: Option<String>,
+    pub call_id: Option<String>,
+    pub source: String,
+    pub kind: String,
+    pub detail: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// This request acknowledged the alert.
+    Acknowledged,
+    /// The same call had already acknowledged it (a repeated webhook).
+    AlreadyAcknowledgedHere,
+    /// Someone else acknowledged or resolved it first.
+    AlreadyHandled,
+    NoSuchAlert,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+
+    /// Creates the hospital's tables if absent, alertcall's own tables, and the notify trigger.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates a page for every active critical alert that has none yet (only `only` when
+    /// given) and claims the new pages; alerts triggered before `not_before` get a `stale`
+    /// page instead. Seeing an alert twice creates nothing the second time.
+    async fn intake(
+        &self,
+        only: Option<&str>,
+        not_before: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<Page>, StoreError>;
+    /// Claims pages that are due and not held by a live lease.
+    async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError>;
+    /// When the earliest page falls due (for the dispatcher's sleep).
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Stores the outcome of processing a claimed page and releases the lease. Returns false
+    /// (and changes nothing) when `owner` no longer holds it.
+    async fn update_page(
+        &self,
+        alert_id: &str,
+        owner: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
+    async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+    async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
+    /// A stream of hints that alerts may have arrived (notifications, file changes).
+    async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError>;
+
+    async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError>;
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+    /// Acknowledges an alert outside a call (CLI, API, dashboard).
+    async fn acknowledge_alert(
+        &self,
+        id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError>;
+
+    async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError>;
+    /// The provider accepted the call: record its id, move `pending` to `initiated`, mirror it.
+    async fn call_placed(
+        &self,
+        call_id: Uuid,
+        provider_call_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError>;
+    /// The provider refused the call: record why, mark it failed, mirror it.
+    async fn call_failed(
+        &self,
+        call_id: Uuid,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError>;
+    /// Finds a call by the provider's id, or by ours while the provider's is not yet recorded
+    /// (adopting the provider's id then). A call whose recorded provider id differs is not
+    /// returned.
+    async fn find_call(
+        &self,
+        provider_call_id: &str,
+        call_id: Option<Uuid>,
+    ) -> Result<Option<CallRecord>, StoreError>;
+    /// Moves a call's status forward (see `CallStatus::advance`) and mirrors it into
+    /// `alerts.metadata.call`; `None` when the status did not change.
+    async fn apply_call_status(
+        &self,
+        call_id: Uuid,
+        status: CallStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRecord>, StoreError>;
+    /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction.
+    async fn acknowledge_by_call(
+        &self,
+        call_id: Uuid,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError>;
+    /// Counts one more re-prompt on a call and returns how many there were before.
+    async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
+    async fn list_calls(
+        &self,
+        alert_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError>;
+
+    /// Appends to the audit trail; false when an event with the same dedupe key exists.
+    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError>;
+    async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// What a store's change feed reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// This alert was just inserted (Postgres NOTIFY).
+    NewAlert(String),
+    /// Something changed, or notifications may have been lost: sweep.
+    Sweep,
+}
+
+#[async_trait]
+pub trait AlertFeed: Send {
+    /// Waits for the next hint. An error means the feed's connection failed; the caller
+    /// sweeps (the database is the truth) and asks again, which reconnects.
+    async fn next(&mut self) -> Result<FeedEvent, StoreError>;
+}
+
+/// Opens the store named by the URL's scheme.
+pub async fn connect(url: &str) -> Result<DynStore, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL {:?}: use postgres://... or sqlite://...",
+            crate::config::redact_url(url)
+        )))
+    }
+}
+
+/// Row shapes shared by both backends (sqlx decodes them from either).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AlertRow {
+    id: String,
+    patient_id: Option<String>,
+    patient_name: Option<String>,
+    room_id: Option<String>,
+    room_name: Option<String>,
+    severity: String,
+    status: String,
+    alert_type: Option<String>,
+    title: Option<String>,
+    message: Option<String>,
+    triggered_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    acknowledged_by: Option<String>,
+}
+
+impl From<AlertRow> for Alert {
+    fn from(r: AlertRow) -> Self {
+        Alert {
+            id: r.id,
+            patient_id: r.patient_id,
+            patient_name: r.patient_name,
+            room_id: r.room_id,
+            room_name: r.room_name,
+            severity: r.severity,
+            status: AlertStatus::parse(&r.status),
+            alert_type: r.alert_type,
+            title: r.title,
+            message: r.message,
+            triggered_at: r.triggered_at,
+            acknowledged_at: r.acknowledged_at,
+            acknowledged_by: r.acknowledged_by,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CallRow {
+    id: String,
+    alert_id: String,
+    provider: String,
+    provider_call_id: Option<String>,
+    to_number: String,
+    status: String,
+    message: String,
+    step: i32,
+    created_at: DateTime<Utc>,
+    initiated_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    prompts: i32,
+    error: Option<String>,
+}
+
+impl TryFrom<CallRow> for CallRecord {
+    type Error = StoreError;
+    fn try_from(r: CallRow) -> Result<Self, StoreError> {
+        Ok(CallRecord {
+            id: Uuid::parse_str(&r.id)
+                .map_err(|_| StoreError::Invalid(format!("call id {:?} is not a uuid", r.id)))?,
+            status: CallStatus::parse(&r.status).ok_or_else(|| {
+                StoreError::Invalid(format!("call {} has unknown status {:?}", r.id, r.status))
+            })?,
+            alert_id: r.alert_id,
+            provider: r.provider,
+            provider_call_id: r.provider_call_id,
+            to_number: r.to_number,
+            message: r.message,
+            step: r.step,
+            created_at: r.created_at,
+            initiated_at: r.initiated_at,
+            answered_at: r.answered_at,
+            ended_at: r.ended_at,
+            prompts: r.prompts,
+            error: r.error,
+        })
+    }
+}
+
+pub(crate) fn calls_from_rows(rows: Vec<CallRow>) -> Result<Vec<CallRecord>, StoreError> {
+    rows.into_iter().map(CallRecord::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PageRow {
+    alert_id: String,
+    state: String,
+    step: i32,
+    round: i32,
+    attempts: i32,
+    due_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<PageRow> for Page {
+    type Error = StoreError;
+    fn try_from(r: PageRow) -> Result<Self, StoreError> {
+        Ok(Page {
+            state: PageState::parse(&r.state)?,
+            alert_id: r.alert_id,
+            step: r.step,
+            round: r.round,
+            attempts: r.attempts,
+            due_at: r.due_at,
+        })
+    }
+}
+
+pub(crate) fn pages_from_rows(rows: Vec<PageRow>) -> Result<Vec<Page>, StoreError> {
+    rows.into_iter().map(Page::try_from).collect()
+}
+
+/// Applies the status rule to a call and returns the new record when it changes. The
+/// ended/answered timestamps follow the status, decided here once for both backends.
+pub(crate) fn advanced(
+    mut call: CallRecord,
+    status: CallStatus,
+    at: DateTime<Utc>,
+) -> Option<CallRecord> {
+    let next = call.status.advance(status)?;
+    call.status = next;
+    if next == CallStatus::Answered {
+        call.answered_at.get_or_insert(at);
+    }
+    if next.is_terminal() && next != CallStatus::Answered {
+        call.ended_at.get_or_insert(at);
+    }
+    if next == CallStatus::Initiated {
+        call.initiated_at.get_or_insert(at);
+    }
+    Some(call)
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: i64,
+    alert_id: Option<String>,
+    call_id: Option<String>,
+    source: String,
+    kind: String,
+    detail: serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(r: EventRow) -> Self {
+        StoredEvent {
+            id: r.id,
+            alert_id: r.alert_id,
+            call_id: r.call_id,
+            source: r.source,
+            kind: r.kind,
+            detail: r.detail,
+            created_at: r.created_at,
+        }
+    }
+}

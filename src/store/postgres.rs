@@ -1,0 +1,691 @@
+//! Postgres (Supabase in production). alertcall's tables live in schema `alertcall`; the
+//! hospital's `alerts`, `patients`, `rooms` are used as they are.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use sqlx::AssertSqlSafe;
+
+use super::*;
+use crate::domain::alert::CRITICAL;
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
+
+/// Serialises migrations across instances starting at once.
+const MIGRATION_LOCK: i64 = 0x616c_6572_7463_616c;
+
+/// The channel the `alerts` trigger notifies on, with the new alert's id as payload.
+pub const NEW_ALERT_CHANNEL: &str = "alertcall_new_alert";
+
+const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
+     step, created_at, initiated_at, answered_at, ended_at, prompts, error";
+const PAGE_COLUMNS: &str = "alert_id, state, step, round, attempts, due_at";
+
+pub struct PgStore {
+    pool: PgPool,
+    /// The SQL type of `alerts.id` (`uuid` in Supabase, but the hospital decides), so lookups
+    /// cast our text ids to it and use the primary key index.
+    id_type: std::sync::RwLock<String>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("DATABASE_URL is not a valid Postgres URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.application_name("alertcall"))
+            .await
+            .doing("connecting to Postgres")?;
+        let store = PgStore {
+            pool,
+            id_type: std::sync::RwLock::new("text".into()),
+        };
+        store.detect_id_type().await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn detect_id_type(&self) -> Result<(), StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass('alerts') AND a.attname = 'id' AND NOT a.attisdropped",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading the type of alerts.id")?;
+        if let Some(t) = found {
+            if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_') {
+                return Err(StoreError::Invalid(format!(
+                    "alerts.id has an unsupported type {t:?}"
+                )));
+            }
+            *self.id_type.write().expect("id_type lock") = t;
+        }
+        Ok(())
+    }
+
+    /// `$n::uuid` (or whatever alerts.id is).
+    fn id_param(&self, n: u8) -> String {
+        format!("${n}::{}", self.id_type.read().expect("id_type lock"))
+    }
+
+    async fn lock_call(
+        tx: &mut Transaction<'_, Postgres>,
+        call_id: Uuid,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall.calls WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(call_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .doing("locking a call")?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn save_call(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        call: &CallRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
+             answered_at = $5, ended_at = $6, error = $7 WHERE id = $1",
+        )
+        .bind(call.id.to_string())
+        .bind(call.status.as_str())
+        .bind(&call.provider_call_id)
+        .bind(call.initiated_at)
+        .bind(call.answered_at)
+        .bind(call.ended_at)
+        .bind(&call.error)
+        .execute(&mut **tx)
+        .await
+        .doing("updating a call")?;
+        self.mirror(tx, call).await
+    }
+
+    /// Writes `metadata.call` for the alert, keeping its other keys. Only the alert's latest
+    /// call is mirrored, and nothing overwrites an acknowledgement.
+    async fn mirror(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        call: &CallRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alerts SET metadata = \
+               (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
+               || jsonb_build_object('call', $2::jsonb) \
+             WHERE id = {} AND ($3 OR ( \
+               coalesce(metadata->'call'->>'call_status', '') <> 'answered' \
+               AND NOT EXISTS (SELECT 1 FROM alertcall.calls c \
+                               WHERE c.alert_id = $4 AND c.created_at > $5)))",
+            self.id_param(1)
+        )))
+        .bind(&call.alert_id)
+        .bind(call.metadata_call())
+        .bind(call.status == CallStatus::Answered)
+        .bind(&call.alert_id)
+        .bind(call.created_at)
+        .execute(&mut **tx)
+        .await
+        .doing("mirroring the call into alerts.metadata")?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Transaction<'_, Postgres>, StoreError> {
+        self.pool.begin().await.doing("starting a transaction")
+    }
+
+    async fn set_page_acknowledged(
+        tx: &mut Transaction<'_, Postgres>,
+        alert_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall.pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $2 WHERE alert_id = $1 AND state IN ('due', 'waiting', 'exhausted')",
+        )
+        .bind(alert_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .doing("closing the page")?;
+        Ok(())
+    }
+
+    /// `UPDATE alerts ... SET status='acknowledged'` when still active. Returns whether it did.
+    async fn ack_alert_row(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        alert_id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 \
+             WHERE id = {} AND status = 'active'",
+            self.id_param(1)
+        )))
+        .bind(alert_id)
+        .bind(at)
+        .bind(by.as_str())
+        .execute(&mut **tx)
+        .await;
+        match done {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            Err(e) if is_bad_id(&e) => Ok(false),
+            Err(e) => Err(e).doing("acknowledging the alert"),
+        }
+    }
+}
+
+/// A text id that does not parse as the alerts.id type (e.g. not a uuid): no such alert.
+fn is_bad_id(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22P02"))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .doing("taking the migration lock")?;
+        sqlx::raw_sql(
+            "CREATE SCHEMA IF NOT EXISTS alertcall; \
+             CREATE TABLE IF NOT EXISTS alertcall.schema_migrations ( \
+               version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *tx)
+        .await
+        .doing("creating schema alertcall")?;
+        let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM alertcall.schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .doing("reading applied migrations")?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .doing("applying a migration")?;
+            sqlx::query("INSERT INTO alertcall.schema_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .doing("recording a migration")?;
+            tracing::info!(version, "applied Postgres migration");
+        }
+        tx.commit().await.doing("committing migrations")?;
+        self.detect_id_type().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .doing("pinging Postgres")?;
+        Ok(())
+    }
+
+    async fn intake(
+        &self,
+        only: Option<&str>,
+        not_before: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<Page>, StoreError> {
+        let only_clause = if only.is_some() {
+            format!("AND a.id = {}", self.id_param(5))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "WITH candidates AS ( \
+               SELECT a.id::text AS alert_id, a.triggered_at < $2 AS stale FROM alerts a \
+               WHERE a.severity = '{CRITICAL}' AND a.status = 'active' {only_clause} \
+                 AND NOT EXISTS (SELECT 1 FROM alertcall.pages p WHERE p.alert_id = a.id::text) \
+               ORDER BY a.triggered_at LIMIT 1000) \
+             INSERT INTO alertcall.pages (alert_id, state, due_at, lease_owner, lease_until, created_at, updated_at) \
+             SELECT alert_id, CASE WHEN stale THEN 'stale' ELSE 'due' END, \
+                    CASE WHEN stale THEN NULL ELSE $1 END, \
+                    CASE WHEN stale THEN NULL ELSE $3 END, \
+                    CASE WHEN stale THEN NULL ELSE $4 END, $1, $1 \
+             FROM candidates ON CONFLICT (alert_id) DO NOTHING RETURNING {PAGE_COLUMNS}"
+        );
+        let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(sql))
+            .bind(lease.now)
+            .bind(not_before)
+            .bind(&lease.owner)
+            .bind(lease.until)
+            .bind(only.unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await;
+        match rows {
+            Ok(rows) => pages_from_rows(rows),
+            Err(e) if is_bad_id(&e) => Ok(Vec::new()),
+            Err(e) => Err(e).doing("taking in new critical alerts"),
+        }
+    }
+
+    async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
+        let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(format!(
+            "UPDATE alertcall.pages SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+             WHERE alert_id IN ( \
+               SELECT alert_id FROM alertcall.pages \
+               WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+               ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {PAGE_COLUMNS}"
+        )))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(lease.now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("claiming due pages")?;
+        pages_from_rows(rows)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT min(greatest(due_at, coalesce(lease_until, due_at))) FROM alertcall.pages \
+             WHERE due_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .doing("finding the next due page")
+    }
+
+    async fn update_page(
+        &self,
+        alert_id: &str,
+        owner: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall.pages SET state = $3, step = $4, round = $5, due_at = $6, \
+             attempts = $7, last_error = $8, lease_owner = NULL, lease_until = NULL, updated_at = $9 \
+             WHERE alert_id = $1 AND lease_owner = $2 AND state NOT IN ('acknowledged', 'cancelled')",
+        )
+        .bind(alert_id)
+        .bind(owner)
+        .bind(update.state.as_str())
+        .bind(update.step)
+        .bind(update.round)
+        .bind(update.due_at)
+        .bind(update.attempts)
+        .bind(&update.last_error)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .doing("updating a page")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall.pages SET lease_until = $3 WHERE alert_id = $1 AND lease_owner = $2 \
+             AND state IN ('due', 'waiting')",
+        )
+        .bind(alert_id)
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .execute(&self.pool)
+        .await
+        .doing("renewing a lease")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn feed(&self, _poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError> {
+        Ok(Box::new(PgFeed {
+            pool: self.pool.clone(),
+            listener: None,
+        }))
+    }
+
+    async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM alertcall.pages WHERE alert_id = $1")
+                .bind(alert_id)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("reading a page")?;
+        state.as_deref().map(PageState::parse).transpose()
+    }
+
+    async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
+            "{ALERT_SELECT} WHERE a.id = {}",
+            self.id_param(1)
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await;
+        match row {
+            Ok(row) => Ok(row.map(Alert::from)),
+            Err(e) if is_bad_id(&e) => Ok(None),
+            Err(e) => Err(e).doing("loading an alert"),
+        }
+    }
+
+    async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError> {
+        let room_id: Option<String> = match &alert.room {
+            None => None,
+            Some(room) => Some(
+                sqlx::query_scalar(
+                    "SELECT room_id::text FROM rooms WHERE room_id::text = $1 OR room_name = $1 \
+                     ORDER BY (room_id::text = $1) DESC LIMIT 1",
+                )
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("looking up the room")?
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "no room has room_id or room_name {room:?}; add it to the rooms table or \
+                         use an existing one"
+                    ))
+                })?,
+            ),
+        };
+        sqlx::query_scalar(
+            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
+             VALUES ($1, (SELECT room_id FROM rooms WHERE room_id::text = $2), $3, $4, $5, $6) \
+             RETURNING id::text",
+        )
+        .bind(&alert.patient_id)
+        .bind(room_id)
+        .bind(&alert.severity)
+        .bind(&alert.alert_type)
+        .bind(&alert.title)
+        .bind(&alert.message)
+        .fetch_one(&self.pool)
+        .await
+        .doing("inserting an alert")
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
+            "{ALERT_SELECT} WHERE ($1::text IS NULL OR a.status = $1) \
+             ORDER BY a.triggered_at DESC LIMIT $2"
+        )))
+        .bind(&filter.status)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing alerts")?;
+        Ok(rows.into_iter().map(Alert::from).collect())
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let outcome = if self.ack_alert_row(&mut tx, id, by, at).await? {
+            Self::set_page_acknowledged(&mut tx, id, at).await?;
+            AckOutcome::Acknowledged
+        } else if self.load_alert(id).await?.is_some() {
+            AckOutcome::AlreadyHandled
+        } else {
+            AckOutcome::NoSuchAlert
+        };
+        tx.commit().await.doing("committing an acknowledgement")?;
+        Ok(outcome)
+    }
+
+    async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
+        let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO alertcall.calls (id, alert_id, step, provider, to_number, status, message, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING {CALL_COLUMNS}"
+        )))
+        .bind(call.id.to_string())
+        .bind(&call.alert_id)
+        .bind(call.step)
+        .bind(&call.provider)
+        .bind(&call.to_number)
+        .bind(&call.message)
+        .bind(call.at)
+        .fetch_one(&self.pool)
+        .await
+        .doing("recording a new call")?;
+        row.try_into()
+    }
+
+    async fn call_placed(
+        &self,
+        call_id: Uuid,
+        provider_call_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut call = Self::lock_call(&mut tx, call_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+        call.provider_call_id = Some(provider_call_id.to_string());
+        call.initiated_at.get_or_insert(at);
+        if let Some(next) = advanced(call.clone(), CallStatus::Initiated, at) {
+            call = next;
+        }
+        self.save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a placed call")?;
+        Ok(call)
+    }
+
+    async fn call_failed(
+        &self,
+        call_id: Uuid,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut call = Self::lock_call(&mut tx, call_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+        call.error = Some(error.to_string());
+        if let Some(next) = advanced(call.clone(), CallStatus::Failed, at) {
+            call = next;
+        }
+        self.save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a failed call")?;
+        Ok(call)
+    }
+
+    async fn find_call(
+        &self,
+        provider_call_id: &str,
+        call_id: Option<Uuid>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall.calls WHERE provider_call_id = $1"
+        )))
+        .bind(provider_call_id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("finding a call by provider id")?;
+        if let Some(row) = row {
+            return row.try_into().map(Some);
+        }
+        let Some(call_id) = call_id else {
+            return Ok(None);
+        };
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE alertcall.calls SET provider_call_id = $2 \
+             WHERE id = $1 AND (provider_call_id IS NULL OR provider_call_id = $2) RETURNING {CALL_COLUMNS}"
+        )))
+        .bind(call_id.to_string())
+        .bind(provider_call_id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("adopting a provider call id")?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn apply_call_status(
+        &self,
+        call_id: Uuid,
+        status: CallStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(call) = Self::lock_call(&mut tx, call_id).await? else {
+            return Ok(None);
+        };
+        let Some(call) = advanced(call, status, at) else {
+            return Ok(None);
+        };
+        self.save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a call status")?;
+        Ok(Some(call))
+    }
+
+    async fn acknowledge_by_call(
+        &self,
+        call_id: Uuid,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(call) = Self::lock_call(&mut tx, call_id).await? else {
+            return Ok(AckOutcome::NoSuchAlert);
+        };
+        if call.status == CallStatus::Answered {
+            return Ok(AckOutcome::AlreadyAcknowledgedHere);
+        }
+        if !self.ack_alert_row(&mut tx, &call.alert_id, by, at).await? {
+            return Ok(AckOutcome::AlreadyHandled);
+        }
+        let alert_id = call.alert_id.clone();
+        if let Some(call) = advanced(call, CallStatus::Answered, at) {
+            self.save_call(&mut tx, &call).await?;
+        }
+        Self::set_page_acknowledged(&mut tx, &alert_id, at).await?;
+        tx.commit().await.doing("committing an acknowledgement")?;
+        Ok(AckOutcome::Acknowledged)
+    }
+
+    async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError> {
+        let after: Option<i32> = sqlx::query_scalar(
+            "UPDATE alertcall.calls SET prompts = prompts + 1 WHERE id = $1 RETURNING prompts",
+        )
+        .bind(call_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .doing("counting a re-prompt")?;
+        Ok(after.map_or(0, |n| n - 1))
+    }
+
+    async fn list_calls(
+        &self,
+        alert_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall.calls WHERE ($1::text IS NULL OR alert_id = $1) \
+             ORDER BY created_at DESC LIMIT $2"
+        )))
+        .bind(alert_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing calls")?;
+        calls_from_rows(rows)
+    }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alertcall.call_events (alert_id, call_id, source, kind, dedupe_key, detail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(&event.alert_id)
+        .bind(event.call_id.map(|c| c.to_string()))
+        .bind(&event.source)
+        .bind(&event.kind)
+        .bind(&event.dedupe_key)
+        .bind(&event.detail)
+        .bind(event.at)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("recording an audit event")?;
+        Ok(id.is_some())
+    }
+
+    async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, alert_id, call_id, source, kind, detail, created_at \
+             FROM alertcall.call_events WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing audit events")?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+}
+
+const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patient_id, \
+     p.name::text AS patient_name, a.room_id::text AS room_id, r.room_name::text AS room_name, \
+     a.severity::text AS severity, a.status::text AS status, a.alert_type::text AS alert_type, \
+     a.title::text AS title, a.message::text AS message, a.triggered_at::timestamptz AS triggered_at, \
+     a.acknowledged_at::timestamptz AS acknowledged_at, \
+     a.acknowledged_by::text AS acknowledged_by \
+     FROM alerts a \
+     LEFT JOIN patients p ON p.patient_id::text = a.patient_id::text \
+     LEFT JOIN rooms r ON r.room_id::text = a.room_id::text";
+
+/// LISTEN on the notify trigger's channel. Notifications sent while disconnected are lost,
+/// so every (re)connection starts with a sweep.
+struct PgFeed {
+    pool: PgPool,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+#[async_trait]
+impl AlertFeed for PgFeed {
+    async fn next(&mut self) -> Result<FeedEvent, StoreError> {
+        let Some(listener) = self.listener.as_mut() else {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+                .await
+                .doing("connecting the LISTEN session")?;
+            listener
+                .listen(NEW_ALERT_CHANNEL)
+                .await
+                .doing("listening for new alerts")?;
+            self.listener = Some(listener);
+            return Ok(FeedEvent::Sweep);
+        };
+        match listener.try_recv().await {
+            Ok(Some(n)) => Ok(FeedEvent::NewAlert(n.payload().to_string())),
+            // The connection dropped; the next call reconnects.
+            Ok(None) => Ok(FeedEvent::Sweep),
+            Err(e) => {
+                self.listener = None;
+                Err(e).doing("receiving notifications")
+            }
+        }
+    }
+}

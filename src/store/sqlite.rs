@@ -1,0 +1,656 @@
+//! SQLite, the embedded default. WAL mode so readers never block the writer; write
+//! transactions start `IMMEDIATE` so two writers queue instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
+use uuid::Uuid;
+
+use sqlx::AssertSqlSafe;
+
+use super::*;
+use crate::domain::alert::CRITICAL;
+
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+
+const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
+     step, created_at, initiated_at, answered_at, ended_at, prompts, error";
+const PAGE_COLUMNS: &str = "alert_id, state, step, round, attempts, due_at";
+
+/// Our timestamps as text that sorts in time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn ts_opt(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(ts)
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    options: SqliteConnectOptions,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("DATABASE_URL is not a valid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Every acknowledgement must survive a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .doing("opening the SQLite database")?;
+        Ok(SqliteStore { pool, options })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Options for a separate connection (the `data_version` watcher needs its own).
+    pub fn connect_options(&self) -> &SqliteConnectOptions {
+        &self.options
+    }
+
+    async fn begin(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .doing("starting a write transaction")
+    }
+
+    async fn get_call(
+        tx: &mut Transaction<'_, Sqlite>,
+        call_id: Uuid,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall_calls WHERE id = ?"
+        )))
+        .bind(call_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .doing("reading a call")?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn save_call(
+        tx: &mut Transaction<'_, Sqlite>,
+        call: &CallRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall_calls SET status = ?2, provider_call_id = ?3, initiated_at = ?4, \
+             answered_at = ?5, ended_at = ?6, error = ?7 WHERE id = ?1",
+        )
+        .bind(call.id.to_string())
+        .bind(call.status.as_str())
+        .bind(&call.provider_call_id)
+        .bind(ts_opt(call.initiated_at))
+        .bind(ts_opt(call.answered_at))
+        .bind(ts_opt(call.ended_at))
+        .bind(&call.error)
+        .execute(&mut **tx)
+        .await
+        .doing("updating a call")?;
+        Self::mirror(tx, call).await
+    }
+
+    /// Writes `metadata.call` for the alert, keeping its other keys. Only the alert's latest
+    /// call is mirrored, and nothing overwrites an acknowledgement.
+    async fn mirror(tx: &mut Transaction<'_, Sqlite>, call: &CallRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alerts SET metadata = json_set( \
+               CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
+               '$.call', json(?2)) \
+             WHERE id = ?1 AND (?3 OR ( \
+               coalesce(CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$.call.call_status') END, '') <> 'answered' \
+               AND NOT EXISTS (SELECT 1 FROM alertcall_calls c WHERE c.alert_id = ?1 AND c.created_at > ?4)))",
+        )
+        .bind(&call.alert_id)
+        .bind(call.metadata_call().to_string())
+        .bind(call.status == CallStatus::Answered)
+        .bind(ts(call.created_at))
+        .execute(&mut **tx)
+        .await
+        .doing("mirroring the call into alerts.metadata")?;
+        Ok(())
+    }
+
+    async fn set_page_acknowledged(
+        tx: &mut Transaction<'_, Sqlite>,
+        alert_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall_pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ?2 WHERE alert_id = ?1 AND state IN ('due', 'waiting', 'exhausted')",
+        )
+        .bind(alert_id)
+        .bind(ts(at))
+        .execute(&mut **tx)
+        .await
+        .doing("closing the page")?;
+        Ok(())
+    }
+
+    async fn ack_alert_row(
+        tx: &mut Transaction<'_, Sqlite>,
+        alert_id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3 \
+             WHERE id = ?1 AND status = 'active'",
+        )
+        .bind(alert_id)
+        .bind(ts(at))
+        .bind(by.as_str())
+        .execute(&mut **tx)
+        .await
+        .doing("acknowledging the alert")?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS alertcall_schema_migrations ( \
+               version INTEGER PRIMARY KEY NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .doing("creating the migrations table")?;
+        let applied: Vec<i32> =
+            sqlx::query_scalar("SELECT version FROM alertcall_schema_migrations")
+                .fetch_all(&mut *tx)
+                .await
+                .doing("reading applied migrations")?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .doing("applying a migration")?;
+            sqlx::query("INSERT INTO alertcall_schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(ts(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .doing("recording a migration")?;
+            tracing::info!(version, "applied SQLite migration");
+        }
+        tx.commit().await.doing("committing migrations")
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .doing("reading the SQLite database")?;
+        Ok(())
+    }
+
+    async fn intake(
+        &self,
+        only: Option<&str>,
+        not_before: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<Page>, StoreError> {
+        let only_clause = if only.is_some() { "AND a.id = ?5" } else { "" };
+        let sql = format!(
+            "WITH candidates AS ( \
+               SELECT CAST(a.id AS TEXT) AS alert_id, \
+                      julianday(a.triggered_at) < julianday(?2) AS stale FROM alerts a \
+               WHERE a.severity = '{CRITICAL}' AND a.status = 'active' {only_clause} \
+                 AND NOT EXISTS (SELECT 1 FROM alertcall_pages p WHERE p.alert_id = CAST(a.id AS TEXT)) \
+               ORDER BY a.triggered_at LIMIT 1000) \
+             INSERT INTO alertcall_pages (alert_id, state, due_at, lease_owner, lease_until, created_at, updated_at) \
+             SELECT alert_id, CASE WHEN stale THEN 'stale' ELSE 'due' END, \
+                    CASE WHEN stale THEN NULL ELSE ?1 END, \
+                    CASE WHEN stale THEN NULL ELSE ?3 END, \
+                    CASE WHEN stale THEN NULL ELSE ?4 END, ?1, ?1 \
+             FROM candidates WHERE true ON CONFLICT (alert_id) DO NOTHING RETURNING {PAGE_COLUMNS}"
+        );
+        let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(sql))
+            .bind(ts(lease.now))
+            .bind(ts(not_before))
+            .bind(&lease.owner)
+            .bind(ts(lease.until))
+            .bind(only.unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await
+            .doing("taking in new critical alerts")?;
+        pages_from_rows(rows)
+    }
+
+    async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
+        let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(format!(
+            "UPDATE alertcall_pages SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 \
+             WHERE alert_id IN ( \
+               SELECT alert_id FROM alertcall_pages \
+               WHERE due_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3) \
+               ORDER BY due_at LIMIT ?4) \
+             RETURNING {PAGE_COLUMNS}"
+        )))
+        .bind(&lease.owner)
+        .bind(ts(lease.until))
+        .bind(ts(lease.now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("claiming due pages")?;
+        pages_from_rows(rows)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT min(max(due_at, coalesce(lease_until, due_at))) FROM alertcall_pages \
+             WHERE due_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .doing("finding the next due page")
+    }
+
+    async fn update_page(
+        &self,
+        alert_id: &str,
+        owner: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
+             attempts = ?7, last_error = ?8, lease_owner = NULL, lease_until = NULL, updated_at = ?9 \
+             WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
+        )
+        .bind(alert_id)
+        .bind(owner)
+        .bind(update.state.as_str())
+        .bind(update.step)
+        .bind(update.round)
+        .bind(ts_opt(update.due_at))
+        .bind(update.attempts)
+        .bind(&update.last_error)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("updating a page")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall_pages SET lease_until = ?3 WHERE alert_id = ?1 AND lease_owner = ?2 \
+             AND state IN ('due', 'waiting')",
+        )
+        .bind(alert_id)
+        .bind(&lease.owner)
+        .bind(ts(lease.until))
+        .execute(&self.pool)
+        .await
+        .doing("renewing a lease")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError> {
+        Ok(Box::new(SqliteFeed {
+            options: self.options.clone(),
+            conn: None,
+            version: None,
+            poll,
+        }))
+    }
+
+    async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM alertcall_pages WHERE alert_id = ?")
+                .bind(alert_id)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("reading a page")?;
+        state.as_deref().map(PageState::parse).transpose()
+    }
+
+    async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!("{ALERT_SELECT} WHERE a.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("loading an alert")?;
+        Ok(row.map(Alert::from))
+    }
+
+    async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError> {
+        let room_id: Option<String> = match &alert.room {
+            None => None,
+            Some(room) => Some(
+                sqlx::query_scalar(
+                    "SELECT CAST(room_id AS TEXT) FROM rooms WHERE room_id = ?1 OR room_name = ?1 \
+                     ORDER BY (room_id = ?1) DESC LIMIT 1",
+                )
+                .bind(room)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("looking up the room")?
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "no room has room_id or room_name {room:?}; add it to the rooms table or \
+                         use an existing one"
+                    ))
+                })?,
+            ),
+        };
+        sqlx::query_scalar(
+            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING CAST(id AS TEXT)",
+        )
+        .bind(&alert.patient_id)
+        .bind(room_id)
+        .bind(&alert.severity)
+        .bind(&alert.alert_type)
+        .bind(&alert.title)
+        .bind(&alert.message)
+        .fetch_one(&self.pool)
+        .await
+        .doing("inserting an alert")
+    }
+
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
+            "{ALERT_SELECT} WHERE (?1 IS NULL OR a.status = ?1) \
+             ORDER BY julianday(a.triggered_at) DESC LIMIT ?2"
+        )))
+        .bind(&filter.status)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing alerts")?;
+        Ok(rows.into_iter().map(Alert::from).collect())
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let outcome = if Self::ack_alert_row(&mut tx, id, by, at).await? {
+            Self::set_page_acknowledged(&mut tx, id, at).await?;
+            AckOutcome::Acknowledged
+        } else {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM alerts WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .doing("looking up an alert")?;
+            if exists.is_some() {
+                AckOutcome::AlreadyHandled
+            } else {
+                AckOutcome::NoSuchAlert
+            }
+        };
+        tx.commit().await.doing("committing an acknowledgement")?;
+        Ok(outcome)
+    }
+
+    async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
+        let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO alertcall_calls (id, alert_id, step, provider, to_number, status, message, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING {CALL_COLUMNS}"
+        )))
+        .bind(call.id.to_string())
+        .bind(&call.alert_id)
+        .bind(call.step)
+        .bind(&call.provider)
+        .bind(&call.to_number)
+        .bind(&call.message)
+        .bind(ts(call.at))
+        .fetch_one(&self.pool)
+        .await
+        .doing("recording a new call")?;
+        row.try_into()
+    }
+
+    async fn call_placed(
+        &self,
+        call_id: Uuid,
+        provider_call_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut call = Self::get_call(&mut tx, call_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+        call.provider_call_id = Some(provider_call_id.to_string());
+        call.initiated_at.get_or_insert(at);
+        if let Some(next) = advanced(call.clone(), CallStatus::Initiated, at) {
+            call = next;
+        }
+        Self::save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a placed call")?;
+        Ok(call)
+    }
+
+    async fn call_failed(
+        &self,
+        call_id: Uuid,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<CallRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut call = Self::get_call(&mut tx, call_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+        call.error = Some(error.to_string());
+        if let Some(next) = advanced(call.clone(), CallStatus::Failed, at) {
+            call = next;
+        }
+        Self::save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a failed call")?;
+        Ok(call)
+    }
+
+    async fn find_call(
+        &self,
+        provider_call_id: &str,
+        call_id: Option<Uuid>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall_calls WHERE provider_call_id = ?"
+        )))
+        .bind(provider_call_id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("finding a call by provider id")?;
+        if let Some(row) = row {
+            return row.try_into().map(Some);
+        }
+        let Some(call_id) = call_id else {
+            return Ok(None);
+        };
+        let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "UPDATE alertcall_calls SET provider_call_id = ?2 \
+             WHERE id = ?1 AND (provider_call_id IS NULL OR provider_call_id = ?2) RETURNING {CALL_COLUMNS}"
+        )))
+        .bind(call_id.to_string())
+        .bind(provider_call_id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("adopting a provider call id")?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn apply_call_status(
+        &self,
+        call_id: Uuid,
+        status: CallStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(call) = Self::get_call(&mut tx, call_id).await? else {
+            return Ok(None);
+        };
+        let Some(call) = advanced(call, status, at) else {
+            return Ok(None);
+        };
+        Self::save_call(&mut tx, &call).await?;
+        tx.commit().await.doing("committing a call status")?;
+        Ok(Some(call))
+    }
+
+    async fn acknowledge_by_call(
+        &self,
+        call_id: Uuid,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(call) = Self::get_call(&mut tx, call_id).await? else {
+            return Ok(AckOutcome::NoSuchAlert);
+        };
+        if call.status == CallStatus::Answered {
+            return Ok(AckOutcome::AlreadyAcknowledgedHere);
+        }
+        if !Self::ack_alert_row(&mut tx, &call.alert_id, by, at).await? {
+            return Ok(AckOutcome::AlreadyHandled);
+        }
+        let alert_id = call.alert_id.clone();
+        if let Some(call) = advanced(call, CallStatus::Answered, at) {
+            Self::save_call(&mut tx, &call).await?;
+        }
+        Self::set_page_acknowledged(&mut tx, &alert_id, at).await?;
+        tx.commit().await.doing("committing an acknowledgement")?;
+        Ok(AckOutcome::Acknowledged)
+    }
+
+    async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError> {
+        let after: Option<i32> = sqlx::query_scalar(
+            "UPDATE alertcall_calls SET prompts = prompts + 1 WHERE id = ? RETURNING prompts",
+        )
+        .bind(call_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .doing("counting a re-prompt")?;
+        Ok(after.map_or(0, |n| n - 1))
+    }
+
+    async fn list_calls(
+        &self,
+        alert_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {CALL_COLUMNS} FROM alertcall_calls WHERE (?1 IS NULL OR alert_id = ?1) \
+             ORDER BY created_at DESC LIMIT ?2"
+        )))
+        .bind(alert_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing calls")?;
+        calls_from_rows(rows)
+    }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alertcall_call_events (alert_id, call_id, source, kind, dedupe_key, detail, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(&event.alert_id)
+        .bind(event.call_id.map(|c| c.to_string()))
+        .bind(&event.source)
+        .bind(&event.kind)
+        .bind(&event.dedupe_key)
+        .bind(event.detail.to_string())
+        .bind(ts(event.at))
+        .fetch_optional(&self.pool)
+        .await
+        .doing("recording an audit event")?;
+        Ok(id.is_some())
+    }
+
+    async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, alert_id, call_id, source, kind, json(detail) AS detail, created_at \
+             FROM alertcall_call_events WHERE alert_id = ? ORDER BY id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing audit events")?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+}
+
+const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \
+     p.name AS patient_name, CAST(a.room_id AS TEXT) AS room_id, r.room_name AS room_name, \
+     a.severity, a.status, a.alert_type, a.title, a.message, a.triggered_at, a.acknowledged_at, \
+     a.acknowledged_by \
+     FROM alerts a \
+     LEFT JOIN patients p ON p.patient_id = a.patient_id \
+     LEFT JOIN rooms r ON r.room_id = a.room_id";
+
+/// Notices commits by other processes: `PRAGMA data_version` changes whenever another
+/// connection commits to the file, and costs no I/O to read.
+struct SqliteFeed {
+    options: SqliteConnectOptions,
+    conn: Option<SqliteConnection>,
+    version: Option<i64>,
+    poll: Duration,
+}
+
+#[async_trait]
+impl AlertFeed for SqliteFeed {
+    async fn next(&mut self) -> Result<FeedEvent, StoreError> {
+        loop {
+            let conn = match self.conn.as_mut() {
+                Some(conn) => conn,
+                None => {
+                    let conn = SqliteConnection::connect_with(&self.options)
+                        .await
+                        .doing("opening the SQLite watch connection")?;
+                    self.version = None;
+                    self.conn.insert(conn)
+                }
+            };
+            let version: i64 = match sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    self.conn = None;
+                    return Err(e).doing("reading PRAGMA data_version");
+                }
+            };
+            let changed = self.version != Some(version);
+            self.version = Some(version);
+            if changed {
+                return Ok(FeedEvent::Sweep);
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}

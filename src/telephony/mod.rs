@@ -1,0 +1,53 @@
+//! Phone networks behind one trait. Vonage is first-class; the simulator is the default
+//! when no provider is configured, so everything runs offline.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::menu::Reply;
+use crate::domain::phone::Phone;
+
+pub mod simulator;
+pub mod vonage;
+
+/// A call to place.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// Our id for the call; carried in the webhook URLs so events can find the call even
+    /// before the provider's id is recorded.
+    pub call_id: Uuid,
+    pub to: Phone,
+    /// What the nurse hears first: the announcement and the menu.
+    pub greeting: Reply,
+}
+
+/// The provider accepted the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCall {
+    pub provider_call_id: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// Our credentials or account are wrong (401/403): retrying will not help, a person must
+    /// fix the configuration.
+    #[error("the provider refused our credentials: {0}")]
+    Config(String),
+    /// This call can never succeed (e.g. an invalid number).
+    #[error("the provider refused the call: {0}")]
+    Permanent(String),
+    /// Worth retrying: rate limit, server error, timeout, connection failure.
+    #[error("temporary provider failure: {message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError>;
+}

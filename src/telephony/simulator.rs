@@ -1,0 +1,240 @@
+//! A simulated phone network: the default when no provider is configured. Calls "ring" in
+//! memory until a person or a test answers and presses keys through the HTTP API or the
+//! CLI; every step produces the same provider-neutral events a real provider's webhooks do.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{CallRequest, PlacedCall, Provider, ProviderError};
+use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
+use crate::domain::menu::Reply;
+
+/// Simulated calls kept for inspection; the oldest ended ones are dropped beyond this.
+const KEEP_CALLS: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimState {
+    Ringing,
+    Answered,
+    Ended,
+}
+
+/// One simulated phone call, as the virtual phone sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimCall {
+    pub id: String,
+    pub call_id: Uuid,
+    /// Masked: the simulator's listing is not a place for phone numbers.
+    pub to: String,
+    pub state: SimState,
+    /// What the phone has said so far, in order.
+    pub heard: Vec<String>,
+    /// Whether the phone is waiting for a key.
+    pub awaiting_key: bool,
+    #[serde(skip)]
+    greeting: Reply,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    #[error("no simulated call {0}; `alertcall sim list` shows the calls")]
+    NoSuchCall(String),
+    #[error("simulated call {0} has ended")]
+    Ended(String),
+    #[error("simulated call {0} is still ringing: answer it first")]
+    NotAnswered(String),
+    #[error("keys must be 1 to 20 of 0-9, * and #")]
+    BadKeys,
+}
+
+pub struct Simulator {
+    calls: Mutex<BTreeMap<String, SimCall>>,
+    events: mpsc::UnboundedSender<CallEvent>,
+}
+
+impl Simulator {
+    /// The simulator and the stream of call events it produces (the engine consumes them
+    /// exactly as it consumes webhooks).
+    pub fn new() -> (Simulator, mpsc::UnboundedReceiver<CallEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Simulator {
+                calls: Mutex::new(BTreeMap::new()),
+                events: tx,
+            },
+            rx,
+        )
+    }
+
+    fn emit(&self, call: &SimCall, kind: CallEventKind) {
+        // The receiver lives as long as the engine; after shutdown there is nobody to tell.
+        let _ = self.events.send(CallEvent {
+            provider_call_id: call.id.clone(),
+            call_id: Some(call.call_id),
+            kind,
+            detail: None,
+            at: Some(Utc::now().to_rfc3339()),
+        });
+    }
+
+    pub fn list(&self) -> Vec<SimCall> {
+        self.calls.lock().expect("sim lock").values().cloned().collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<SimCall, SimError> {
+        self.calls
+            .lock()
+            .expect("sim lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SimError::NoSuchCall(id.to_string()))
+    }
+
+    /// Picks up: the phone hears the greeting.
+    pub fn answer(&self, id: &str) -> Result<SimCall, SimError> {
+        let call = {
+            let mut calls = self.calls.lock().expect("sim lock");
+            let call = calls
+                .get_mut(id)
+                .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
+            match call.state {
+                SimState::Ended => return Err(SimError::Ended(id.to_string())),
+                SimState::Answered => return Ok(call.clone()),
+                SimState::Ringing => {}
+            }
+            call.state = SimState::Answered;
+            call.heard.push(call.greeting.text().to_string());
+            call.awaiting_key = !call.greeting.ends_call();
+            call.clone()
+        };
+        self.emit(&call, CallEventKind::PickedUp);
+        self.emit(&call, CallEventKind::Human);
+        Ok(call)
+    }
+
+    /// Presses keys: returns the input event for the engine to act on. The engine's reply
+    /// goes back through [`Simulator::hear`].
+    pub fn press(&self, id: &str, keys: &str) -> Result<InputEvent, SimError> {
+        if keys.is_empty()
+            || keys.len() > 20
+            || !keys.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+        {
+            return Err(SimError::BadKeys);
+        }
+        self.input(id, keys, false)
+    }
+
+    /// Lets the keypad time out without a key, as a nurse who says nothing would.
+    pub fn silence(&self, id: &str) -> Result<InputEvent, SimError> {
+        self.input(id, "", true)
+    }
+
+    fn input(&self, id: &str, keys: &str, timed_out: bool) -> Result<InputEvent, SimError> {
+        let call = self.get(id)?;
+        match call.state {
+            SimState::Ended => return Err(SimError::Ended(id.to_string())),
+            SimState::Ringing => return Err(SimError::NotAnswered(id.to_string())),
+            SimState::Answered => {}
+        }
+        Ok(InputEvent {
+            provider_call_id: call.id,
+            call_id: Some(call.call_id),
+            digits: keys.to_string(),
+            timed_out,
+            at: Some(format!("{}", Uuid::new_v4())),
+        })
+    }
+
+    /// The phone plays the engine's reply; a final reply hangs up.
+    pub fn hear(&self, id: &str, reply: &Reply) -> Result<SimCall, SimError> {
+        let call = {
+            let mut calls = self.calls.lock().expect("sim lock");
+            let call = calls
+                .get_mut(id)
+                .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
+            call.heard.push(reply.text().to_string());
+            call.awaiting_key = !reply.ends_call();
+            if reply.ends_call() {
+                call.state = SimState::Ended;
+            }
+            call.clone()
+        };
+        if reply.ends_call() {
+            self.emit(&call, CallEventKind::Completed);
+        }
+        Ok(call)
+    }
+
+    /// Hangs up (or declines, if still ringing).
+    pub fn hang_up(&self, id: &str) -> Result<SimCall, SimError> {
+        let (call, kind) = {
+            let mut calls = self.calls.lock().expect("sim lock");
+            let call = calls
+                .get_mut(id)
+                .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
+            let kind = match call.state {
+                SimState::Ended => return Err(SimError::Ended(id.to_string())),
+                SimState::Ringing => CallEventKind::Rejected,
+                SimState::Answered => CallEventKind::Completed,
+            };
+            call.state = SimState::Ended;
+            call.awaiting_key = false;
+            (call.clone(), kind)
+        };
+        self.emit(&call, kind);
+        Ok(call)
+    }
+}
+
+#[async_trait]
+impl Provider for Simulator {
+    fn name(&self) -> &'static str {
+        "simulator"
+    }
+
+    async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError> {
+        let id = format!("SIM-{}", Uuid::new_v4().simple());
+        let call = SimCall {
+            id: id.clone(),
+            call_id: request.call_id,
+            to: request.to.masked(),
+            state: SimState::Ringing,
+            heard: Vec::new(),
+            awaiting_key: false,
+            greeting: request.greeting.clone(),
+            created_at: Utc::now(),
+        };
+        {
+            let mut calls = self.calls.lock().expect("sim lock");
+            if calls.len() >= KEEP_CALLS
+                && let Some(oldest) = calls
+                    .iter()
+                    .filter(|(_, c)| c.state == SimState::Ended)
+                    .min_by_key(|(_, c)| c.created_at)
+                    .map(|(k, _)| k.clone())
+            {
+                calls.remove(&oldest);
+            }
+            calls.insert(id.clone(), call.clone());
+        }
+        tracing::info!(
+            sim_call = %id,
+            to = %request.to.masked(),
+            "SIMULATED CALL ringing: answer it with `alertcall sim answer {id}` then `alertcall sim press {id} 1`"
+        );
+        tracing::debug!(sim_call = %id, text = %request.greeting.text(), "simulated call says");
+        self.emit(&call, CallEventKind::Started);
+        self.emit(&call, CallEventKind::Ringing);
+        Ok(PlacedCall {
+            provider_call_id: id,
+        })
+    }
+}

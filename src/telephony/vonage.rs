@@ -1,0 +1,520 @@
+//! Vonage Voice API: create calls with an application JWT, render NCCOs, parse and verify
+//! webhooks. Shapes follow `shared/contracts/vonage` (NOTES.md, voice.yml, examples/).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{CallRequest, PlacedCall, Provider, ProviderError};
+use crate::config::VonageConfig;
+use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
+use crate::domain::menu::Reply;
+
+/// Application JWTs live this long; a new one is made when less than a minute is left.
+const TOKEN_LIFETIME_SECS: i64 = 900;
+/// The keypad waits this long after the prompt for a key (Vonage allows 0–10 s).
+const INPUT_TIMEOUT_SECS: u64 = 10;
+/// A call that is picked up ends after this long even if nobody hangs up.
+const LENGTH_TIMER_SECS: u64 = 300;
+
+pub struct VonageProvider {
+    http: reqwest::Client,
+    config: VonageConfig,
+    key: EncodingKey,
+    event_url: String,
+    input_url: String,
+    language: String,
+    ringing_timer: Duration,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+#[derive(Serialize)]
+struct AppClaims<'a> {
+    application_id: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+impl VonageProvider {
+    pub fn new(
+        config: VonageConfig,
+        event_url: String,
+        input_url: String,
+        language: String,
+        ringing_timer: Duration,
+        timeout: Duration,
+    ) -> Result<VonageProvider, ProviderError> {
+        let key = EncodingKey::from_rsa_pem(config.private_key_pem.as_bytes()).map_err(|e| {
+            ProviderError::Config(format!("the Vonage private key is not a PEM RSA key: {e}"))
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("alertcall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Config(format!("cannot build an HTTP client: {e}")))?;
+        Ok(VonageProvider {
+            http,
+            config,
+            key,
+            event_url,
+            input_url,
+            language,
+            ringing_timer,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The application JWT (RS256), reused until a minute before it expires.
+    fn token(&self) -> Result<String, ProviderError> {
+        let mut cached = self.token.lock().expect("token lock");
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + Duration::from_secs(60) < *expires
+        {
+            return Ok(token.clone());
+        }
+        let now = Utc::now().timestamp();
+        let claims = AppClaims {
+            application_id: &self.config.application_id,
+            iat: now,
+            exp: now + TOKEN_LIFETIME_SECS,
+            jti: Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| ProviderError::Config(format!("cannot sign the Vonage JWT: {e}")))?;
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(TOKEN_LIFETIME_SECS as u64),
+        ));
+        Ok(token)
+    }
+
+    /// The create-call body (public so tests can check it against the contract).
+    pub fn create_call_body(&self, request: &CallRequest) -> Value {
+        let call = request.call_id;
+        json!({
+            "to": [{"type": "phone", "number": request.to.digits()}],
+            "from": {"type": "phone", "number": self.config.from_number.digits()},
+            "ncco": ncco(&request.greeting, &with_call(&self.input_url, call), &self.language),
+            "event_url": [with_call(&self.event_url, call)],
+            "event_method": "POST",
+            "ringing_timer": self.ringing_timer.as_secs().clamp(1, 120),
+            "length_timer": LENGTH_TIMER_SECS,
+            "machine_detection": "continue",
+        })
+    }
+}
+
+/// `url?call=<our id>`: how a webhook finds its call before the provider's id is recorded.
+pub fn with_call(url: &str, call_id: Uuid) -> String {
+    format!("{url}?call={call_id}")
+}
+
+/// Renders a reply as an NCCO: `talk` (interruptible by the keypad) then a one-digit `input`,
+/// or a final `talk`.
+pub fn ncco(reply: &Reply, input_url: &str, language: &str) -> Value {
+    match reply {
+        Reply::Prompt { text } => json!([
+            {"action": "talk", "text": text, "language": language, "bargeIn": true},
+            {
+                "action": "input",
+                "type": ["dtmf"],
+                "dtmf": {"maxDigits": 1, "timeOut": INPUT_TIMEOUT_SECS},
+                "eventUrl": [input_url],
+                "eventMethod": "POST",
+            }
+        ]),
+        Reply::Say { text } => json!([{"action": "talk", "text": text, "language": language}]),
+    }
+}
+
+#[async_trait]
+impl Provider for VonageProvider {
+    fn name(&self) -> &'static str {
+        "vonage"
+    }
+
+    async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError> {
+        let url = format!("{}/v1/calls", self.config.api_url);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.token()?)
+            .json(&self.create_call_body(request))
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                message: format!("POST {url}: {}", describe_reqwest(&e)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        let trace = response
+            .headers()
+            .get("x-nexmo-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.unwrap_or_default();
+        if status.as_u16() == 201 || status.as_u16() == 200 {
+            #[derive(Deserialize)]
+            struct Created {
+                uuid: String,
+            }
+            return serde_json::from_slice::<Created>(&body)
+                .map(|c| PlacedCall {
+                    provider_call_id: c.uuid,
+                })
+                .map_err(|e| ProviderError::Transient {
+                    message: format!("Vonage answered {status} without a call uuid: {e}"),
+                    retry_after: None,
+                });
+        }
+        let detail = problem_detail(&body);
+        let trace = trace.map(|t| format!(" (trace id {t})")).unwrap_or_default();
+        Err(match status.as_u16() {
+            401 | 403 => ProviderError::Config(format!(
+                "Vonage answered {status}: {detail}{trace}. Check VONAGE_APPLICATION_ID and the \
+                 private key (they must belong to the same application)"
+            )),
+            429 => ProviderError::Transient {
+                message: format!("Vonage rate limit (429): {detail}{trace}"),
+                retry_after,
+            },
+            500..=599 => ProviderError::Transient {
+                message: format!("Vonage answered {status}: {detail}{trace}"),
+                retry_after,
+            },
+            _ => ProviderError::Permanent(format!("Vonage answered {status}: {detail}{trace}")),
+        })
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("could not connect ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
+/// `title: detail` from a problem+json body, plus any invalid parameters.
+fn problem_detail(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    };
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = [field("title"), field("detail")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
+    if let Some(params) = v.get("invalid_parameters").and_then(Value::as_array) {
+        for p in params {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
+            let reason = p.get("reason").and_then(Value::as_str).unwrap_or("?");
+            out.push_str(&format!("; {name}: {reason}"));
+        }
+    }
+    if out.is_empty() { v.to_string() } else { out }
+}
+
+/// Why a webhook was refused (answered 400 or 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the body is not a JSON object: {0}")]
+    Malformed(String),
+    #[error("the webhook has no {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Signature(String),
+}
+
+/// A parsed event webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VonageEvent {
+    Call(CallEvent),
+    /// An error about a conversation (e.g. a bad NCCO), not tied to a call leg we know.
+    Error {
+        reason: String,
+        conversation_uuid: Option<String>,
+    },
+}
+
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, WebhookError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(WebhookError::Malformed("expected a JSON object".into())),
+        Err(e) => Err(WebhookError::Malformed(e.to_string())),
+    }
+}
+
+/// A string field, accepting numbers (Vonage sends some numbers as strings and vice versa).
+fn text(map: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    match map.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses the call event webhook (`event_url`).
+pub fn parse_event(body: &[u8], call_id: Option<Uuid>) -> Result<VonageEvent, WebhookError> {
+    let map = object(body)?;
+    let uuid = text(&map, "uuid").or_else(|| text(&map, "call_uuid"));
+    let status = text(&map, "status");
+    let (Some(uuid), Some(status)) = (uuid, status) else {
+        if let Some(reason) = text(&map, "reason") {
+            return Ok(VonageEvent::Error {
+                reason,
+                conversation_uuid: text(&map, "conversation_uuid"),
+            });
+        }
+        return Err(WebhookError::Missing("uuid and status"));
+    };
+    if uuid.is_empty() || uuid.len() > 128 {
+        return Err(WebhookError::Malformed("uuid must be 1 to 128 characters".into()));
+    }
+    let kind = match status.as_str() {
+        "started" => CallEventKind::Started,
+        "ringing" => CallEventKind::Ringing,
+        "answered" => CallEventKind::PickedUp,
+        "human" => CallEventKind::Human,
+        "machine" => CallEventKind::Machine,
+        "busy" => CallEventKind::Busy,
+        "cancelled" => CallEventKind::Cancelled,
+        "unanswered" => CallEventKind::Unanswered,
+        "timeout" => CallEventKind::Timeout,
+        "rejected" => CallEventKind::Rejected,
+        "failed" => CallEventKind::Failed,
+        "completed" => CallEventKind::Completed,
+        _ => CallEventKind::Other,
+    };
+    Ok(VonageEvent::Call(CallEvent {
+        provider_call_id: uuid,
+        call_id,
+        kind,
+        detail: text(&map, "detail").or_else(|| (kind == CallEventKind::Other).then_some(status)),
+        at: text(&map, "timestamp"),
+    }))
+}
+
+/// Parses the keypad input webhook (the input action's `eventUrl`).
+pub fn parse_input(body: &[u8], call_id: Option<Uuid>) -> Result<InputEvent, WebhookError> {
+    let map = object(body)?;
+    let uuid = text(&map, "uuid").ok_or(WebhookError::Missing("uuid"))?;
+    if uuid.is_empty() || uuid.len() > 128 {
+        return Err(WebhookError::Malformed("uuid must be 1 to 128 characters".into()));
+    }
+    let dtmf = match map.get("dtmf") {
+        Some(Value::Object(d)) => Some(d),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(WebhookError::Malformed("dtmf must be an object".into())),
+    };
+    let digits = dtmf.and_then(|d| text(d, "digits")).unwrap_or_default();
+    if digits.len() > 20 {
+        return Err(WebhookError::Malformed("more than 20 digits".into()));
+    }
+    let timed_out = match dtmf.and_then(|d| d.get("timed_out")) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "1" || s.eq_ignore_ascii_case("true"),
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    };
+    Ok(InputEvent {
+        provider_call_id: uuid,
+        call_id,
+        digits,
+        timed_out,
+        at: text(&map, "timestamp"),
+    })
+}
+
+#[derive(Deserialize)]
+struct SignedClaims {
+    iat: f64,
+    payload_hash: Option<String>,
+}
+
+/// Verifies Vonage's signed-webhook JWT: HS256 with the account signature secret, a fresh
+/// `iat`, and `payload_hash` equal to the SHA-256 of the body.
+pub fn verify_signature(
+    authorization: Option<&str>,
+    body: &[u8],
+    secret: &str,
+    max_age: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), WebhookError> {
+    let refuse = |why: &str| Err(WebhookError::Signature(why.to_string()));
+    let Some(header) = authorization else {
+        return refuse("unsigned: no Authorization header");
+    };
+    let Some(token) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    else {
+        return refuse("the Authorization header is not a Bearer token");
+    };
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims = match jsonwebtoken::decode::<SignedClaims>(
+        token.trim(),
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    ) {
+        Ok(data) => data.claims,
+        Err(e) => return Err(WebhookError::Signature(format!("bad signature: {e}"))),
+    };
+    let age = now.timestamp() as f64 - claims.iat;
+    if !age.is_finite() || age > max_age.as_secs_f64() || age < -60.0 {
+        return refuse("the signature's iat is outside the allowed window (replayed or clock skew)");
+    }
+    let Some(hash) = claims.payload_hash else {
+        return refuse("the signature has no payload_hash");
+    };
+    let actual = hex(&Sha256::digest(body));
+    if !hash.eq_ignore_ascii_case(&actual) {
+        return refuse("payload_hash does not match the body (tampered)");
+    }
+    Ok(())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vonage");
+
+    fn example(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{EXAMPLES}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn parses_every_documented_event() {
+        let cases = [
+            ("event-started.json", CallEventKind::Started),
+            ("event-ringing.json", CallEventKind::Ringing),
+            ("event-answered.json", CallEventKind::PickedUp),
+            ("event-unanswered.json", CallEventKind::Unanswered),
+            ("event-completed.json", CallEventKind::Completed),
+            ("event-machine.json", CallEventKind::Machine),
+        ];
+        for (file, kind) in cases {
+            let VonageEvent::Call(ev) = parse_event(&example(file), None).unwrap() else {
+                panic!("{file} is a call event");
+            };
+            assert_eq!(ev.kind, kind, "{file}");
+            assert_eq!(ev.provider_call_id, "63f61863-4a51-4f6b-86e1-46edebcf9356");
+        }
+        assert!(matches!(
+            parse_event(&example("event-error.json"), None).unwrap(),
+            VonageEvent::Error { .. }
+        ));
+    }
+
+    #[test]
+    fn parses_input_examples() {
+        let one = parse_input(&example("input-digit-1.json"), None).unwrap();
+        assert_eq!((one.digits.as_str(), one.timed_out), ("1", false));
+        let none = parse_input(&example("input-timed-out.json"), None).unwrap();
+        assert_eq!((none.digits.as_str(), none.timed_out), ("", true));
+        let legacy = parse_input(br#"{"uuid":"u","dtmf":{"digits":null,"timed_out":"1"}}"#, None)
+            .unwrap();
+        assert_eq!((legacy.digits.as_str(), legacy.timed_out), ("", true));
+        let number = parse_input(br#"{"uuid":"u","dtmf":{"digits":1}}"#, None).unwrap();
+        assert_eq!(number.digits, "1");
+    }
+
+    #[test]
+    fn refuses_malformed_webhooks() {
+        assert!(matches!(parse_event(b"not json", None), Err(WebhookError::Malformed(_))));
+        assert!(matches!(parse_event(b"[1,2]", None), Err(WebhookError::Malformed(_))));
+        assert!(matches!(parse_event(b"{}", None), Err(WebhookError::Missing(_))));
+        assert!(matches!(parse_input(b"{\"dtmf\":{}}", None), Err(WebhookError::Missing(_))));
+        assert!(matches!(
+            parse_input(br#"{"uuid":"u","dtmf":"1"}"#, None),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn ncco_prompt_matches_the_documented_shape() {
+        let v = ncco(
+            &Reply::Prompt { text: "Hi".into() },
+            "https://x/api/alerts/call-response?call=1",
+            "en-GB",
+        );
+        assert_eq!(v[0]["action"], "talk");
+        assert_eq!(v[0]["bargeIn"], true);
+        assert_eq!(v[1]["action"], "input");
+        assert_eq!(v[1]["type"], json!(["dtmf"]));
+        assert_eq!(v[1]["dtmf"]["maxDigits"], 1);
+        assert!(v[1]["eventUrl"].is_array());
+        let bye = ncco(&Reply::Say { text: "Bye".into() }, "u", "en-GB");
+        assert_eq!(bye.as_array().unwrap().len(), 1);
+        assert!(bye[0].get("bargeIn").is_none());
+    }
+
+    fn sign(claims: Value, secret: &str) -> String {
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        format!("Bearer {token}")
+    }
+
+    #[test]
+    fn signature_checks() {
+        let body = br#"{"uuid":"u","status":"ringing"}"#;
+        let now = Utc::now();
+        let hash = hex(&Sha256::digest(body));
+        let good = sign(
+            json!({"iat": now.timestamp(), "jti": "j", "iss": "Vonage", "payload_hash": hash}),
+            "s3cret",
+        );
+        let max = Duration::from_secs(300);
+        assert_eq!(verify_signature(Some(&good), body, "s3cret", max, now), Ok(()));
+        let cases = [
+            (None, &body[..], "s3cret"),
+            (Some(good.as_str()), &br#"{"uuid":"u","status":"answered"}"#[..], "s3cret"),
+            (Some(good.as_str()), &body[..], "other"),
+            (Some("Basic abc"), &body[..], "s3cret"),
+            (Some("Bearer not.a.jwt"), &body[..], "s3cret"),
+        ];
+        for (auth, b, secret) in cases {
+            assert!(
+                verify_signature(auth, b, secret, max, now).is_err(),
+                "{auth:?} {secret}"
+            );
+        }
+        let old = sign(
+            json!({"iat": now.timestamp() - 3600, "payload_hash": hex(&Sha256::digest(body))}),
+            "s3cret",
+        );
+        assert!(verify_signature(Some(&old), body, "s3cret", max, now).is_err());
+        let no_hash = sign(json!({"iat": now.timestamp()}), "s3cret");
+        assert!(verify_signature(Some(&no_hash), body, "s3cret", max, now).is_err());
+    }
+}
