@@ -121,7 +121,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let store = open_store(&config).await?;
             store.migrate().await?;
-            println!("migrated {} ({})", redact_url(&config.database_url), store.backend());
+            println!(
+                "migrated {} ({})",
+                redact_url(&config.database_url),
+                store.backend()
+            );
         }
         Command::Check => unreachable!("handled above"),
         Command::Alert(cmd) => alert(config, cmd).await?,
@@ -173,6 +177,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              (set VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY_PATH and VONAGE_FROM_NUMBER for real calls)"
         );
     }
+    if provider == "vonage" && engine.config.signature_secret().is_none() {
+        tracing::warn!(
+            "VONAGE_SIGNATURE_SECRET is not set: webhooks are accepted without verifying that \
+             they come from Vonage; set it to the account's signature secret"
+        );
+    }
     app.run(shutdown_signal()).await
 }
 
@@ -219,7 +229,11 @@ async fn check() -> anyhow::Result<ExitCode> {
         ),
     }
     println!("✓ nurse phone: {}", config.nurse_phone.masked());
-    println!("✓ webhooks: {} and {}", config.event_url(), config.input_url());
+    println!(
+        "✓ webhooks: {} and {}",
+        config.event_url(),
+        config.input_url()
+    );
     let url = redact_url(&config.database_url);
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         let store = store::connect(&config.database_url).await?;
@@ -237,7 +251,9 @@ async fn check() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
         Err(_) => {
-            println!("✗ database: {url}: no answer within 10 s (is it running? is the host right?)");
+            println!(
+                "✗ database: {url}: no answer within 10 s (is it running? is the host right?)"
+            );
             Ok(ExitCode::FAILURE)
         }
     }
@@ -282,14 +298,25 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
                         rfc3339(a.triggered_at),
                         a.severity.clone(),
                         a.status.as_str().to_string(),
-                        a.room_name.clone().or(a.room_id.clone()).unwrap_or_default(),
+                        a.room_name
+                            .clone()
+                            .or(a.room_id.clone())
+                            .unwrap_or_default(),
                         a.alert_type.clone().unwrap_or_default(),
                         a.acknowledged_by.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
             print_table(
-                &["ID", "TRIGGERED", "SEVERITY", "STATUS", "ROOM", "TYPE", "ACKNOWLEDGED BY"],
+                &[
+                    "ID",
+                    "TRIGGERED",
+                    "SEVERITY",
+                    "STATUS",
+                    "ROOM",
+                    "TYPE",
+                    "ACKNOWLEDGED BY",
+                ],
                 rows,
             );
         }
@@ -345,7 +372,16 @@ async fn calls(config: Config, alert: Option<String>, limit: i64) -> anyhow::Res
         })
         .collect();
     print_table(
-        &["CREATED", "ALERT", "TO", "PROVIDER", "STATUS", "CALL ID", "ACKNOWLEDGED", "ERROR"],
+        &[
+            "CREATED",
+            "ALERT",
+            "TO",
+            "PROVIDER",
+            "STATUS",
+            "CALL ID",
+            "ACKNOWLEDGED",
+            "ERROR",
+        ],
         rows,
     );
     Ok(())
@@ -385,14 +421,22 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
         .build()?;
     let (method, url, body) = match &cmd {
         SimCommand::List => (reqwest::Method::GET, base.clone(), None),
-        SimCommand::Answer { call } => (reqwest::Method::POST, format!("{base}/{call}/answer"), None),
+        SimCommand::Answer { call } => {
+            (reqwest::Method::POST, format!("{base}/{call}/answer"), None)
+        }
         SimCommand::Press { call, keys } => (
             reqwest::Method::POST,
             format!("{base}/{call}/press"),
             Some(serde_json::json!({ "keys": keys })),
         ),
-        SimCommand::Silence { call } => (reqwest::Method::POST, format!("{base}/{call}/silence"), None),
-        SimCommand::Hangup { call } => (reqwest::Method::POST, format!("{base}/{call}/hangup"), None),
+        SimCommand::Silence { call } => (
+            reqwest::Method::POST,
+            format!("{base}/{call}/silence"),
+            None,
+        ),
+        SimCommand::Hangup { call } => {
+            (reqwest::Method::POST, format!("{base}/{call}/hangup"), None)
+        }
     };
     let mut request = client.request(method, &url);
     if let Some(token) = &config.api_token {
@@ -418,7 +462,12 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
         println!("(no simulated calls)");
     }
     for call in calls {
-        let field = |k: &str| call.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let field = |k: &str| {
+            call.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         println!("{}  {}  to {}", field("id"), field("state"), field("to"));
         if let Some(heard) = call.get("heard").and_then(|h| h.as_array()) {
             for line in heard {

@@ -92,7 +92,10 @@ impl fmt::Debug for VonageConfig {
             .field("private_key_pem", &"<redacted>")
             .field("from_number", &self.from_number)
             .field("api_url", &self.api_url)
-            .field("signature_secret", &self.signature_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "signature_secret",
+                &self.signature_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -128,14 +131,34 @@ impl std::error::Error for ConfigErrors {}
 impl Config {
     /// Reads the process environment (after loading `.env` if present).
     pub fn from_env() -> Result<Config, ConfigErrors> {
-        let _ = dotenvy::dotenv();
-        Config::from_vars(|k| std::env::var(k).ok())
+        // A malformed .env stops loading at the bad line; say so instead of silently
+        // running with half the settings.
+        let dotenv_error = match dotenvy::dotenv() {
+            Err(e) if !e.not_found() => Some(format!(
+                ".env could not be read completely ({e}); quote values that contain spaces or $"
+            )),
+            _ => None,
+        };
+        let config = Config::from_vars(|k| std::env::var(k).ok());
+        match (config, dotenv_error) {
+            (Ok(c), None) => Ok(c),
+            (Ok(_), Some(e)) => Err(ConfigErrors(vec![e])),
+            (Err(mut errors), Some(e)) => {
+                errors.0.insert(0, e);
+                Err(errors)
+            }
+            (Err(errors), None) => Err(errors),
+        }
     }
 
     /// Builds the configuration from a lookup function, so tests need not touch the
     /// process environment.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        let get = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            var(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let mut errors = Vec::new();
 
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
@@ -155,7 +178,9 @@ impl Config {
             errors.push(format!(
                 "ALERTCALL_LISTEN={listen_text:?} is not an address:port such as {DEFAULT_LISTEN}"
             ));
-            DEFAULT_LISTEN.parse().expect("default listen address parses")
+            DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses")
         });
 
         let public_url_set = get("ALERTCALL_PUBLIC_URL").is_some();
@@ -185,10 +210,15 @@ impl Config {
         let provider_timeout = duration("ALERTCALL_PROVIDER_TIMEOUT", "10s");
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
         if !(1..=120).contains(&ringing_timer.as_secs()) {
-            errors.push("ALERTCALL_RINGING_TIMER must be between 1s and 120s (Vonage's limit)".into());
+            errors.push(
+                "ALERTCALL_RINGING_TIMER must be between 1s and 120s (Vonage's limit)".into(),
+            );
         }
         if sweep_interval.is_zero() || sqlite_watch_interval.is_zero() {
-            errors.push("ALERTCALL_SWEEP_INTERVAL and ALERTCALL_SQLITE_WATCH_INTERVAL must be above zero".into());
+            errors.push(
+                "ALERTCALL_SWEEP_INTERVAL and ALERTCALL_SQLITE_WATCH_INTERVAL must be above zero"
+                    .into(),
+            );
         }
 
         let calls_per_second = match get("ALERTCALL_CALLS_PER_SECOND").as_deref() {
@@ -224,11 +254,24 @@ impl Config {
             }
         };
 
+        if let ProviderConfig::Vonage(v) = &provider
+            && !public_url_set
+            && v.api_url == DEFAULT_VONAGE_API_URL
+        {
+            errors.push(
+                "ALERTCALL_PUBLIC_URL is not set: Vonage must reach this service's webhooks to \
+                 deliver \"press 1\"; set it to the public https URL that forwards to ALERTCALL_LISTEN"
+                    .into(),
+            );
+        }
+
         let include_patient_name = match get("ALERTCALL_SPEAK_PATIENT_NAME").as_deref() {
             None | Some("true") | Some("1") | Some("yes") => true,
             Some("false") | Some("0") | Some("no") => false,
             Some(v) => {
-                errors.push(format!("ALERTCALL_SPEAK_PATIENT_NAME={v:?} must be true or false"));
+                errors.push(format!(
+                    "ALERTCALL_SPEAK_PATIENT_NAME={v:?} must be true or false"
+                ));
                 true
             }
         };
@@ -312,7 +355,8 @@ fn provider_config(
     }
     let application_id = get("VONAGE_APPLICATION_ID").unwrap_or_else(|| {
         errors.push(
-            "VONAGE_APPLICATION_ID is not set: copy it from the Vonage dashboard (Applications)".into(),
+            "VONAGE_APPLICATION_ID is not set: copy it from the Vonage dashboard (Applications)"
+                .into(),
         );
         String::new()
     });
@@ -350,7 +394,8 @@ fn provider_config(
         Some(n) => Phone::parse(&n).map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
         None => {
             errors.push(
-                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, in E.164 form".into(),
+                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, in E.164 form"
+                    .into(),
             );
             Err(())
         }
@@ -426,7 +471,10 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8000");
         assert!(matches!(c.provider, ProviderConfig::Simulator));
         assert_eq!(c.calls_per_second, Some(3.0));
-        assert_eq!(c.input_url(), "http://127.0.0.1:8000/api/alerts/call-response");
+        assert_eq!(
+            c.input_url(),
+            "http://127.0.0.1:8000/api/alerts/call-response"
+        );
     }
 
     #[test]
@@ -441,8 +489,11 @@ mod tests {
         ])
         .unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.0.len(), 4, "{text}");
-        assert!(text.contains("VONAGE_PRIVATE_KEY_PATH=\"/nonexistent/private.key\" cannot be read"));
+        assert_eq!(err.0.len(), 5, "{text}");
+        assert!(text.contains("ALERTCALL_PUBLIC_URL"));
+        assert!(
+            text.contains("VONAGE_PRIVATE_KEY_PATH=\"/nonexistent/private.key\" cannot be read")
+        );
         assert!(text.contains("NURSE_PHONE_NUMBER") && text.contains("+13854019951"));
         assert!(text.contains("DATABASE_URL"));
         assert!(text.contains("ALERTCALL_SWEEP_INTERVAL"));
@@ -460,6 +511,27 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
+    }
+
+    #[test]
+    fn real_vonage_needs_a_public_url() {
+        let key = include_str!("../tests/fixtures/vonage-test-private.pem");
+        let base = [
+            ("VONAGE_APPLICATION_ID", "app"),
+            ("VONAGE_PRIVATE_KEY", key),
+            ("VONAGE_FROM_NUMBER", "+447700900001"),
+            ("NURSE_PHONE_NUMBER", "+13854019951"),
+        ];
+        let err = config(&base).unwrap_err().to_string();
+        assert!(err.contains("ALERTCALL_PUBLIC_URL is not set"), "{err}");
+        let mut with_url = base.to_vec();
+        with_url.push(("ALERTCALL_PUBLIC_URL", "https://alertcall.example.org/"));
+        let c = config(&with_url).unwrap();
+        assert_eq!(
+            c.event_url(),
+            "https://alertcall.example.org/api/alerts/call-event"
+        );
+        assert!(matches!(c.provider, ProviderConfig::Vonage(_)));
     }
 
     #[test]

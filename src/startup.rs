@@ -43,7 +43,11 @@ impl Application {
         Self::with_store(config, store, listener)
     }
 
-    fn with_store(config: Config, store: DynStore, listener: TcpListener) -> anyhow::Result<Application> {
+    fn with_store(
+        config: Config,
+        store: DynStore,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         let (provider, sim, sim_events): (Arc<dyn Provider>, _, _) = match &config.provider {
             ProviderConfig::Simulator => {
                 let (sim, events) = Simulator::new();
@@ -72,7 +76,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn engine(&self) -> Arc<Engine> {
@@ -84,7 +90,10 @@ impl Application {
     }
 
     /// Serves HTTP and runs the engine until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let engine = self.state.engine.clone();
         if let Some(mut events) = self.sim_events {
             let engine = engine.clone();

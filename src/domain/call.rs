@@ -75,7 +75,10 @@ impl CallStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
-            CallStatus::Pending | CallStatus::Initiated | CallStatus::Ringing | CallStatus::InProgress
+            CallStatus::Pending
+                | CallStatus::Initiated
+                | CallStatus::Ringing
+                | CallStatus::InProgress
         )
     }
 

@@ -141,7 +141,10 @@ mod tests {
             Phone::parse("+1 (385) 401-9951").unwrap().e164(),
             "+13854019951"
         );
-        assert_eq!(Phone::parse("+447700900123").unwrap().digits(), "447700900123");
+        assert_eq!(
+            Phone::parse("+447700900123").unwrap().digits(),
+            "447700900123"
+        );
     }
 
     #[test]
@@ -154,7 +157,10 @@ mod tests {
     #[test]
     fn refuses_bad_shapes() {
         assert!(matches!(Phone::parse(""), Err(PhoneError::Empty { .. })));
-        assert!(matches!(Phone::parse("+12"), Err(PhoneError::BadLength { .. })));
+        assert!(matches!(
+            Phone::parse("+12"),
+            Err(PhoneError::BadLength { .. })
+        ));
         assert!(matches!(
             Phone::parse("+0123456789"),
             Err(PhoneError::LeadingZero { .. })

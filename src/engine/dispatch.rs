@@ -65,18 +65,34 @@ async fn claim(engine: &Arc<Engine>) -> usize {
 
 /// Works on one claimed page in its own task.
 pub(super) fn spawn_page(engine: Arc<Engine>, page: Page, lease: Lease) {
+    if !engine
+        .working
+        .lock()
+        .expect("working lock")
+        .insert(page.alert_id.clone())
+    {
+        return;
+    }
     tokio::spawn(async move {
-        let Ok(_permit) = engine.in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        if let Err(e) = work(&engine, &page, &lease).await {
+        if let Ok(_permit) = engine.in_flight.clone().acquire_owned().await
+            && let Err(e) = work(&engine, &page, &lease).await
+        {
             // The lease runs out and the page is retried, by this or another instance.
             tracing::warn!(alert_id = %page.alert_id, error = %e, "could not process alert; it will be retried");
         }
+        engine
+            .working
+            .lock()
+            .expect("working lock")
+            .remove(&page.alert_id);
     });
 }
 
-async fn work(engine: &Arc<Engine>, page: &Page, lease: &Lease) -> Result<(), crate::store::StoreError> {
+async fn work(
+    engine: &Arc<Engine>,
+    page: &Page,
+    lease: &Lease,
+) -> Result<(), crate::store::StoreError> {
     let Some(alert) = engine.store.load_alert(&page.alert_id).await? else {
         return finish(engine, page, PageState::Cancelled, None, "alert deleted").await;
     };
@@ -95,7 +111,14 @@ async fn work(engine: &Arc<Engine>, page: &Page, lease: &Lease) -> Result<(), cr
                 wait = ?engine.config.ack_wait,
                 "NO ACKNOWLEDGEMENT: nobody pressed 1 for this critical alert"
             );
-            finish(engine, page, PageState::Exhausted, None, "no acknowledgement").await
+            finish(
+                engine,
+                page,
+                PageState::Exhausted,
+                None,
+                "no acknowledgement",
+            )
+            .await
         }
         other => {
             // Final states carry no due time; a claim on one is a leftover. Drop it.
@@ -118,15 +141,22 @@ async fn finish(
         step: page.step,
         round: page.round,
         due_at,
-        attempts: if state == PageState::Due { page.attempts + 1 } else { 0 },
+        attempts: if state == PageState::Due {
+            page.attempts + 1
+        } else {
+            0
+        },
         last_error: (state == PageState::Due).then(|| reason.to_string()),
     };
-    if engine
+    let updated = engine
         .store
         .update_page(&page.alert_id, &engine.owner, &update, now)
-        .await?
-        && state != page.state
-    {
+        .await?;
+    if updated && due_at.is_some() {
+        // The dispatcher may be sleeping past this new due time.
+        engine.wake();
+    }
+    if updated && state != page.state {
         engine
             .store
             .record_event(&AuditEvent {
@@ -149,15 +179,6 @@ async fn place_call(
     lease: &Lease,
     alert: &Alert,
 ) -> Result<(), crate::store::StoreError> {
-    engine.limiter.acquire().await;
-    // Waiting for a slot may have taken a while: make sure the page is still ours.
-    let renewed = Lease::new(&engine.owner, engine.now(), LEASE);
-    if renewed.now > lease.now + chrono::Duration::seconds(5)
-        && !engine.store.renew_lease(&page.alert_id, &renewed).await?
-    {
-        tracing::info!(alert_id = %alert.id, "another instance took over this alert");
-        return Ok(());
-    }
     let to = engine.config.nurse_phone.clone();
     let announcement = message::announcement(alert, &engine.config.messages);
     let now = engine.now();
@@ -173,6 +194,23 @@ async fn place_call(
             at: now,
         })
         .await?;
+    engine.limiter.acquire().await;
+    // Waiting for a slot may have taken a while: make sure the page is still ours.
+    let renewed = Lease::new(&engine.owner, engine.now(), LEASE);
+    if renewed.now > lease.now + chrono::Duration::seconds(5)
+        && !engine.store.renew_lease(&page.alert_id, &renewed).await?
+    {
+        tracing::info!(alert_id = %alert.id, "another instance took over this alert");
+        engine
+            .store
+            .call_failed(
+                call.id,
+                "not placed: another instance took over",
+                renewed.now,
+            )
+            .await?;
+        return Ok(());
+    }
     let request = CallRequest {
         call_id: call.id,
         to: to.clone(),
@@ -194,13 +232,34 @@ async fn place_call(
                 latency_ms = (now - alert.triggered_at).num_milliseconds(),
                 "calling nurse"
             );
-            audit_call(engine, alert, call.id, "call.placed", json!({"provider_call_id": placed.provider_call_id}), now).await?;
-            let due = now + chrono::Duration::from_std(engine.config.ack_wait).unwrap_or(chrono::Duration::MAX);
+            audit_call(
+                engine,
+                alert,
+                call.id,
+                "call.placed",
+                json!({"provider_call_id": placed.provider_call_id}),
+                now,
+            )
+            .await?;
+            let due = now
+                + chrono::Duration::from_std(engine.config.ack_wait)
+                    .unwrap_or(chrono::Duration::MAX);
             finish(engine, page, PageState::Waiting, Some(due), "call placed").await
         }
         Err(err) => {
-            engine.store.call_failed(call.id, &err.to_string(), now).await?;
-            audit_call(engine, alert, call.id, "call.failed", json!({"error": err.to_string()}), now).await?;
+            engine
+                .store
+                .call_failed(call.id, &err.to_string(), now)
+                .await?;
+            audit_call(
+                engine,
+                alert,
+                call.id,
+                "call.failed",
+                json!({"error": err.to_string()}),
+                now,
+            )
+            .await?;
             let (state, due, reason) = match &err {
                 ProviderError::Permanent(_) => {
                     tracing::error!(alert_id = %alert.id, to = %to.masked(), error = %err, "the provider refused this call for good");
@@ -208,12 +267,20 @@ async fn place_call(
                 }
                 ProviderError::Config(_) => {
                     tracing::error!(alert_id = %alert.id, error = %err, "CANNOT PLACE CALLS: fix the provider configuration; retrying every minute");
-                    (PageState::Due, Some(now + chrono::Duration::from_std(CONFIG_RETRY).unwrap_or_default()), err.to_string())
+                    (
+                        PageState::Due,
+                        Some(now + chrono::Duration::from_std(CONFIG_RETRY).unwrap_or_default()),
+                        err.to_string(),
+                    )
                 }
                 ProviderError::Transient { retry_after, .. } => {
                     let wait = retry_delay(page.attempts, *retry_after, fastrand::f64());
                     tracing::warn!(alert_id = %alert.id, error = %err, retry_in = ?wait, "call failed; retrying");
-                    (PageState::Due, Some(now + chrono::Duration::from_std(wait).unwrap_or_default()), err.to_string())
+                    (
+                        PageState::Due,
+                        Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
+                        err.to_string(),
+                    )
                 }
             };
             finish(engine, page, state, due, &reason).await
@@ -252,7 +319,8 @@ pub fn retry_delay(attempts: i32, retry_after: Option<Duration>, jitter: f64) ->
         return after.min(Duration::from_secs(300));
     }
     let base = Duration::from_millis(500) * 2u32.saturating_pow(attempts.clamp(0, 16) as u32);
-    base.min(Duration::from_secs(30)).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    base.min(Duration::from_secs(30))
+        .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

@@ -93,7 +93,11 @@ impl Engine {
     }
 
     /// A key press (or silence) on the call menu; returns what the nurse hears next.
-    pub async fn handle_input(&self, input: &InputEvent, source: Source) -> Result<Reply, StoreError> {
+    pub async fn handle_input(
+        &self,
+        input: &InputEvent,
+        source: Source,
+    ) -> Result<Reply, StoreError> {
         let now = self.now();
         let Some(call) = self
             .store
@@ -105,20 +109,20 @@ impl Engine {
                 text: menu::UNKNOWN_CALL.into(),
             });
         };
-        let fresh = self
-            .store
-            .record_event(&AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: source.as_str().into(),
-                kind: "input".into(),
-                dedupe_key: input.at.as_ref().map(|at| {
-                    format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)
-                }),
-                detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
-                at: now,
-            })
-            .await?;
+        let fresh =
+            self.store
+                .record_event(&AuditEvent {
+                    alert_id: Some(call.alert_id.clone()),
+                    call_id: Some(call.id),
+                    source: source.as_str().into(),
+                    kind: "input".into(),
+                    dedupe_key: input.at.as_ref().map(|at| {
+                        format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)
+                    }),
+                    detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
+                    at: now,
+                })
+                .await?;
         match MenuChoice::from_digits(&input.digits) {
             MenuChoice::Acknowledge => self.acknowledge(&call, now).await,
             MenuChoice::Repeat => Ok(self.repeat(&call).await?),

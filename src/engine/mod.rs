@@ -34,6 +34,9 @@ pub struct Engine {
     owner: String,
     wake: Notify,
     in_flight: Arc<Semaphore>,
+    /// Pages this process is working on: a page whose lease this process renews must not be
+    /// worked on twice here.
+    working: std::sync::Mutex<std::collections::HashSet<String>>,
     limiter: limiter::RateLimiter,
     db_ok: AtomicBool,
 }
@@ -53,6 +56,7 @@ impl Engine {
             owner,
             wake: Notify::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            working: std::sync::Mutex::new(std::collections::HashSet::new()),
             db_ok: AtomicBool::new(true),
         })
     }
@@ -70,7 +74,9 @@ impl Engine {
     fn set_database_ok(&self, ok: bool) {
         let was = self.db_ok.swap(ok, Ordering::Relaxed);
         if was && !ok {
-            tracing::error!("the database is unreachable: alerts cannot be taken in until it is back");
+            tracing::error!(
+                "the database is unreachable: alerts cannot be taken in until it is back"
+            );
         } else if !was && ok {
             tracing::info!("the database is reachable again");
         }

@@ -32,11 +32,17 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Http
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    vonage::verify_signature(auth, body, secret, config.webhook_max_age, state.engine.now())
-        .map_err(|e| {
-            tracing::warn!(reason = %e, "refused a webhook: signature check failed");
-            HttpError::Unauthorized(e.to_string())
-        })
+    vonage::verify_signature(
+        auth,
+        body,
+        secret,
+        config.webhook_max_age,
+        state.engine.now(),
+    )
+    .map_err(|e| {
+        tracing::warn!(reason = %e, "refused a webhook: signature check failed");
+        HttpError::Unauthorized(e.to_string())
+    })
 }
 
 fn bad_request(e: WebhookError) -> HttpError {
@@ -75,7 +81,10 @@ pub async fn event(
     verify(&state, &headers, &body)?;
     match vonage::parse_event(&body, query.call_id()).map_err(bad_request)? {
         VonageEvent::Call(event) => {
-            state.engine.handle_call_event(&event, Source::Vonage).await?;
+            state
+                .engine
+                .handle_call_event(&event, Source::Vonage)
+                .await?;
         }
         VonageEvent::Error {
             reason,

@@ -35,9 +35,9 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("DATABASE_URL is not a valid Postgres URL: {e}")))?;
+        let options: PgConnectOptions = url.parse().map_err(|e| {
+            StoreError::Invalid(format!("DATABASE_URL is not a valid Postgres URL: {e}"))
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
@@ -66,7 +66,10 @@ impl PgStore {
         .await
         .doing("reading the type of alerts.id")?;
         if let Some(t) = found {
-            if !t.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_') {
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '_')
+            {
                 return Err(StoreError::Invalid(format!(
                     "alerts.id has an unsupported type {t:?}"
                 )));
@@ -218,10 +221,11 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .doing("creating schema alertcall")?;
-        let applied: Vec<i32> = sqlx::query_scalar("SELECT version FROM alertcall.schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .doing("reading applied migrations")?;
+        let applied: Vec<i32> =
+            sqlx::query_scalar("SELECT version FROM alertcall.schema_migrations")
+                .fetch_all(&mut *tx)
+                .await
+                .doing("reading applied migrations")?;
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;

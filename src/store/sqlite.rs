@@ -40,7 +40,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("DATABASE_URL is not a valid SQLite URL: {e}")))?
+            .map_err(|e| {
+                StoreError::Invalid(format!("DATABASE_URL is not a valid SQLite URL: {e}"))
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Every acknowledgement must survive a power cut, not only a crash.
@@ -191,12 +193,14 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .doing("applying a migration")?;
-            sqlx::query("INSERT INTO alertcall_schema_migrations (version, applied_at) VALUES (?, ?)")
-                .bind(version)
-                .bind(ts(Utc::now()))
-                .execute(&mut *tx)
-                .await
-                .doing("recording a migration")?;
+            sqlx::query(
+                "INSERT INTO alertcall_schema_migrations (version, applied_at) VALUES (?, ?)",
+            )
+            .bind(version)
+            .bind(ts(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .doing("recording a migration")?;
             tracing::info!(version, "applied SQLite migration");
         }
         tx.commit().await.doing("committing migrations")
@@ -333,11 +337,12 @@ impl Store for SqliteStore {
     }
 
     async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
-        let row = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!("{ALERT_SELECT} WHERE a.id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .doing("loading an alert")?;
+        let row =
+            sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!("{ALERT_SELECT} WHERE a.id = ?")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("loading an alert")?;
         Ok(row.map(Alert::from))
     }
 

@@ -86,7 +86,12 @@ impl Simulator {
     }
 
     pub fn list(&self) -> Vec<SimCall> {
-        self.calls.lock().expect("sim lock").values().cloned().collect()
+        self.calls
+            .lock()
+            .expect("sim lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<SimCall, SimError> {
@@ -125,7 +130,9 @@ impl Simulator {
     pub fn press(&self, id: &str, keys: &str) -> Result<InputEvent, SimError> {
         if keys.is_empty()
             || keys.len() > 20
-            || !keys.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+            || !keys
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
         {
             return Err(SimError::BadKeys);
         }

@@ -183,7 +183,9 @@ impl Provider for VonageProvider {
                 });
         }
         let detail = problem_detail(&body);
-        let trace = trace.map(|t| format!(" (trace id {t})")).unwrap_or_default();
+        let trace = trace
+            .map(|t| format!(" (trace id {t})"))
+            .unwrap_or_default();
         Err(match status.as_u16() {
             401 | 403 => ProviderError::Config(format!(
                 "Vonage answered {status}: {detail}{trace}. Check VONAGE_APPLICATION_ID and the \
@@ -287,7 +289,9 @@ pub fn parse_event(body: &[u8], call_id: Option<Uuid>) -> Result<VonageEvent, We
         return Err(WebhookError::Missing("uuid and status"));
     };
     if uuid.is_empty() || uuid.len() > 128 {
-        return Err(WebhookError::Malformed("uuid must be 1 to 128 characters".into()));
+        return Err(WebhookError::Malformed(
+            "uuid must be 1 to 128 characters".into(),
+        ));
     }
     let kind = match status.as_str() {
         "started" => CallEventKind::Started,
@@ -318,7 +322,9 @@ pub fn parse_input(body: &[u8], call_id: Option<Uuid>) -> Result<InputEvent, Web
     let map = object(body)?;
     let uuid = text(&map, "uuid").ok_or(WebhookError::Missing("uuid"))?;
     if uuid.is_empty() || uuid.len() > 128 {
-        return Err(WebhookError::Malformed("uuid must be 1 to 128 characters".into()));
+        return Err(WebhookError::Malformed(
+            "uuid must be 1 to 128 characters".into(),
+        ));
     }
     let dtmf = match map.get("dtmf") {
         Some(Value::Object(d)) => Some(d),
@@ -383,7 +389,9 @@ pub fn verify_signature(
     };
     let age = now.timestamp() as f64 - claims.iat;
     if !age.is_finite() || age > max_age.as_secs_f64() || age < -60.0 {
-        return refuse("the signature's iat is outside the allowed window (replayed or clock skew)");
+        return refuse(
+            "the signature's iat is outside the allowed window (replayed or clock skew)",
+        );
     }
     let Some(hash) = claims.payload_hash else {
         return refuse("the signature has no payload_hash");
@@ -438,8 +446,11 @@ mod tests {
         assert_eq!((one.digits.as_str(), one.timed_out), ("1", false));
         let none = parse_input(&example("input-timed-out.json"), None).unwrap();
         assert_eq!((none.digits.as_str(), none.timed_out), ("", true));
-        let legacy = parse_input(br#"{"uuid":"u","dtmf":{"digits":null,"timed_out":"1"}}"#, None)
-            .unwrap();
+        let legacy = parse_input(
+            br#"{"uuid":"u","dtmf":{"digits":null,"timed_out":"1"}}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!((legacy.digits.as_str(), legacy.timed_out), ("", true));
         let number = parse_input(br#"{"uuid":"u","dtmf":{"digits":1}}"#, None).unwrap();
         assert_eq!(number.digits, "1");
@@ -447,10 +458,22 @@ mod tests {
 
     #[test]
     fn refuses_malformed_webhooks() {
-        assert!(matches!(parse_event(b"not json", None), Err(WebhookError::Malformed(_))));
-        assert!(matches!(parse_event(b"[1,2]", None), Err(WebhookError::Malformed(_))));
-        assert!(matches!(parse_event(b"{}", None), Err(WebhookError::Missing(_))));
-        assert!(matches!(parse_input(b"{\"dtmf\":{}}", None), Err(WebhookError::Missing(_))));
+        assert!(matches!(
+            parse_event(b"not json", None),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_event(b"[1,2]", None),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_event(b"{}", None),
+            Err(WebhookError::Missing(_))
+        ));
+        assert!(matches!(
+            parse_input(b"{\"dtmf\":{}}", None),
+            Err(WebhookError::Missing(_))
+        ));
         assert!(matches!(
             parse_input(br#"{"uuid":"u","dtmf":"1"}"#, None),
             Err(WebhookError::Malformed(_))
@@ -495,10 +518,17 @@ mod tests {
             "s3cret",
         );
         let max = Duration::from_secs(300);
-        assert_eq!(verify_signature(Some(&good), body, "s3cret", max, now), Ok(()));
+        assert_eq!(
+            verify_signature(Some(&good), body, "s3cret", max, now),
+            Ok(())
+        );
         let cases = [
             (None, &body[..], "s3cret"),
-            (Some(good.as_str()), &br#"{"uuid":"u","status":"answered"}"#[..], "s3cret"),
+            (
+                Some(good.as_str()),
+                &br#"{"uuid":"u","status":"answered"}"#[..],
+                "s3cret",
+            ),
             (Some(good.as_str()), &body[..], "other"),
             (Some("Basic abc"), &body[..], "s3cret"),
             (Some("Bearer not.a.jwt"), &body[..], "s3cret"),

@@ -1,0 +1,401 @@
+//! A local fake of the Vonage Voice API. It checks every create-call request against the
+//! contract in `shared/contracts/vonage` (NOTES.md §1–3, voice.yml) and records it, and it
+//! answers as a test scripts it: 201, an error status, or a hang past the client's timeout.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const APPLICATION_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab";
+pub const FROM_NUMBER: &str = "+447700900001";
+pub const SIGNATURE_SECRET: &str = "test-signature-secret";
+pub const PRIVATE_KEY: &str = include_str!("../fixtures/vonage-test-private.pem");
+const PUBLIC_KEY: &str = include_str!("../fixtures/vonage-test-public.pem");
+
+/// What the fake answers to the next create-call request.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    Created,
+    Status(u16, Option<u64>),
+    Hang(Duration),
+    /// Closes the connection without answering.
+    Drop,
+}
+
+/// One create-call request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: std::time::Instant,
+    pub body: Value,
+    pub answered: u16,
+    pub uuid: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    script: VecDeque<Behaviour>,
+    received: Vec<Received>,
+    violations: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeVonage {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeVonage {
+    pub async fn start() -> FakeVonage {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/v1/calls", post(create_call))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    "the fake Vonage knows only POST /v1/calls",
+                )
+            })
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeVonage { url, inner }
+    }
+
+    /// Answers the next requests as scripted, then with 201 again.
+    pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
+        self.inner.lock().unwrap().script.extend(behaviours);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Requests that were answered 201 (calls that exist).
+    pub fn calls(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered == 201)
+            .collect()
+    }
+
+    /// Every way a request broke the contract. Tests assert this is empty.
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.lock().unwrap().violations.clone()
+    }
+
+    /// The environment an alertcall instance needs to call this fake.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ALERTCALL_PROVIDER", "vonage".into()),
+            ("VONAGE_APPLICATION_ID", APPLICATION_ID.into()),
+            ("VONAGE_PRIVATE_KEY", PRIVATE_KEY.into()),
+            ("VONAGE_FROM_NUMBER", FROM_NUMBER.into()),
+            ("VONAGE_API_URL", self.url.clone()),
+            ("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET.into()),
+            ("NURSE_PHONE_NUMBER", "+13854019951".into()),
+        ]
+    }
+}
+
+/// Signs a webhook body the way Vonage does (HS256 JWT with `payload_hash`).
+pub fn sign_webhook(body: &[u8], secret: &str, iat: i64) -> String {
+    let hash: String = Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let claims = json!({
+        "iat": iat, "jti": uuid::Uuid::new_v4().to_string(), "iss": "Vonage",
+        "payload_hash": hash, "api_key": "a1b2c3d", "application_id": APPLICATION_ID,
+    });
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    format!("Bearer {token}")
+}
+
+async fn create_call(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = std::time::Instant::now();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut violations = check_auth(&headers);
+    violations.extend(check_body(&parsed));
+    if headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| !v.starts_with("application/json"))
+    {
+        violations.push("Content-Type must be application/json".into());
+    }
+    let behaviour = {
+        let mut inner = inner.lock().unwrap();
+        inner.violations.extend(violations.iter().cloned());
+        inner.script.pop_front().unwrap_or(Behaviour::Created)
+    };
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let record = |answered: u16, uuid: Option<String>| {
+        inner.lock().unwrap().received.push(Received {
+            at,
+            body: parsed.clone(),
+            answered,
+            uuid,
+        });
+    };
+    if !violations.is_empty() {
+        record(400, None);
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"type": "https://developer.nexmo.com/api-errors#bad-request",
+                              "title": "Bad Request", "detail": violations.join("; ")}),
+            ),
+        )
+            .into_response();
+    }
+    match behaviour {
+        Behaviour::Created => {
+            record(201, Some(uuid.clone()));
+            (
+                StatusCode::CREATED,
+                axum::Json(
+                    json!({"uuid": uuid, "status": "started", "direction": "outbound",
+                                  "conversation_uuid": format!("CON-{}", uuid::Uuid::new_v4())}),
+                ),
+            )
+                .into_response()
+        }
+        Behaviour::Status(code, retry_after) => {
+            record(code, None);
+            let body = match code {
+                401 => include_str!("../fixtures/vonage/error-401.json").to_string(),
+                429 => include_str!("../fixtures/vonage/error-429.json").to_string(),
+                400 => json!({"type": "https://developer.nexmo.com/api-errors#bad-request",
+                              "title": "Bad Request", "detail": "Invalid number",
+                              "invalid_parameters": [{"name": "to", "reason": "invalid_number"}]})
+                .to_string(),
+                _ => json!({"title": "Internal Server Error", "detail": "try again"}).to_string(),
+            };
+            let mut response = (
+                StatusCode::from_u16(code).unwrap(),
+                [("content-type", "application/problem+json")],
+                body,
+            )
+                .into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", secs.to_string().parse().unwrap());
+            }
+            response
+        }
+        Behaviour::Hang(d) => {
+            record(0, None);
+            tokio::time::sleep(d).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Behaviour::Drop => {
+            record(0, None);
+            // Panicking in a handler makes hyper close the connection without a response.
+            panic!("fake Vonage drops this connection on purpose");
+        }
+    }
+}
+
+/// NOTES.md §2: `Authorization: Bearer` RS256 JWT with application_id, iat, jti.
+fn check_auth(headers: &HeaderMap) -> Vec<String> {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return vec!["missing Authorization: Bearer <JWT>".into()];
+    };
+    let header = match jsonwebtoken::decode_header(token) {
+        Ok(h) => h,
+        Err(e) => return vec![format!("JWT header: {e}")],
+    };
+    if header.alg != Algorithm::RS256 {
+        return vec![format!("JWT alg must be RS256, got {:?}", header.alg)];
+    }
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    let key = DecodingKey::from_rsa_pem(PUBLIC_KEY.as_bytes()).unwrap();
+    let claims: Value = match jsonwebtoken::decode(token, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            return vec![format!(
+                "JWT does not verify with the application's public key: {e}"
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    if claims["application_id"] != APPLICATION_ID {
+        out.push("JWT application_id claim is wrong or missing".into());
+    }
+    let now = chrono::Utc::now().timestamp();
+    match claims["iat"].as_i64() {
+        Some(iat) if (now - 120..=now + 5).contains(&iat) => {}
+        _ => out.push("JWT iat must be now (unix seconds)".into()),
+    }
+    if claims["jti"].as_str().is_none_or(str::is_empty) {
+        out.push("JWT jti is required".into());
+    }
+    if let Some(exp) = claims["exp"].as_i64() {
+        let iat = claims["iat"].as_i64().unwrap_or(now);
+        if !(30..=86400).contains(&(exp - iat)) {
+            out.push("JWT exp must be 30 s to 24 h after iat".into());
+        }
+    }
+    out
+}
+
+/// NOTES.md §1 and §3, voice.yml CreateCallRequest.
+fn check_body(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut need = |ok: bool, what: &str| {
+        if !ok {
+            out.push(what.to_string());
+        }
+    };
+    let number_ok = |v: &Value| {
+        v.as_str()
+            .is_some_and(|n| (7..=15).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    let Some(obj) = body.as_object() else {
+        return vec!["body must be a JSON object".into()];
+    };
+    let to = body["to"].as_array();
+    need(
+        to.is_some_and(|t| t.len() == 1),
+        "to must be an array of one endpoint",
+    );
+    if let Some(ep) = to.and_then(|t| t.first()) {
+        need(ep["type"] == "phone", "to[0].type must be phone");
+        need(
+            number_ok(&ep["number"]),
+            "to[0].number must be 7-15 digits, no +",
+        );
+    }
+    need(body["from"]["type"] == "phone", "from.type must be phone");
+    need(
+        number_ok(&body["from"]["number"]),
+        "from.number must be 7-15 digits, no +",
+    );
+    need(
+        obj.contains_key("ncco") != obj.contains_key("answer_url"),
+        "exactly one of ncco and answer_url",
+    );
+    need(
+        body["event_url"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0].is_string()),
+        "event_url must be an array of one URL",
+    );
+    if let Some(method) = body.get("event_method") {
+        need(
+            method == "POST" || method == "GET",
+            "event_method must be GET or POST",
+        );
+    }
+    if let Some(t) = body.get("ringing_timer") {
+        need(
+            t.as_u64().is_some_and(|t| (1..=120).contains(&t)),
+            "ringing_timer must be 1..120",
+        );
+    }
+    if let Some(t) = body.get("length_timer") {
+        need(
+            t.as_u64().is_some_and(|t| (1..=7200).contains(&t)),
+            "length_timer must be 1..7200",
+        );
+    }
+    if let Some(m) = body.get("machine_detection") {
+        need(
+            m == "continue" || m == "hangup",
+            "machine_detection must be continue or hangup",
+        );
+    }
+    if let Some(ncco) = body.get("ncco") {
+        out.extend(check_ncco(ncco));
+    }
+    out
+}
+
+/// NOTES.md §3: the NCCO actions alertcall uses.
+pub fn check_ncco(ncco: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(actions) = ncco.as_array().filter(|a| !a.is_empty()) else {
+        return vec!["ncco must be a non-empty array".into()];
+    };
+    for (i, action) in actions.iter().enumerate() {
+        match action["action"].as_str() {
+            Some("talk") => {
+                let text = action["text"].as_str().unwrap_or("");
+                if text.is_empty() || text.chars().count() > 1500 {
+                    out.push(format!("ncco[{i}] talk text must be 1-1500 characters"));
+                }
+                if action["bargeIn"] == true
+                    && actions
+                        .get(i + 1)
+                        .is_none_or(|next| next["action"] != "input")
+                {
+                    out.push(format!(
+                        "ncco[{i}] talk with bargeIn must be followed by input"
+                    ));
+                }
+            }
+            Some("input") => {
+                let types = action["type"].as_array();
+                if !types.is_some_and(|t| {
+                    !t.is_empty() && t.iter().all(|x| x == "dtmf" || x == "speech")
+                }) {
+                    out.push(format!(
+                        "ncco[{i}] input.type must be a non-empty array of dtmf/speech"
+                    ));
+                }
+                let dtmf = &action["dtmf"];
+                if let Some(n) = dtmf.get("maxDigits")
+                    && !n.as_u64().is_some_and(|n| (1..=20).contains(&n))
+                {
+                    out.push(format!("ncco[{i}] dtmf.maxDigits must be 1..20"));
+                }
+                if let Some(t) = dtmf.get("timeOut")
+                    && t.as_u64().is_none_or(|t| t > 10)
+                {
+                    out.push(format!("ncco[{i}] dtmf.timeOut must be 0..10"));
+                }
+                if action.get("maxDigits").is_some() || action.get("timeOut").is_some() {
+                    out.push(format!("ncco[{i}] uses the legacy flat input form"));
+                }
+                if !action["eventUrl"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 1 && a[0].is_string())
+                {
+                    out.push(format!(
+                        "ncco[{i}] input.eventUrl must be an array of one URL"
+                    ));
+                }
+            }
+            other => out.push(format!("ncco[{i}] unexpected action {other:?}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! Starting the real server (random port) against a test database, and waiting on
+//! conditions with a deadline instead of sleeping.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertcall::config::Config;
+use alertcall::engine::Engine;
+use alertcall::startup::Application;
+
+use crate::db::TestDb;
+use crate::fake_vonage::{self, FakeVonage};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// alertcall on `db`, calling the fake Vonage when given, else the simulator.
+    pub async fn spawn(
+        db: &TestDb,
+        vonage: Option<&FakeVonage>,
+        extra: &[(&str, &str)],
+    ) -> TestApp {
+        // RUST_LOG=alertcall=debug shows what the service did in a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".into(), db.url.clone()),
+            ("ALERTCALL_LISTEN".into(), "127.0.0.1:0".into()),
+            ("ALERTCALL_CALLS_PER_SECOND".into(), "0".into()),
+            ("ALERTCALL_HOSPITAL_NAME".into(), "Haven Hospital".into()),
+            ("ALERTCALL_SQLITE_WATCH_INTERVAL".into(), "10ms".into()),
+        ]);
+        if let Some(v) = vonage {
+            vars.extend(v.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+        }
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_vars(|k| vars.get(k).cloned()).expect("test configuration");
+        let app = Application::build(config).await.expect("build app");
+        let addr = app.local_addr();
+        let engine = app.engine();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("app run");
+        });
+        let app = TestApp {
+            addr,
+            engine,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        wait_until(
+            "the server answers /healthz",
+            Duration::from_secs(10),
+            || async { app.get("/healthz").await.status() == 200 },
+        )
+        .await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// POSTs a webhook body, signed with `secret` when given.
+    pub async fn webhook(&self, url: &str, body: &str, secret: Option<&str>) -> reqwest::Response {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            self.url(url)
+        };
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(secret) = secret {
+            req = req.header(
+                "authorization",
+                fake_vonage::sign_webhook(body.as_bytes(), secret, chrono::Utc::now().timestamp()),
+            );
+        }
+        req.send().await.expect("POST webhook")
+    }
+
+    /// Stops the server and the engine, as a shutdown would.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` after `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if cond().await {
+            return;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,34 @@
+//! Integration tests: the real server on a random port, real Postgres and SQLite, a local
+//! fake Vonage that checks requests against the provider's contract.
+
+mod cli;
+mod core;
+mod db;
+mod fake_vonage;
+mod helpers;
+mod providers;
+mod simulator;
+mod webhooks;
+
+/// Runs a scenario `async fn name(db: TestDb)` once on Postgres and once on SQLite.
+#[macro_export]
+macro_rules! both_backends {
+    ($module:ident :: $name:ident) => {
+        mod $name {
+            use $crate::db::{Backend, TestDb};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = TestDb::new(Backend::Postgres).await {
+                    $crate::$module::$name(db).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+                $crate::$module::$name(db).await;
+            }
+        }
+    };
+}

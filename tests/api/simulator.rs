@@ -1,0 +1,139 @@
+//! The default, offline provider: a simulated phone answered through the HTTP API.
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::core::{WAIT, seed_query};
+use crate::db::TestDb;
+use crate::helpers::{TestApp, wait_until};
+
+async fn sim_calls(app: &TestApp) -> Vec<Value> {
+    app.get("/api/sim/calls").await.json().await.unwrap()
+}
+
+async fn post(app: &TestApp, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = app.http.post(app.url(path));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+pub async fn simulated_phone_answers_and_acknowledges(db: TestDb) {
+    let app = TestApp::spawn(&db, None, &[]).await;
+    db.seed_people().await;
+    db.insert_alert("critical", "P002", "R7", "Fall detected")
+        .await;
+    wait_until("the simulated phone rings", WAIT, || async {
+        sim_calls(&app).await.len() == 1
+    })
+    .await;
+    let call = sim_calls(&app).await.remove(0);
+    let id = call["id"].as_str().unwrap().to_string();
+    assert_eq!(call["state"], "ringing");
+    assert_eq!(call["to"], "+15*******06", "numbers are masked");
+    // Pressing before answering is refused.
+    let r = post(
+        &app,
+        &format!("/api/sim/calls/{id}/press"),
+        Some(json!({"keys": "1"})),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    let answered: Value = post(&app, &format!("/api/sim/calls/{id}/answer"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        answered["heard"][0]
+            .as_str()
+            .unwrap()
+            .contains("Room 7, patient Ana Souza. Fall detected.")
+    );
+    let r = post(
+        &app,
+        &format!("/api/sim/calls/{id}/press"),
+        Some(json!({"keys": "x"})),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let repeated: Value = post(
+        &app,
+        &format!("/api/sim/calls/{id}/press"),
+        Some(json!({"keys": "2"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(repeated["heard"][1], answered["heard"][0]);
+    let done: Value = post(
+        &app,
+        &format!("/api/sim/calls/{id}/press"),
+        Some(json!({"keys": "1"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(done["heard"][2], "Alert acknowledged. Thank you.");
+    assert_eq!(done["state"], "ended");
+    let row = db.row(&seed_query(&id)).await;
+    assert_eq!(row[0].as_deref(), Some("acknowledged"));
+    assert_eq!(row[3].as_deref(), Some("answered"));
+    // The simulator's events went through the same path as webhooks.
+    let engine = app.engine.clone();
+    let alert_id = engine.store.list_calls(None, 1).await.unwrap()[0]
+        .alert_id
+        .clone();
+    wait_until("the hang-up is recorded", WAIT, || async {
+        engine
+            .store
+            .list_events(&alert_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "call.completed")
+    })
+    .await;
+    let kinds: Vec<String> = engine
+        .store
+        .list_events(&alert_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in [
+        "call.started",
+        "call.ringing",
+        "call.picked_up",
+        "input",
+        "alert.acknowledged",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    let r = post(&app, "/api/sim/calls/SIM-nope/answer", None).await;
+    assert_eq!(r.status(), 404);
+    app.stop().await;
+}
+both_backends!(simulator::simulated_phone_answers_and_acknowledges);
+
+pub async fn simulator_api_needs_the_token_when_set(db: TestDb) {
+    let app = TestApp::spawn(&db, None, &[("ALERTCALL_API_TOKEN", "t0ken")]).await;
+    assert_eq!(app.get("/api/sim/calls").await.status(), 401);
+    let r = app
+        .http
+        .get(app.url("/api/sim/calls"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+both_backends!(simulator::simulator_api_needs_the_token_when_set);
