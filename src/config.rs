@@ -43,6 +43,9 @@ pub struct Config {
     pub ack_wait: Duration,
     /// New calls per second across this instance; `None` = no limit.
     pub calls_per_second: Option<f64>,
+    /// How long a claim on an alert lasts: if this instance dies, another takes the alert
+    /// over after this long.
+    pub lease: Duration,
     /// Timeout of one request to the provider.
     pub provider_timeout: Duration,
     /// Signed webhooks older than this are refused.
@@ -208,10 +211,18 @@ impl Config {
         let ringing_timer = duration("ALERTCALL_RINGING_TIMER", "30s");
         let ack_wait = duration("ALERTCALL_ACK_WAIT", "60s");
         let provider_timeout = duration("ALERTCALL_PROVIDER_TIMEOUT", "10s");
+        let lease = duration("ALERTCALL_LEASE", "30s");
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
         if !(1..=120).contains(&ringing_timer.as_secs()) {
             errors.push(
                 "ALERTCALL_RINGING_TIMER must be between 1s and 120s (Vonage's limit)".into(),
+            );
+        }
+        if lease < provider_timeout * 2 {
+            errors.push(
+                "ALERTCALL_LEASE must be at least twice ALERTCALL_PROVIDER_TIMEOUT, or a slow \
+                 call could be placed twice"
+                    .into(),
             );
         }
         if sweep_interval.is_zero() || sqlite_watch_interval.is_zero() {
@@ -308,6 +319,7 @@ impl Config {
             ack_wait,
             calls_per_second,
             provider_timeout,
+            lease,
             webhook_max_age,
             api_token: get("ALERTCALL_API_TOKEN").map(Secret),
             log_json,

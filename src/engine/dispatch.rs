@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Engine, LEASE};
+use super::Engine;
 use crate::domain::alert::{Alert, AlertStatus};
 use crate::domain::menu;
 use crate::domain::message;
@@ -45,7 +45,7 @@ async fn claim(engine: &Arc<Engine>) -> usize {
     if free == 0 {
         return 0;
     }
-    let lease = Lease::new(&engine.owner, engine.now(), LEASE);
+    let lease = Lease::new(&engine.owner, engine.now(), engine.config.lease);
     match engine.store.claim_due(&lease, free as i64).await {
         Ok(pages) => {
             engine.set_database_ok(true);
@@ -196,8 +196,9 @@ async fn place_call(
         .await?;
     engine.limiter.acquire().await;
     // Waiting for a slot may have taken a while: make sure the page is still ours.
-    let renewed = Lease::new(&engine.owner, engine.now(), LEASE);
-    if renewed.now > lease.now + chrono::Duration::seconds(5)
+    let renewed = Lease::new(&engine.owner, engine.now(), engine.config.lease);
+    let quarter = chrono::Duration::from_std(engine.config.lease / 4).unwrap_or_default();
+    if renewed.now > lease.now + quarter
         && !engine.store.renew_lease(&page.alert_id, &renewed).await?
     {
         tracing::info!(alert_id = %alert.id, "another instance took over this alert");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, LEASE};
+use super::Engine;
 use crate::store::{FeedEvent, Lease, PageState};
 
 /// Back-off between attempts while the database is unreachable.
@@ -56,7 +56,7 @@ pub(super) async fn run(engine: Arc<Engine>) {
 pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
     loop {
         let now = engine.now();
-        let lease = Lease::new(&engine.owner, now, LEASE);
+        let lease = Lease::new(&engine.owner, now, engine.config.lease);
         let not_before = now
             - chrono::Duration::from_std(engine.config.max_alert_age)
                 .unwrap_or(chrono::Duration::MAX);

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
@@ -22,8 +21,6 @@ pub use events::{EventOutcome, Source};
 
 /// How many pages are worked on at once by one instance.
 const MAX_IN_FLIGHT: usize = 64;
-/// How long a claim on a page lasts before another instance may take it over.
-const LEASE: Duration = Duration::from_secs(30);
 
 /// Shared by the intake, the dispatcher and the webhook handlers.
 pub struct Engine {

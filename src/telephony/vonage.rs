@@ -331,15 +331,32 @@ pub fn parse_input(body: &[u8], call_id: Option<Uuid>) -> Result<InputEvent, Web
         None | Some(Value::Null) => None,
         Some(_) => return Err(WebhookError::Malformed("dtmf must be an object".into())),
     };
-    let digits = dtmf.and_then(|d| text(d, "digits")).unwrap_or_default();
+    let digits = match dtmf.and_then(|d| d.get("digits")) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(WebhookError::Malformed(
+                "dtmf.digits must be a string".into(),
+            ));
+        }
+    };
     if digits.len() > 20 {
         return Err(WebhookError::Malformed("more than 20 digits".into()));
     }
+    // Before 2019 Vonage sent "1" or "" here; accept both forms.
     let timed_out = match dtmf.and_then(|d| d.get("timed_out")) {
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "1" || s.eq_ignore_ascii_case("true"),
-        Some(Value::Number(n)) => n.as_i64() == Some(1),
-        _ => false,
+        Some(Value::String(s)) if s == "1" || s == "true" => true,
+        Some(Value::String(s)) if s.is_empty() || s == "0" || s == "false" => false,
+        Some(Value::Number(n)) if n.as_i64() == Some(1) => true,
+        Some(Value::Number(n)) if n.as_i64() == Some(0) => false,
+        Some(_) => {
+            return Err(WebhookError::Malformed(
+                "dtmf.timed_out must be a boolean".into(),
+            ));
+        }
     };
     Ok(InputEvent {
         provider_call_id: uuid,
@@ -474,10 +491,18 @@ mod tests {
             parse_input(b"{\"dtmf\":{}}", None),
             Err(WebhookError::Missing(_))
         ));
-        assert!(matches!(
-            parse_input(br#"{"uuid":"u","dtmf":"1"}"#, None),
-            Err(WebhookError::Malformed(_))
-        ));
+        for bad in [
+            &br#"{"uuid":"u","dtmf":"1"}"#[..],
+            br#"{"uuid":"u","dtmf":{"digits":["1"]}}"#,
+            br#"{"uuid":"u","dtmf":{"digits":"1","timed_out":"maybe"}}"#,
+            br#"{"uuid":"u","dtmf":{"digits":"123456789012345678901"}}"#,
+        ] {
+            assert!(
+                matches!(parse_input(bad, None), Err(WebhookError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
@@ -546,5 +571,84 @@ mod tests {
         assert!(verify_signature(Some(&old), body, "s3cret", max, now).is_err());
         let no_hash = sign(json!({"iat": now.timestamp()}), "s3cret");
         assert!(verify_signature(Some(&no_hash), body, "s3cret", max, now).is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON-ish values of every type, nested, with unicode and numbers-as-strings.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|n| json!(n)),
+                ".{0,40}".prop_map(Value::String),
+                "[0-9]{0,25}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::hash_map(
+                        prop_oneof![
+                            Just("uuid".to_string()),
+                            Just("status".to_string()),
+                            Just("dtmf".to_string()),
+                            Just("digits".to_string()),
+                            Just("timed_out".to_string()),
+                            Just("call_uuid".to_string()),
+                            Just("reason".to_string()),
+                            ".{0,8}".prop_map(String::from),
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic_on_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_event(&body, None);
+                let _ = parse_input(&body, None);
+            }
+
+            #[test]
+            fn parsers_never_panic_on_json(value in json_value()) {
+                let body = value.to_string();
+                let _ = parse_event(body.as_bytes(), None);
+                if let Ok(input) = parse_input(body.as_bytes(), None) {
+                    prop_assert!(input.digits.len() <= 20);
+                    prop_assert!(!input.provider_call_id.is_empty());
+                }
+            }
+
+            #[test]
+            fn random_signatures_are_refused(
+                header in ".{0,200}",
+                body in prop::collection::vec(any::<u8>(), 0..128),
+            ) {
+                let now = Utc::now();
+                let max = Duration::from_secs(300);
+                prop_assert!(verify_signature(Some(&header), &body, "s3cret", max, now).is_err());
+                let bearer = format!("Bearer {header}");
+                prop_assert!(verify_signature(Some(&bearer), &body, "s3cret", max, now).is_err());
+            }
+
+            #[test]
+            fn a_signature_covers_every_byte(body in prop::collection::vec(any::<u8>(), 1..128), flip in any::<usize>()) {
+                let now = Utc::now();
+                let max = Duration::from_secs(300);
+                let auth = sign(json!({"iat": now.timestamp(), "payload_hash": hex(&Sha256::digest(&body))}), "s3cret");
+                prop_assert!(verify_signature(Some(&auth), &body, "s3cret", max, now).is_ok());
+                let mut tampered = body.clone();
+                let i = flip % tampered.len();
+                tampered[i] ^= 0x01;
+                prop_assert!(verify_signature(Some(&auth), &tampered, "s3cret", max, now).is_err());
+            }
+        }
     }
 }

@@ -22,14 +22,29 @@ pub fn seed_query(call_id: &str) -> String {
     )
 }
 
-pub async fn wait_for_calls(fake: &FakeVonage, n: usize) -> Vec<Received> {
+/// Waits until `n` calls reached the fake Vonage and alertcall has recorded each of them.
+pub async fn wait_for_calls(db: &TestDb, fake: &FakeVonage, n: usize) -> Vec<Received> {
     wait_until(
         &format!("{n} call(s) reach the fake Vonage"),
         WAIT,
         || async { fake.calls().len() >= n },
     )
     .await;
-    fake.calls()
+    let calls = fake.calls();
+    let ids: Vec<String> = calls
+        .iter()
+        .map(|c| format!("'{}'", c.uuid.as_deref().unwrap_or_default()))
+        .collect();
+    let recorded = format!(
+        "SELECT count(*) FROM {} WHERE provider_call_id IN ({}) AND status <> 'pending'",
+        db.table("calls"),
+        ids.join(", ")
+    );
+    wait_until("alertcall records the calls", WAIT, || async {
+        db.count(&recorded).await as usize == calls.len()
+    })
+    .await;
+    calls
 }
 
 /// The input webhook URL alertcall gave Vonage in the call's NCCO.
@@ -76,7 +91,7 @@ pub async fn critical_alert_is_called_and_press_1_acknowledges(db: TestDb) {
         .insert_alert("critical", "P001", "R2", "Seizure activity detected")
         .await;
 
-    let calls = wait_for_calls(&fake, 1).await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
     assert_eq!(fake.violations(), Vec::<String>::new());
     let call = &calls[0];
     assert_eq!(call.body["to"][0]["number"], "13854019951");
@@ -216,7 +231,7 @@ pub async fn other_metadata_keys_are_kept(db: TestDb) {
          VALUES ('P9', 'critical', 'Fall detected', '{\"source\": \"bed-sensor\", \"call\": {\"old\": true}}')",
     )
     .await;
-    let calls = wait_for_calls(&fake, 1).await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
     let uuid = calls[0].uuid.clone().unwrap();
     wait_until("metadata.call mirrors the call", WAIT, || async {
         db.rows(&seed_query(&uuid)).await.len() == 1
@@ -250,7 +265,7 @@ pub async fn only_active_critical_alerts_are_called(db: TestDb) {
     let critical = db
         .insert_alert("critical", "P002", "R7", "Cardiac arrest")
         .await;
-    let calls = wait_for_calls(&fake, 1).await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
     assert!(spoken(&calls[0].body["ncco"]).contains("Cardiac arrest"));
     // A full sweep runs after the notification too; still one call.
     let engine = app.engine.clone();
@@ -272,7 +287,7 @@ pub async fn a_restart_mid_flow_loses_nothing(db: TestDb) {
     let fake = FakeVonage::start().await;
     let first = TestApp::spawn(&db, Some(&fake), &[]).await;
     db.insert_alert("critical", "P001", "R2", "First").await;
-    let calls = wait_for_calls(&fake, 1).await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
     let first_call = calls[0].clone();
     let first_base = first.url("");
     first.stop().await;
@@ -281,7 +296,7 @@ pub async fn a_restart_mid_flow_loses_nothing(db: TestDb) {
     db.insert_alert("critical", "P002", "R7", "Second").await;
 
     let second = TestApp::spawn(&db, Some(&fake), &[]).await;
-    let calls = wait_for_calls(&fake, 2).await;
+    let calls = wait_for_calls(&db, &fake, 2).await;
     assert!(spoken(&calls[1].body["ncco"]).contains("Second"));
 
     // The first call's nurse presses 1 on the new instance.
@@ -310,7 +325,7 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
             .await;
     }
     db.insert_alert("high", "P001", "R2", "Not paged").await;
-    let calls = wait_for_calls(&fake, 3).await;
+    let calls = wait_for_calls(&db, &fake, 3).await;
     // Two nurses press 1; the third call is never acknowledged.
     for call in &calls[..2] {
         let uuid = call.uuid.clone().unwrap();

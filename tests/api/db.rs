@@ -76,6 +76,19 @@ impl TestDb {
         }
     }
 
+    /// The same database reached through another URL (e.g. a proxy); the pool stays direct.
+    pub fn with_url(db: &TestDb, url: String) -> TestDb {
+        TestDb {
+            backend: db.backend,
+            url,
+            pool: match &db.pool {
+                Pool::Pg(p) => Pool::Pg(p.clone()),
+                Pool::Sqlite(p) => Pool::Sqlite(p.clone()),
+            },
+            _dir: None,
+        }
+    }
+
     /// Runs statements as the hospital app would (plain SQL, its own connection).
     pub async fn exec(&self, sql: &str) {
         let sql = sqlx::AssertSqlSafe(sql.to_string());

@@ -26,6 +26,8 @@ const PUBLIC_KEY: &str = include_str!("../fixtures/vonage-test-public.pem");
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     Created,
+    /// Answers 201 after a delay (a slow but successful provider).
+    Slow(Duration),
     Status(u16, Option<u64>),
     Hang(Duration),
     /// Closes the connection without answering.
@@ -36,6 +38,8 @@ pub enum Behaviour {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: std::time::Instant,
+    /// When the answer was sent.
+    pub done: std::time::Instant,
     pub body: Value,
     pub answered: u16,
     pub uuid: Option<String>,
@@ -44,6 +48,8 @@ pub struct Received {
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Behaviour>,
+    default: Option<fn(usize) -> Behaviour>,
+    count: usize,
     received: Vec<Received>,
     violations: Vec<String>,
 }
@@ -72,6 +78,12 @@ impl FakeVonage {
             axum::serve(listener, app).await.unwrap();
         });
         FakeVonage { url, inner }
+    }
+
+    /// Answers every later request with `pick(n)` for the n-th request (0-based), after the
+    /// script runs out.
+    pub fn set_default(&self, pick: fn(usize) -> Behaviour) {
+        self.inner.lock().unwrap().default = Some(pick);
     }
 
     /// Answers the next requests as scripted, then with 201 again.
@@ -148,12 +160,16 @@ async fn create_call(
     let behaviour = {
         let mut inner = inner.lock().unwrap();
         inner.violations.extend(violations.iter().cloned());
-        inner.script.pop_front().unwrap_or(Behaviour::Created)
+        let n = inner.count;
+        inner.count += 1;
+        let fallback = inner.default.map_or(Behaviour::Created, |pick| pick(n));
+        inner.script.pop_front().unwrap_or(fallback)
     };
     let uuid = uuid::Uuid::new_v4().to_string();
     let record = |answered: u16, uuid: Option<String>| {
         inner.lock().unwrap().received.push(Received {
             at,
+            done: std::time::Instant::now(),
             body: parsed.clone(),
             answered,
             uuid,
@@ -170,7 +186,15 @@ async fn create_call(
         )
             .into_response();
     }
+    let behaviour = match behaviour {
+        Behaviour::Slow(d) => {
+            tokio::time::sleep(d).await;
+            Behaviour::Created
+        }
+        other => other,
+    };
     match behaviour {
+        Behaviour::Slow(_) => unreachable!("resolved above"),
         Behaviour::Created => {
             record(201, Some(uuid.clone()));
             (
@@ -398,4 +422,16 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// The number after `prefix` in a call's spoken text (tests tag alerts `crash-17` etc.).
+pub fn token(call: &Received, prefix: &str) -> Option<u64> {
+    let text = call.body["ncco"][0]["text"].as_str()?;
+    let start = text.find(prefix)? + prefix.len();
+    text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
 }

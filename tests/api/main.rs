@@ -6,8 +6,10 @@ mod core;
 mod db;
 mod fake_vonage;
 mod helpers;
+mod process;
 mod providers;
 mod simulator;
+mod torture;
 mod webhooks;
 
 /// Runs a scenario `async fn name(db: TestDb)` once on Postgres and once on SQLite.

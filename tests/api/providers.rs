@@ -28,7 +28,7 @@ pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
     ]);
     let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_PROVIDER_TIMEOUT", "500ms")]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let calls = wait_for_calls(&fake, 1).await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
     wait_until("the page waits for an acknowledgement", WAIT, || async {
         page_state(&app, &alert).await.as_deref() == Some("waiting")
     })
@@ -113,7 +113,7 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
     );
     // Another alert is still called: nothing is retried after a permanent refusal.
     db.insert_alert("critical", "P002", "R7", "Next").await;
-    wait_for_calls(&fake, 1).await;
+    wait_for_calls(&db, &fake, 1).await;
     assert_eq!(fake.received().len(), 2);
     app.stop().await;
 }
@@ -130,7 +130,7 @@ pub async fn calls_per_second_limit_is_respected(db: TestDb) {
         values.join(", ")
     ))
     .await;
-    let calls = wait_for_calls(&fake, 6).await;
+    let calls = wait_for_calls(&db, &fake, 6).await;
     let mut times: Vec<_> = calls.iter().map(|c| c.at).collect();
     times.sort();
     for pair in times.windows(2) {

@@ -18,7 +18,7 @@ pub async fn events_out_of_order_and_repeated_only_move_forward(db: TestDb) {
     let fake = FakeVonage::start().await;
     let app = TestApp::spawn(&db, Some(&fake), &[]).await;
     db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let call = wait_for_calls(&fake, 1).await.remove(0);
+    let call = wait_for_calls(&db, &fake, 1).await.remove(0);
     let uuid = call.uuid.clone().unwrap();
     let url = event_url(&call);
     let send = |status: &'static str| {
@@ -99,7 +99,7 @@ pub async fn keypad_menu_repeats_reprompts_and_says_goodbye(db: TestDb) {
     db.seed_people().await;
     db.insert_alert("critical", "P001", "R2", "Seizure activity detected")
         .await;
-    let call = wait_for_calls(&fake, 1).await.remove(0);
+    let call = wait_for_calls(&db, &fake, 1).await.remove(0);
     let uuid = call.uuid.clone().unwrap();
     let press = |digits: &'static str, timed_out: bool| {
         let (app, url, uuid) = (&app, input_url(&call), uuid.clone());
@@ -147,7 +147,7 @@ pub async fn forged_and_unsigned_webhooks_are_refused(db: TestDb) {
     let fake = FakeVonage::start().await;
     let app = TestApp::spawn(&db, Some(&fake), &[]).await;
     db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let call = wait_for_calls(&fake, 1).await.remove(0);
+    let call = wait_for_calls(&db, &fake, 1).await.remove(0);
     let uuid = call.uuid.clone().unwrap();
     let body = input_body(&uuid, "1", false);
     let now = chrono::Utc::now().timestamp();

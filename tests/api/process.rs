@@ -1,0 +1,92 @@
+//! The real `alertcall serve` binary as a child process, for tests that kill it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::db::TestDb;
+use crate::fake_vonage::FakeVonage;
+use crate::helpers::wait_until;
+
+pub struct Serve {
+    child: Child,
+    pub addr: String,
+}
+
+impl Serve {
+    pub async fn start(db: &TestDb, fake: &FakeVonage, extra: &[(&str, &str)]) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alertcall"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db.url)
+            .env("ALERTCALL_LISTEN", &addr)
+            .env("ALERTCALL_CALLS_PER_SECOND", "0")
+            .env(
+                "RUST_LOG",
+                std::env::var("ALERTCALL_TEST_LOG").unwrap_or("error".into()),
+            )
+            .envs(fake.env())
+            .envs(extra.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if std::env::var("ALERTCALL_TEST_LOG").is_err() {
+            cmd.stderr(Stdio::null());
+        }
+        let child = cmd.spawn().expect("start alertcall serve");
+        let serve = Serve { child, addr };
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/healthz", serve.addr);
+        wait_until("alertcall serve is up", Duration::from_secs(20), || async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        serve
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `kill -9`: no shutdown, no cleanup.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory in kB (Linux).
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the long versions of the torture tests were asked for.
+pub fn full() -> bool {
+    std::env::var("ALERTCALL_TORTURE").as_deref() == Ok("full")
+}

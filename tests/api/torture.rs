@@ -1,0 +1,552 @@
+//! The torture suite: crashes, many instances, provider faults, a database outage, and a
+//! flood of malformed requests. Each test fails if anything is lost. CI runs a shorter
+//! version; `ALERTCALL_TORTURE=full cargo test --test api torture` runs the full sizes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::core::{event_url, input_body, input_url, spoken};
+use crate::db::{Backend, TestDb};
+use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET, sign_webhook, token};
+use crate::helpers::{TestApp, wait_until};
+use crate::process::{Serve, full};
+
+const LONG: Duration = Duration::from_secs(90);
+
+fn insert_tagged(prefix: &str, from: u64, to: u64) -> String {
+    let values: Vec<String> = (from..to)
+        .map(|n| format!("('P{n}', 'critical', 'torture', '{prefix}{n}')"))
+        .collect();
+    format!(
+        "INSERT INTO alerts (patient_id, severity, alert_type, message) VALUES {}",
+        values.join(", ")
+    )
+}
+
+/// First calls per tag, from what the fake provider accepted.
+fn calls_per_tag(calls: &[Received], prefix: &str) -> HashMap<u64, usize> {
+    let mut seen = HashMap::new();
+    for call in calls {
+        if let Some(n) = token(call, prefix) {
+            *seen.entry(n).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+pub async fn kill_9_at_random_moments_loses_no_alert(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    // Some calls are slow, so that kills land while calls are in flight.
+    fake.set_default(|n| {
+        if n % 4 == 0 {
+            Behaviour::Slow(Duration::from_millis(150))
+        } else {
+            Behaviour::Created
+        }
+    });
+    let (kills, total) = if full() { (20, 500) } else { (10, 200) };
+    let env = [
+        ("ALERTCALL_LEASE", "2s"),
+        ("ALERTCALL_PROVIDER_TIMEOUT", "1s"),
+        ("ALERTCALL_SWEEP_INTERVAL", "500ms"),
+    ];
+    let mut serve = Serve::start(&db, &fake, &env).await;
+    let mut killed_at = Vec::new();
+    let per_round = total / kills;
+    for round in 0..kills {
+        let from = round * per_round;
+        db.exec(&insert_tagged("crash-", from, from + per_round / 2))
+            .await;
+        db.exec(&insert_tagged(
+            "crash-",
+            from + per_round / 2,
+            from + per_round,
+        ))
+        .await;
+        // A random moment: the point of the test is not knowing what was in flight.
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..200))).await;
+        killed_at.push(std::time::Instant::now());
+        serve.kill9();
+        serve = Serve::start(&db, &fake, &env).await;
+    }
+    wait_until("every alert has been called", LONG, || async {
+        calls_per_tag(&fake.calls(), "crash-").len() as u64 == total
+    })
+    .await;
+    // A call may be repeated only if a kill caught it in flight: between the request and
+    // the moment its outcome was committed (the answer, plus the commit after it).
+    let commit_margin = Duration::from_secs(1);
+    let mut by_tag: HashMap<u64, Vec<Received>> = HashMap::new();
+    for call in fake.calls() {
+        if let Some(n) = token(&call, "crash-") {
+            by_tag.entry(n).or_default().push(call);
+        }
+    }
+    let mut duplicates = 0;
+    for (tag, mut calls) in by_tag {
+        calls.sort_by_key(|c| c.at);
+        for earlier in &calls[..calls.len() - 1] {
+            duplicates += 1;
+            assert!(
+                killed_at
+                    .iter()
+                    .any(|k| earlier.at <= *k && *k <= earlier.done + commit_margin),
+                "alert crash-{tag} was called again although no kill caught its call in flight"
+            );
+        }
+    }
+    eprintln!("{duplicates} repeated calls, each caught in flight by one of {kills} kills");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    drop(serve);
+}
+both_backends!(torture::kill_9_at_random_moments_loses_no_alert);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_page_each_alert_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let fake = FakeVonage::start().await;
+    let total: u64 = if full() { 1000 } else { 300 };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Serve::start(&db, &fake, &[]).await);
+    }
+    db.exec(&insert_tagged("multi-", 0, total)).await;
+    wait_until("every alert has been called", LONG, || async {
+        calls_per_tag(&fake.calls(), "multi-").len() as u64 == total
+    })
+    .await;
+    let calls = fake.calls();
+    assert_eq!(calls.len() as u64, total, "exactly one call per alert");
+
+    // Each nurse presses 1; the webhook reaches one instance and a retry reaches another.
+    let client = reqwest::Client::new();
+    let base_of = |url: &str| url.split("/api/").next().unwrap().to_string();
+    for (i, call) in calls.iter().enumerate() {
+        let uuid = call.uuid.clone().unwrap();
+        let body = input_body(&uuid, "1", false);
+        for k in 0..2 {
+            let target = &instances[(i + k) % 3];
+            let url = input_url(call).replace(&base_of(&input_url(call)), &target.url(""));
+            let r = client
+                .post(url)
+                .header(
+                    "authorization",
+                    sign_webhook(
+                        body.as_bytes(),
+                        SIGNATURE_SECRET,
+                        chrono::Utc::now().timestamp(),
+                    ),
+                )
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let ncco: Value = r.json().await.unwrap();
+            assert_eq!(spoken(&ncco), "Alert acknowledged. Thank you.");
+        }
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts WHERE status = 'acknowledged'")
+            .await as u64,
+        total
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM alertcall.call_events WHERE kind = 'alert.acknowledged'")
+            .await as u64,
+        total,
+        "each acknowledgement applied once"
+    );
+    assert_eq!(
+        fake.calls().len() as u64,
+        total,
+        "nobody called after acknowledging"
+    );
+}
+
+pub async fn provider_faults_on_a_third_of_requests_lose_nothing(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    fake.set_default(|n| match n % 6 {
+        0 => Behaviour::Status(500, None),
+        1 => Behaviour::Status(429, None),
+        2 if n % 12 == 2 => Behaviour::Hang(Duration::from_secs(3)),
+        2 => Behaviour::Drop,
+        _ => Behaviour::Created,
+    });
+    let total = if full() { 200 } else { 60 };
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_PROVIDER_TIMEOUT", "500ms")]).await;
+    db.exec(&insert_tagged("fault-", 0, total)).await;
+    wait_until(
+        "every alert has been called despite the faults",
+        LONG,
+        || async { calls_per_tag(&fake.calls(), "fault-").len() as u64 == total },
+    )
+    .await;
+    let failures = fake.received().iter().filter(|r| r.answered != 201).count();
+    assert!(
+        failures as u64 >= total / 3,
+        "the faults happened ({failures})"
+    );
+    // Failed attempts are recorded, never silently dropped.
+    let failed_rows = db
+        .count(&format!(
+            "SELECT count(*) FROM {} WHERE status = 'failed'",
+            db.table("calls")
+        ))
+        .await;
+    assert_eq!(failed_rows as usize, failures);
+    app.stop().await;
+}
+both_backends!(torture::provider_faults_on_a_third_of_requests_lose_nothing);
+
+pub async fn nothing_is_retried_after_a_permanent_refusal(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    fake.set_default(|_| Behaviour::Status(400, None));
+    let app = TestApp::spawn(&db, Some(&fake), &[]).await;
+    db.exec(&insert_tagged("perm-", 0, 10)).await;
+    let engine = app.engine.clone();
+    let failed = format!(
+        "SELECT count(*) FROM {} WHERE state = 'failed'",
+        db.table("pages")
+    );
+    wait_until("all ten pages fail", LONG, || async {
+        db.count(&failed).await == 10
+    })
+    .await;
+    // A sweep later, still ten requests: no retries.
+    let before = fake.received().len();
+    engine.wake();
+    wait_until("a full sweep has run", LONG, || async {
+        engine.store.next_due_at().await.unwrap().is_none()
+    })
+    .await;
+    assert_eq!(before, 10);
+    assert_eq!(fake.received().len(), 10);
+    app.stop().await;
+}
+both_backends!(torture::nothing_is_retried_after_a_permanent_refusal);
+
+/// A TCP proxy in front of Postgres that the test can cut and restore.
+struct Proxy {
+    addr: String,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *cut_rx.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let upstream = upstream.clone();
+                let mut rx = cut_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_delays_but_loses_nothing() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let fake = FakeVonage::start().await;
+    let hostport = db
+        .url
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(hostport.clone()).await;
+    let mut proxied = db.url.replace(&hostport, &proxy.addr);
+    proxied.push_str(if proxied.contains('?') { "&" } else { "?" });
+    proxied.push_str("connect_timeout=2");
+    let proxied_db = TestDb::with_url(&db, proxied);
+    let app = TestApp::spawn(
+        &proxied_db,
+        Some(&fake),
+        &[("ALERTCALL_SWEEP_INTERVAL", "500ms")],
+    )
+    .await;
+    db.exec(&insert_tagged("outage-", 0, 1)).await;
+    wait_until("the first alert is called", LONG, || async {
+        calls_per_tag(&fake.calls(), "outage-").len() == 1
+    })
+    .await;
+
+    proxy.set_cut(true);
+    wait_until("/readyz reports the outage", LONG, || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
+    // The hospital app keeps writing (it reaches the database directly).
+    db.exec(&insert_tagged("outage-", 1, 4)).await;
+
+    proxy.set_cut(false);
+    wait_until("/readyz recovers", LONG, || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    db.exec(&insert_tagged("outage-", 4, 6)).await;
+    wait_until(
+        "every alert from during and after the outage is called",
+        LONG,
+        || async { calls_per_tag(&fake.calls(), "outage-").len() == 6 },
+    )
+    .await;
+    assert!(
+        calls_per_tag(&fake.calls(), "outage-")
+            .values()
+            .all(|n| *n == 1)
+    );
+    app.stop().await;
+}
+
+/// Deterministic garbage: every shape of wrong a webhook can be.
+fn malformed(n: usize, rng: &mut fastrand::Rng) -> (String, Vec<u8>, Option<String>) {
+    let path = match n % 3 {
+        0 => "/api/alerts/call-response",
+        1 => "/api/alerts/call-event",
+        _ => [
+            "/api/alerts/call-response?call=not-a-uuid",
+            "/api/alerts/call-event?call=%00",
+            "/api/alerts/call-response?call=",
+        ][rng.usize(0..3)],
+    }
+    .to_string();
+    let uuid = format!("unknown-{}", rng.u32(..));
+    let body: Vec<u8> = match rng.usize(0..14) {
+        0 => (0..rng.usize(0..2000)).map(|_| rng.u8(..)).collect(),
+        1 => br#"{"uuid": "#.to_vec(),
+        2 => json!({"uuid": rng.i64(..), "status": rng.f64()})
+            .to_string()
+            .into_bytes(),
+        3 => json!({"uuid": uuid, "dtmf": {"digits": "2".repeat(rng.usize(21..100))}})
+            .to_string()
+            .into_bytes(),
+        4 => json!({"uuid": uuid, "dtmf": [1, 2, 3]})
+            .to_string()
+            .into_bytes(),
+        5 => json!({"uuid": "", "status": "answered"})
+            .to_string()
+            .into_bytes(),
+        6 => json!({"uuid": "x".repeat(500), "status": "ringing"})
+            .to_string()
+            .into_bytes(),
+        7 => json!({"uuid": uuid, "status": "ringing", "timestamp": {"nested": [[[]]]}})
+            .to_string()
+            .into_bytes(),
+        8 => json!({"uuid": uuid, "status": "\u{202e}\u{0}ringing😀", "detail": "é".repeat(300)})
+            .to_string()
+            .into_bytes(),
+        9 => json!({"uuid": uuid, "dtmf": {"digits": 9, "timed_out": "maybe"}})
+            .to_string()
+            .into_bytes(),
+        10 => json!([{"uuid": uuid}]).to_string().into_bytes(),
+        11 => format!("{{\"uuid\":\"{uuid}\",\"pad\":\"{}\"}}", "a".repeat(70_000)).into_bytes(),
+        12 => json!({"uuid": null, "status": null, "dtmf": null})
+            .to_string()
+            .into_bytes(),
+        _ => "9".repeat(rng.usize(1..400)).into_bytes(),
+    };
+    let auth = match rng.usize(0..4) {
+        0 => None,
+        1 => Some("Bearer ".to_string() + &"A".repeat(rng.usize(0..300))),
+        2 => Some(sign_webhook(
+            b"another body",
+            SIGNATURE_SECRET,
+            chrono::Utc::now().timestamp(),
+        )),
+        _ => Some(format!("Basic {}", rng.u64(..))),
+    };
+    (path, body, auth)
+}
+
+async fn flood(serve: &Serve, count: usize, seed: u64) -> HashMap<u16, usize> {
+    let client = reqwest::Client::new();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let requests: Vec<_> = (0..count).map(|n| malformed(n, &mut rng)).collect();
+    let mut statuses = HashMap::new();
+    for chunk in requests.chunks(32) {
+        let sent = chunk.iter().map(|(path, body, auth)| {
+            let mut req = client.post(serve.url(path)).body(body.clone());
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            req.send()
+        });
+        for r in futures_join_all(sent).await {
+            let status = r
+                .expect("the server answers every request")
+                .status()
+                .as_u16();
+            *statuses.entry(status).or_insert(0) += 1;
+        }
+    }
+    statuses
+}
+
+/// Runs futures concurrently (tokio has no join_all; this keeps dependencies lean).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("request task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_malformed_requests_change_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let count = if full() { 50_000 } else { 10_000 };
+    // One server checks signatures, one has none set, so the parsers see the garbage too.
+    let signed = Serve::start(&db, &fake, &[]).await;
+    let unsigned = Serve::start(&db, &fake, &[("VONAGE_SIGNATURE_SECRET", "")]).await;
+    db.exec(&insert_tagged("flood-", 0, 3)).await;
+    wait_until("the alerts are called", LONG, || async {
+        calls_per_tag(&fake.calls(), "flood-").len() == 3
+    })
+    .await;
+    let snapshot =
+        "SELECT CAST(id AS TEXT), status, CAST(metadata AS TEXT) FROM alerts ORDER BY id";
+    wait_until("the call states settle", LONG, || async {
+        db.count("SELECT count(*) FROM alerts WHERE metadata LIKE '%initiated%'")
+            .await
+            == 3
+    })
+    .await;
+    let before = db.rows(snapshot).await;
+    let rss_before: Vec<u64> = [&signed, &unsigned].iter().map(|s| s.rss_kb()).collect();
+
+    let mut statuses = flood(&signed, count / 2, 1).await;
+    for (status, n) in flood(&unsigned, count / 2, 2).await {
+        *statuses.entry(status).or_insert(0) += n;
+    }
+    assert!(
+        statuses.keys().all(|s| *s < 500),
+        "5xx answers: {statuses:?}"
+    );
+    assert_eq!(statuses.values().sum::<usize>(), count / 2 * 2);
+    assert_eq!(db.rows(snapshot).await, before, "no alert changed");
+    for (serve, before) in [&signed, &unsigned].iter().zip(rss_before) {
+        let after = serve.rss_kb();
+        assert!(
+            after < before + 20_000,
+            "memory grew from {before} kB to {after} kB"
+        );
+    }
+    assert_eq!(fake.calls().len(), 3);
+    // Known calls with malformed input: still refused, still nothing changed.
+    let call = &fake.calls()[0];
+    let uuid = call.uuid.clone().unwrap();
+    for body in [
+        json!({"uuid": uuid, "dtmf": {"digits": ["1"]}}).to_string(),
+        json!({"uuid": uuid, "dtmf": "1"}).to_string(),
+        format!("{{\"uuid\":\"{uuid}\",\"dtmf\":{{\"digits\":\"1\"}}"),
+    ] {
+        let url = input_url(call).replace(
+            &input_url(call).split("/api/").next().unwrap().to_string(),
+            &unsigned.url(""),
+        );
+        let r = reqwest::Client::new()
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    let _ = event_url(call);
+    assert_eq!(db.rows(snapshot).await, before, "no alert changed");
+    let mut signed = signed;
+    assert!(signed.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_webhooks_are_harmless_and_the_age_limit_is_configurable() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_WEBHOOK_MAX_AGE", "10s")]).await;
+    db.exec(&insert_tagged("replay-", 0, 1)).await;
+    let call = crate::core::wait_for_calls(&db, &fake, 1).await.remove(0);
+    let uuid = call.uuid.clone().unwrap();
+    let body = input_body(&uuid, "2", false);
+    let now = chrono::Utc::now().timestamp();
+    // 30 s old is within Vonage's usual tolerance but beyond the configured 10 s.
+    let stale = sign_webhook(body.as_bytes(), SIGNATURE_SECRET, now - 30);
+    let r = app
+        .http
+        .post(input_url(&call))
+        .header("authorization", stale)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let fresh = sign_webhook(body.as_bytes(), SIGNATURE_SECRET, now);
+    let mut answers = HashSet::new();
+    for _ in 0..5 {
+        let r = app
+            .http
+            .post(input_url(&call))
+            .header("authorization", fresh.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        answers.insert(r.text().await.unwrap());
+    }
+    assert_eq!(answers.len(), 1, "a replay gets the same answer");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM {} WHERE kind = 'input'",
+            db.table("call_events")
+        ))
+        .await,
+        1,
+        "and is recorded once"
+    );
+    assert_eq!(
+        db.scalar("SELECT status FROM alerts").await.as_deref(),
+        Some("active")
+    );
+    app.stop().await;
+}
