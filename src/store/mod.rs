@@ -208,6 +208,10 @@ pub struct AlertFilter {
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
+    /// A write transaction on calls and alerts; the call steps below are built on it once
+    /// for every backend.
+    async fn call_tx(&self) -> Result<Box<dyn CallTx>, StoreError>;
+
     /// Creates the hospital's tables if absent, alertcall's own tables, and the notify trigger.
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -249,7 +253,9 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError>;
+    ) -> Result<AckOutcome, StoreError> {
+        acknowledged(self.call_tx().await?, id, by, at).await
+    }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError>;
     /// The provider accepted the call: record its id, move `pending` to `initiated`, mirror it.
@@ -258,14 +264,18 @@ pub trait Store: Send + Sync + 'static {
         call_id: Uuid,
         provider_call_id: &str,
         at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError>;
+    ) -> Result<CallRecord, StoreError> {
+        placed(self.call_tx().await?, call_id, provider_call_id, at).await
+    }
     /// The provider refused the call: record why, mark it failed, mirror it.
     async fn call_failed(
         &self,
         call_id: Uuid,
         error: &str,
         at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError>;
+    ) -> Result<CallRecord, StoreError> {
+        failed(self.call_tx().await?, call_id, error, at).await
+    }
     /// Finds a call by the provider's id, or by ours while the provider's is not yet recorded
     /// (adopting the provider's id then). A call whose recorded provider id differs is not
     /// returned.
@@ -281,14 +291,21 @@ pub trait Store: Send + Sync + 'static {
         call_id: Uuid,
         status: CallStatus,
         at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError>;
+    ) -> Result<Option<CallRecord>, StoreError> {
+        change_call(self.call_tx().await?, call_id, |call| {
+            advanced(call, status, at)
+        })
+        .await
+    }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction.
     async fn acknowledge_by_call(
         &self,
         call_id: Uuid,
         by: &Acknowledger,
         at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError>;
+    ) -> Result<AckOutcome, StoreError> {
+        acknowledged_by_call(self.call_tx().await?, call_id, by, at).await
+    }
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
     async fn list_calls(
@@ -491,4 +508,118 @@ impl From<EventRow> for StoredEvent {
             created_at: r.created_at,
         }
     }
+}
+
+/// One write transaction on calls and alerts, as each backend does it. The read-modify-write
+/// steps built on it are written once, below, for both backends.
+#[async_trait]
+pub trait CallTx: Send {
+    /// Reads a call, locking it for the rest of the transaction.
+    async fn call(&mut self, call_id: Uuid) -> Result<Option<CallRecord>, StoreError>;
+    /// Writes a call back and mirrors it into `alerts.metadata.call`.
+    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError>;
+    /// `status='acknowledged'` when still active; whether it was.
+    async fn acknowledge_alert(
+        &mut self,
+        alert_id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Whether an alert with this id exists.
+    async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
+    /// Stops paging an acknowledged alert.
+    async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Applies `change` to a call in one transaction; `None` from `change` leaves it untouched.
+pub(crate) async fn change_call(
+    mut tx: Box<dyn CallTx>,
+    call_id: Uuid,
+    change: impl FnOnce(CallRecord) -> Option<CallRecord> + Send,
+) -> Result<Option<CallRecord>, StoreError> {
+    let Some(call) = tx.call(call_id).await? else {
+        return Ok(None);
+    };
+    let Some(call) = change(call) else {
+        return Ok(None);
+    };
+    tx.save(&call).await?;
+    tx.commit().await?;
+    Ok(Some(call))
+}
+
+/// The provider accepted the call.
+pub(crate) async fn placed(
+    tx: Box<dyn CallTx>,
+    call_id: Uuid,
+    provider_call_id: &str,
+    at: DateTime<Utc>,
+) -> Result<CallRecord, StoreError> {
+    change_call(tx, call_id, |mut call| {
+        call.provider_call_id = Some(provider_call_id.to_string());
+        call.initiated_at.get_or_insert(at);
+        Some(advanced(call.clone(), CallStatus::Initiated, at).unwrap_or(call))
+    })
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))
+}
+
+/// The provider refused the call.
+pub(crate) async fn failed(
+    tx: Box<dyn CallTx>,
+    call_id: Uuid,
+    error: &str,
+    at: DateTime<Utc>,
+) -> Result<CallRecord, StoreError> {
+    change_call(tx, call_id, |mut call| {
+        call.error = Some(error.to_string());
+        Some(advanced(call.clone(), CallStatus::Failed, at).unwrap_or(call))
+    })
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))
+}
+
+/// Digit 1 on a call: the alert and the call, together or not at all.
+pub(crate) async fn acknowledged_by_call(
+    mut tx: Box<dyn CallTx>,
+    call_id: Uuid,
+    by: &Acknowledger,
+    at: DateTime<Utc>,
+) -> Result<AckOutcome, StoreError> {
+    let Some(call) = tx.call(call_id).await? else {
+        return Ok(AckOutcome::NoSuchAlert);
+    };
+    if call.status == CallStatus::Answered {
+        return Ok(AckOutcome::AlreadyAcknowledgedHere);
+    }
+    if !tx.acknowledge_alert(&call.alert_id, by, at).await? {
+        return Ok(AckOutcome::AlreadyHandled);
+    }
+    let alert_id = call.alert_id.clone();
+    if let Some(call) = advanced(call, CallStatus::Answered, at) {
+        tx.save(&call).await?;
+    }
+    tx.close_page(&alert_id, at).await?;
+    tx.commit().await?;
+    Ok(AckOutcome::Acknowledged)
+}
+
+/// An acknowledgement from outside a call (CLI, API, dashboard).
+pub(crate) async fn acknowledged(
+    mut tx: Box<dyn CallTx>,
+    alert_id: &str,
+    by: &Acknowledger,
+    at: DateTime<Utc>,
+) -> Result<AckOutcome, StoreError> {
+    let outcome = if tx.acknowledge_alert(alert_id, by, at).await? {
+        tx.close_page(alert_id, at).await?;
+        AckOutcome::Acknowledged
+    } else if tx.alert_exists(alert_id).await? {
+        AckOutcome::AlreadyHandled
+    } else {
+        AckOutcome::NoSuchAlert
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }

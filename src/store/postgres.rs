@@ -83,26 +83,29 @@ impl PgStore {
     fn id_param(&self, n: u8) -> String {
         format!("${n}::{}", self.id_type.read().expect("id_type lock"))
     }
+}
 
-    async fn lock_call(
-        tx: &mut Transaction<'_, Postgres>,
-        call_id: Uuid,
-    ) -> Result<Option<CallRecord>, StoreError> {
+/// A Postgres write transaction for the shared call steps in `store/mod.rs`.
+struct PgCallTx {
+    tx: Transaction<'static, Postgres>,
+    /// `$1::<alerts.id type>`.
+    id_cast: String,
+}
+
+#[async_trait]
+impl CallTx for PgCallTx {
+    async fn call(&mut self, call_id: Uuid) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {CALL_COLUMNS} FROM alertcall.calls WHERE id = $1 FOR UPDATE"
         )))
         .bind(call_id.to_string())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *self.tx)
         .await
         .doing("locking a call")?;
         row.map(CallRecord::try_from).transpose()
     }
 
-    async fn save_call(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        call: &CallRecord,
-    ) -> Result<(), StoreError> {
+    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
              answered_at = $5, ended_at = $6, error = $7 WHERE id = $1",
@@ -114,19 +117,11 @@ impl PgStore {
         .bind(call.answered_at)
         .bind(call.ended_at)
         .bind(&call.error)
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;
-        self.mirror(tx, call).await
-    }
-
-    /// Writes `metadata.call` for the alert, keeping its other keys. Only the alert's latest
-    /// call is mirrored, and nothing overwrites an acknowledgement.
-    async fn mirror(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        call: &CallRecord,
-    ) -> Result<(), StoreError> {
+        // metadata.call, keeping the other keys; only the alert's latest call is mirrored,
+        // and nothing overwrites an acknowledgement.
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE alerts SET metadata = \
                (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
@@ -135,44 +130,21 @@ impl PgStore {
                coalesce(metadata->'call'->>'call_status', '') <> 'answered' \
                AND NOT EXISTS (SELECT 1 FROM alertcall.calls c \
                                WHERE c.alert_id = $4 AND c.created_at > $5)))",
-            self.id_param(1)
+            self.id_cast
         )))
         .bind(&call.alert_id)
         .bind(call.metadata_call())
         .bind(call.status == CallStatus::Answered)
         .bind(&call.alert_id)
         .bind(call.created_at)
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await
         .doing("mirroring the call into alerts.metadata")?;
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Transaction<'_, Postgres>, StoreError> {
-        self.pool.begin().await.doing("starting a transaction")
-    }
-
-    async fn set_page_acknowledged(
-        tx: &mut Transaction<'_, Postgres>,
-        alert_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE alertcall.pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
-             lease_until = NULL, updated_at = $2 WHERE alert_id = $1 AND state IN ('due', 'waiting', 'exhausted')",
-        )
-        .bind(alert_id)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .doing("closing the page")?;
-        Ok(())
-    }
-
-    /// `UPDATE alerts ... SET status='acknowledged'` when still active. Returns whether it did.
-    async fn ack_alert_row(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
+    async fn acknowledge_alert(
+        &mut self,
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
@@ -180,18 +152,49 @@ impl PgStore {
         let done = sqlx::query(AssertSqlSafe(format!(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 \
              WHERE id = {} AND status = 'active'",
-            self.id_param(1)
+            self.id_cast
         )))
         .bind(alert_id)
         .bind(at)
         .bind(by.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await;
         match done {
             Ok(r) => Ok(r.rows_affected() == 1),
             Err(e) if is_bad_id(&e) => Ok(false),
             Err(e) => Err(e).doing("acknowledging the alert"),
         }
+    }
+    async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError> {
+        let found = sqlx::query_scalar::<_, i32>(AssertSqlSafe(format!(
+            "SELECT 1 FROM alerts WHERE id = {}",
+            self.id_cast
+        )))
+        .bind(alert_id)
+        .fetch_optional(&mut *self.tx)
+        .await;
+        match found {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) if is_bad_id(&e) => Ok(false),
+            Err(e) => Err(e).doing("looking up an alert"),
+        }
+    }
+
+    async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall.pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $2 WHERE alert_id = $1 AND state IN ('due', 'waiting', 'exhausted')",
+        )
+        .bind(alert_id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await
+        .doing("closing the page")?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.doing("committing")
     }
 }
 
@@ -202,12 +205,19 @@ fn is_bad_id(e: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn call_tx(&self) -> Result<Box<dyn CallTx>, StoreError> {
+        Ok(Box::new(PgCallTx {
+            tx: self.pool.begin().await.doing("starting a transaction")?,
+            id_cast: self.id_param(1),
+        }))
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await.doing("starting a transaction")?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
@@ -443,25 +453,6 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(Alert::from).collect())
     }
 
-    async fn acknowledge_alert(
-        &self,
-        id: &str,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let outcome = if self.ack_alert_row(&mut tx, id, by, at).await? {
-            Self::set_page_acknowledged(&mut tx, id, at).await?;
-            AckOutcome::Acknowledged
-        } else if self.load_alert(id).await?.is_some() {
-            AckOutcome::AlreadyHandled
-        } else {
-            AckOutcome::NoSuchAlert
-        };
-        tx.commit().await.doing("committing an acknowledgement")?;
-        Ok(outcome)
-    }
-
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO alertcall.calls (id, alert_id, step, provider, to_number, status, message, created_at) \
@@ -478,45 +469,6 @@ impl Store for PgStore {
         .await
         .doing("recording a new call")?;
         row.try_into()
-    }
-
-    async fn call_placed(
-        &self,
-        call_id: Uuid,
-        provider_call_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut call = Self::lock_call(&mut tx, call_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-        call.provider_call_id = Some(provider_call_id.to_string());
-        call.initiated_at.get_or_insert(at);
-        if let Some(next) = advanced(call.clone(), CallStatus::Initiated, at) {
-            call = next;
-        }
-        self.save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a placed call")?;
-        Ok(call)
-    }
-
-    async fn call_failed(
-        &self,
-        call_id: Uuid,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut call = Self::lock_call(&mut tx, call_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-        call.error = Some(error.to_string());
-        if let Some(next) = advanced(call.clone(), CallStatus::Failed, at) {
-            call = next;
-        }
-        self.save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a failed call")?;
-        Ok(call)
     }
 
     async fn find_call(
@@ -547,49 +499,6 @@ impl Store for PgStore {
         .await
         .doing("adopting a provider call id")?;
         row.map(CallRecord::try_from).transpose()
-    }
-
-    async fn apply_call_status(
-        &self,
-        call_id: Uuid,
-        status: CallStatus,
-        at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some(call) = Self::lock_call(&mut tx, call_id).await? else {
-            return Ok(None);
-        };
-        let Some(call) = advanced(call, status, at) else {
-            return Ok(None);
-        };
-        self.save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a call status")?;
-        Ok(Some(call))
-    }
-
-    async fn acknowledge_by_call(
-        &self,
-        call_id: Uuid,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some(call) = Self::lock_call(&mut tx, call_id).await? else {
-            return Ok(AckOutcome::NoSuchAlert);
-        };
-        if call.status == CallStatus::Answered {
-            return Ok(AckOutcome::AlreadyAcknowledgedHere);
-        }
-        if !self.ack_alert_row(&mut tx, &call.alert_id, by, at).await? {
-            return Ok(AckOutcome::AlreadyHandled);
-        }
-        let alert_id = call.alert_id.clone();
-        if let Some(call) = advanced(call, CallStatus::Answered, at) {
-            self.save_call(&mut tx, &call).await?;
-        }
-        Self::set_page_acknowledged(&mut tx, &alert_id, at).await?;
-        tx.commit().await.doing("committing an acknowledgement")?;
-        Ok(AckOutcome::Acknowledged)
     }
 
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError> {

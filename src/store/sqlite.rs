@@ -65,31 +65,34 @@ impl SqliteStore {
         &self.options
     }
 
-    async fn begin(&self) -> Result<Transaction<'_, Sqlite>, StoreError> {
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .doing("starting a write transaction")
     }
+}
 
-    async fn get_call(
-        tx: &mut Transaction<'_, Sqlite>,
-        call_id: Uuid,
-    ) -> Result<Option<CallRecord>, StoreError> {
+/// A SQLite write transaction (`BEGIN IMMEDIATE`, so it holds the write lock from the start)
+/// for the shared call steps in `store/mod.rs`.
+struct SqliteCallTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl CallTx for SqliteCallTx {
+    async fn call(&mut self, call_id: Uuid) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {CALL_COLUMNS} FROM alertcall_calls WHERE id = ?"
         )))
         .bind(call_id.to_string())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *self.tx)
         .await
         .doing("reading a call")?;
         row.map(CallRecord::try_from).transpose()
     }
 
-    async fn save_call(
-        tx: &mut Transaction<'_, Sqlite>,
-        call: &CallRecord,
-    ) -> Result<(), StoreError> {
+    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall_calls SET status = ?2, provider_call_id = ?3, initiated_at = ?4, \
              answered_at = ?5, ended_at = ?6, error = ?7 WHERE id = ?1",
@@ -101,15 +104,11 @@ impl SqliteStore {
         .bind(ts_opt(call.answered_at))
         .bind(ts_opt(call.ended_at))
         .bind(&call.error)
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;
-        Self::mirror(tx, call).await
-    }
-
-    /// Writes `metadata.call` for the alert, keeping its other keys. Only the alert's latest
-    /// call is mirrored, and nothing overwrites an acknowledgement.
-    async fn mirror(tx: &mut Transaction<'_, Sqlite>, call: &CallRecord) -> Result<(), StoreError> {
+        // metadata.call, keeping the other keys; only the alert's latest call is mirrored,
+        // and nothing overwrites an acknowledgement.
         sqlx::query(
             "UPDATE alerts SET metadata = json_set( \
                CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
@@ -122,31 +121,14 @@ impl SqliteStore {
         .bind(call.metadata_call().to_string())
         .bind(call.status == CallStatus::Answered)
         .bind(ts(call.created_at))
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await
         .doing("mirroring the call into alerts.metadata")?;
         Ok(())
     }
 
-    async fn set_page_acknowledged(
-        tx: &mut Transaction<'_, Sqlite>,
-        alert_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE alertcall_pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
-             lease_until = NULL, updated_at = ?2 WHERE alert_id = ?1 AND state IN ('due', 'waiting', 'exhausted')",
-        )
-        .bind(alert_id)
-        .bind(ts(at))
-        .execute(&mut **tx)
-        .await
-        .doing("closing the page")?;
-        Ok(())
-    }
-
-    async fn ack_alert_row(
-        tx: &mut Transaction<'_, Sqlite>,
+    async fn acknowledge_alert(
+        &mut self,
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
@@ -158,15 +140,47 @@ impl SqliteStore {
         .bind(alert_id)
         .bind(ts(at))
         .bind(by.as_str())
-        .execute(&mut **tx)
+        .execute(&mut *self.tx)
         .await
         .doing("acknowledging the alert")?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM alerts WHERE id = ?")
+            .bind(alert_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .doing("looking up an alert")?;
+        Ok(found.is_some())
+    }
+
+    async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall_pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ?2 WHERE alert_id = ?1 AND state IN ('due', 'waiting', 'exhausted')",
+        )
+        .bind(alert_id)
+        .bind(ts(at))
+        .execute(&mut *self.tx)
+        .await
+        .doing("closing the page")?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.doing("committing")
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn call_tx(&self) -> Result<Box<dyn CallTx>, StoreError> {
+        Ok(Box::new(SqliteCallTx {
+            tx: self.begin().await?,
+        }))
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -394,32 +408,6 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(Alert::from).collect())
     }
 
-    async fn acknowledge_alert(
-        &self,
-        id: &str,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let outcome = if Self::ack_alert_row(&mut tx, id, by, at).await? {
-            Self::set_page_acknowledged(&mut tx, id, at).await?;
-            AckOutcome::Acknowledged
-        } else {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM alerts WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .doing("looking up an alert")?;
-            if exists.is_some() {
-                AckOutcome::AlreadyHandled
-            } else {
-                AckOutcome::NoSuchAlert
-            }
-        };
-        tx.commit().await.doing("committing an acknowledgement")?;
-        Ok(outcome)
-    }
-
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO alertcall_calls (id, alert_id, step, provider, to_number, status, message, created_at) \
@@ -436,45 +424,6 @@ impl Store for SqliteStore {
         .await
         .doing("recording a new call")?;
         row.try_into()
-    }
-
-    async fn call_placed(
-        &self,
-        call_id: Uuid,
-        provider_call_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut call = Self::get_call(&mut tx, call_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-        call.provider_call_id = Some(provider_call_id.to_string());
-        call.initiated_at.get_or_insert(at);
-        if let Some(next) = advanced(call.clone(), CallStatus::Initiated, at) {
-            call = next;
-        }
-        Self::save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a placed call")?;
-        Ok(call)
-    }
-
-    async fn call_failed(
-        &self,
-        call_id: Uuid,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> Result<CallRecord, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut call = Self::get_call(&mut tx, call_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
-        call.error = Some(error.to_string());
-        if let Some(next) = advanced(call.clone(), CallStatus::Failed, at) {
-            call = next;
-        }
-        Self::save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a failed call")?;
-        Ok(call)
     }
 
     async fn find_call(
@@ -505,49 +454,6 @@ impl Store for SqliteStore {
         .await
         .doing("adopting a provider call id")?;
         row.map(CallRecord::try_from).transpose()
-    }
-
-    async fn apply_call_status(
-        &self,
-        call_id: Uuid,
-        status: CallStatus,
-        at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some(call) = Self::get_call(&mut tx, call_id).await? else {
-            return Ok(None);
-        };
-        let Some(call) = advanced(call, status, at) else {
-            return Ok(None);
-        };
-        Self::save_call(&mut tx, &call).await?;
-        tx.commit().await.doing("committing a call status")?;
-        Ok(Some(call))
-    }
-
-    async fn acknowledge_by_call(
-        &self,
-        call_id: Uuid,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some(call) = Self::get_call(&mut tx, call_id).await? else {
-            return Ok(AckOutcome::NoSuchAlert);
-        };
-        if call.status == CallStatus::Answered {
-            return Ok(AckOutcome::AlreadyAcknowledgedHere);
-        }
-        if !Self::ack_alert_row(&mut tx, &call.alert_id, by, at).await? {
-            return Ok(AckOutcome::AlreadyHandled);
-        }
-        let alert_id = call.alert_id.clone();
-        if let Some(call) = advanced(call, CallStatus::Answered, at) {
-            Self::save_call(&mut tx, &call).await?;
-        }
-        Self::set_page_acknowledged(&mut tx, &alert_id, at).await?;
-        tx.commit().await.doing("committing an acknowledgement")?;
-        Ok(AckOutcome::Acknowledged)
     }
 
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError> {
