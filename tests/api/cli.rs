@@ -139,3 +139,55 @@ fn sim_without_a_server_says_what_to_do() {
         stderr(&out)
     );
 }
+
+/// `alertcall sim answer|press` drive a running server's simulated phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_commands_answer_and_acknowledge() {
+    use crate::db::{Backend, TestDb};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = crate::helpers::TestApp::spawn(&db, None, &[]).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let engine = app.engine.clone();
+    crate::helpers::wait_until("the simulated call rings", crate::core::WAIT, || async {
+        engine
+            .store
+            .list_calls(Some(&alert), 1)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|c| c.provider_call_id.is_some())
+    })
+    .await;
+    let call = engine.store.list_calls(Some(&alert), 1).await.unwrap()[0]
+        .provider_call_id
+        .clone()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = app.addr.to_string();
+    let env = [("ALERTCALL_LISTEN", listen.as_str())];
+    let sim = |args: Vec<&str>| {
+        let out = run(&args, &env, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let listed = tokio::task::block_in_place(|| sim(vec!["sim", "list"]));
+    assert!(
+        listed.contains(&call) && listed.contains("ringing"),
+        "{listed}"
+    );
+    let answered = tokio::task::block_in_place(|| sim(vec!["sim", "answer", &call]));
+    assert!(
+        answered.contains("Critical alert at Haven Hospital."),
+        "{answered}"
+    );
+    let pressed = tokio::task::block_in_place(|| sim(vec!["sim", "press", &call, "1"]));
+    assert!(
+        pressed.contains("Alert acknowledged. Thank you."),
+        "{pressed}"
+    );
+    assert_eq!(
+        db.scalar("SELECT status FROM alerts").await.as_deref(),
+        Some("acknowledged")
+    );
+    app.stop().await;
+}
