@@ -7,7 +7,7 @@ use super::Engine;
 use crate::domain::alert::Acknowledger;
 use crate::domain::call::{CallEvent, CallRecord, InputEvent};
 use crate::domain::menu::{self, MenuChoice, Reply};
-use crate::store::{AckOutcome, AuditEvent, StoreError};
+use crate::store::{AckAudit, AckOutcome, AuditEvent, StoreError};
 
 /// Where an event came from, for the audit trail and the dedupe key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,44 +109,60 @@ impl Engine {
                 text: menu::UNKNOWN_CALL.into(),
             });
         };
-        let fresh =
-            self.store
-                .record_event(&AuditEvent {
-                    alert_id: Some(call.alert_id.clone()),
-                    call_id: Some(call.id),
-                    source: source.as_str().into(),
-                    kind: "input".into(),
-                    dedupe_key: input.at.as_ref().map(|at| {
-                        format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)
-                    }),
-                    detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
-                    at: now,
-                })
-                .await?;
-        match MenuChoice::from_digits(&input.digits) {
-            MenuChoice::Acknowledge => self.acknowledge(&call, now).await,
-            MenuChoice::Repeat => Ok(self.repeat(&call).await?),
-            MenuChoice::NotUnderstood => {
-                let before = if fresh {
-                    self.store.bump_prompts(call.id).await?
-                } else {
-                    call.prompts - 1
-                };
-                Ok(menu::reprompt_or_goodbye(before))
-            }
+        let input_audit = AuditEvent {
+            alert_id: Some(call.alert_id.clone()),
+            call_id: Some(call.id),
+            source: source.as_str().into(),
+            kind: "input".into(),
+            dedupe_key: input
+                .at
+                .as_ref()
+                .map(|at| format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)),
+            detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
+            at: now,
+        };
+        let choice = MenuChoice::from_digits(&input.digits);
+        if choice == MenuChoice::Acknowledge {
+            return self.acknowledge(&call, input_audit, now).await;
         }
+        let fresh = self.store.record_event(&input_audit).await?;
+        if choice == MenuChoice::Repeat {
+            return self.repeat(&call).await;
+        }
+        let before = if fresh {
+            self.store.bump_prompts(call.id).await?
+        } else {
+            call.prompts - 1
+        };
+        Ok(menu::reprompt_or_goodbye(before))
     }
 
     async fn acknowledge(
         &self,
         call: &CallRecord,
+        input: AuditEvent,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Reply, StoreError> {
         let by = match call.phone() {
             Some(phone) => Acknowledger::phone(&phone),
             None => Acknowledger::named("phone", &call.to_number),
         };
-        let outcome = self.store.acknowledge_by_call(call.id, &by, now).await?;
+        let audit = AckAudit {
+            input,
+            acknowledged: AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: "engine".into(),
+                kind: "alert.acknowledged".into(),
+                dedupe_key: Some(format!("ack:{}", call.alert_id)),
+                detail: json!({"by": by.as_str(), "via": "phone"}),
+                at: now,
+            },
+        };
+        let outcome = self
+            .store
+            .acknowledge_by_call(call.id, &by, now, &audit)
+            .await?;
         let text = match outcome {
             AckOutcome::Acknowledged => {
                 tracing::info!(
@@ -154,17 +170,6 @@ impl Engine {
                     call_id = call.provider_call_id.as_deref().unwrap_or(""),
                     "ACKNOWLEDGED by phone (pressed 1)"
                 );
-                self.store
-                    .record_event(&AuditEvent {
-                        alert_id: Some(call.alert_id.clone()),
-                        call_id: Some(call.id),
-                        source: "engine".into(),
-                        kind: "alert.acknowledged".into(),
-                        dedupe_key: Some(format!("ack:{}", call.alert_id)),
-                        detail: json!({"by": by.as_str(), "via": "phone"}),
-                        at: now,
-                    })
-                    .await?;
                 menu::ACKNOWLEDGED
             }
             AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,

@@ -297,14 +297,16 @@ pub trait Store: Send + Sync + 'static {
         })
         .await
     }
-    /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction.
+    /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
+    /// that also records the key press (`input`) and, when it acknowledged, `acknowledged`.
     async fn acknowledge_by_call(
         &self,
         call_id: Uuid,
         by: &Acknowledger,
         at: DateTime<Utc>,
+        audit: &AckAudit,
     ) -> Result<AckOutcome, StoreError> {
-        acknowledged_by_call(self.call_tx().await?, call_id, by, at).await
+        acknowledged_by_call(self.call_tx().await?, call_id, by, at, audit).await
     }
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
@@ -315,7 +317,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<CallRecord>, StoreError>;
 
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
-    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError>;
+    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.call_tx().await?;
+        let fresh = tx.record(event).await?;
+        tx.commit().await?;
+        Ok(fresh)
+    }
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
@@ -527,6 +534,8 @@ pub trait CallTx: Send {
     ) -> Result<bool, StoreError>;
     /// Whether an alert with this id exists.
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
+    /// Appends to the audit trail; false when an event with the same dedupe key exists.
+    async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError>;
     /// Stops paging an acknowledged alert.
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -580,20 +589,33 @@ pub(crate) async fn failed(
     .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))
 }
 
-/// Digit 1 on a call: the alert and the call, together or not at all.
+/// The audit entries written with an acknowledgement by phone.
+#[derive(Debug, Clone)]
+pub struct AckAudit {
+    /// The key press itself (deduplicated like any webhook).
+    pub input: AuditEvent,
+    /// Written only if this key press acknowledged the alert.
+    pub acknowledged: AuditEvent,
+}
+
+/// Digit 1 on a call: the alert, the call and the audit trail, together or not at all.
 pub(crate) async fn acknowledged_by_call(
     mut tx: Box<dyn CallTx>,
     call_id: Uuid,
     by: &Acknowledger,
     at: DateTime<Utc>,
+    audit: &AckAudit,
 ) -> Result<AckOutcome, StoreError> {
     let Some(call) = tx.call(call_id).await? else {
         return Ok(AckOutcome::NoSuchAlert);
     };
+    tx.record(&audit.input).await?;
     if call.status == CallStatus::Answered {
+        tx.commit().await?;
         return Ok(AckOutcome::AlreadyAcknowledgedHere);
     }
     if !tx.acknowledge_alert(&call.alert_id, by, at).await? {
+        tx.commit().await?;
         return Ok(AckOutcome::AlreadyHandled);
     }
     let alert_id = call.alert_id.clone();
@@ -601,6 +623,7 @@ pub(crate) async fn acknowledged_by_call(
         tx.save(&call).await?;
     }
     tx.close_page(&alert_id, at).await?;
+    tx.record(&audit.acknowledged).await?;
     tx.commit().await?;
     Ok(AckOutcome::Acknowledged)
 }

@@ -158,7 +158,7 @@ impl CallTx for SqliteCallTx {
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall_pages SET state = 'acknowledged', due_at = NULL, lease_owner = NULL, \
-             lease_until = NULL, updated_at = ?2 WHERE alert_id = ?1 AND state IN ('due', 'waiting', 'exhausted')",
+             updated_at = ?2 WHERE alert_id = ?1 AND state IN ('due', 'waiting', 'exhausted')",
         )
         .bind(alert_id)
         .bind(ts(at))
@@ -166,6 +166,24 @@ impl CallTx for SqliteCallTx {
         .await
         .doing("closing the page")?;
         Ok(())
+    }
+
+    async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alertcall_call_events (alert_id, call_id, source, kind, dedupe_key, detail, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(&event.alert_id)
+        .bind(event.call_id.map(|c| c.to_string()))
+        .bind(&event.source)
+        .bind(&event.kind)
+        .bind(&event.dedupe_key)
+        .bind(event.detail.to_string())
+        .bind(ts(event.at))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("recording an audit event")?;
+        Ok(id.is_some())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -242,11 +260,10 @@ impl Store for SqliteStore {
                WHERE a.severity = '{CRITICAL}' AND a.status = 'active' {only_clause} \
                  AND NOT EXISTS (SELECT 1 FROM alertcall_pages p WHERE p.alert_id = CAST(a.id AS TEXT)) \
                ORDER BY a.triggered_at LIMIT 1000) \
-             INSERT INTO alertcall_pages (alert_id, state, due_at, lease_owner, lease_until, created_at, updated_at) \
+             INSERT INTO alertcall_pages (alert_id, state, due_at, lease_owner, created_at, updated_at) \
              SELECT alert_id, CASE WHEN stale THEN 'stale' ELSE 'due' END, \
-                    CASE WHEN stale THEN NULL ELSE ?1 END, \
-                    CASE WHEN stale THEN NULL ELSE ?3 END, \
-                    CASE WHEN stale THEN NULL ELSE ?4 END, ?1, ?1 \
+                    CASE WHEN stale THEN NULL ELSE ?4 END, \
+                    CASE WHEN stale THEN NULL ELSE ?3 END, ?1, ?1 \
              FROM candidates WHERE true ON CONFLICT (alert_id) DO NOTHING RETURNING {PAGE_COLUMNS}"
         );
         let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(sql))
@@ -263,10 +280,9 @@ impl Store for SqliteStore {
 
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
         let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(format!(
-            "UPDATE alertcall_pages SET lease_owner = ?1, lease_until = ?2, updated_at = ?3 \
+            "UPDATE alertcall_pages SET lease_owner = ?1, due_at = ?2, updated_at = ?3 \
              WHERE alert_id IN ( \
-               SELECT alert_id FROM alertcall_pages \
-               WHERE due_at <= ?3 AND (lease_until IS NULL OR lease_until < ?3) \
+               SELECT alert_id FROM alertcall_pages WHERE due_at <= ?3 \
                ORDER BY due_at LIMIT ?4) \
              RETURNING {PAGE_COLUMNS}"
         )))
@@ -281,13 +297,10 @@ impl Store for SqliteStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query_scalar(
-            "SELECT min(max(due_at, coalesce(lease_until, due_at))) FROM alertcall_pages \
-             WHERE due_at IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .doing("finding the next due page")
+        sqlx::query_scalar("SELECT min(due_at) FROM alertcall_pages WHERE due_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .doing("finding the next due page")
     }
 
     async fn update_page(
@@ -299,7 +312,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
-             attempts = ?7, last_error = ?8, lease_owner = NULL, lease_until = NULL, updated_at = ?9 \
+             attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9 \
              WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
         )
         .bind(alert_id)
@@ -319,7 +332,7 @@ impl Store for SqliteStore {
 
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE alertcall_pages SET lease_until = ?3 WHERE alert_id = ?1 AND lease_owner = ?2 \
+            "UPDATE alertcall_pages SET due_at = ?3 WHERE alert_id = ?1 AND lease_owner = ?2 \
              AND state IN ('due', 'waiting')",
         )
         .bind(alert_id)
@@ -482,24 +495,6 @@ impl Store for SqliteStore {
         .await
         .doing("listing calls")?;
         calls_from_rows(rows)
-    }
-
-    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO alertcall_call_events (alert_id, call_id, source, kind, dedupe_key, detail, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(&event.alert_id)
-        .bind(event.call_id.map(|c| c.to_string()))
-        .bind(&event.source)
-        .bind(&event.kind)
-        .bind(&event.dedupe_key)
-        .bind(event.detail.to_string())
-        .bind(ts(event.at))
-        .fetch_optional(&self.pool)
-        .await
-        .doing("recording an audit event")?;
-        Ok(id.is_some())
     }
 
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError> {

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alertcall_active_critical
     ON alerts (triggered_at) WHERE severity = 'critical' AND status = 'active';
 
--- One row per alert being paged: the engine's durable state and timer.
+-- One row per alert being paged: the engine's durable state and timer. While an instance
+-- works on a page (lease_owner set), due_at is when its claim lapses and another may take it.
 CREATE TABLE alertcall.pages (
     alert_id text PRIMARY KEY,
     state text NOT NULL,
@@ -34,7 +35,6 @@ CREATE TABLE alertcall.pages (
     round integer NOT NULL DEFAULT 0,
     due_at timestamptz,
     lease_owner text,
-    lease_until timestamptz,
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
     created_at timestamptz NOT NULL,

@@ -28,7 +28,8 @@ CREATE INDEX IF NOT EXISTS alertcall_active_critical
     ON alerts (triggered_at) WHERE severity = 'critical' AND status = 'active';
 
 -- alertcall's own tables; timestamps are written by alertcall as
--- YYYY-MM-DDTHH:MM:SS.mmmZ so that text order is time order.
+-- YYYY-MM-DDTHH:MM:SS.mmmZ so that text order is time order. While an instance works on a
+-- page (lease_owner set), due_at is when its claim lapses and another may take it.
 CREATE TABLE alertcall_pages (
     alert_id TEXT PRIMARY KEY NOT NULL,
     state TEXT NOT NULL,
@@ -36,7 +37,6 @@ CREATE TABLE alertcall_pages (
     round INTEGER NOT NULL DEFAULT 0,
     due_at TEXT,
     lease_owner TEXT,
-    lease_until TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     created_at TEXT NOT NULL,
