@@ -13,7 +13,7 @@ use super::Engine;
 use crate::domain::alert::{Alert, AlertStatus};
 use crate::domain::menu;
 use crate::domain::message;
-use crate::store::{AuditEvent, Lease, NewCall, Page, PageState, PageUpdate};
+use crate::store::{AuditEvent, Lease, NewCall, Page, PageOutcome, PageState, PageUpdate};
 use crate::telephony::{CallRequest, ProviderError};
 
 /// The longest the dispatcher sleeps without looking at the database.
@@ -127,6 +127,51 @@ async fn work(
     }
 }
 
+/// The page's next state (releasing the lease) and, if it changes, the audit entry saying why.
+fn outcome(
+    engine: &Engine,
+    page: &Page,
+    state: PageState,
+    due_at: Option<DateTime<Utc>>,
+    reason: &str,
+) -> PageOutcome {
+    let now = engine.now();
+    let retry = state == PageState::Due;
+    let page_audit = (state != page.state)
+        .then(|| AuditEvent {
+            alert_id: Some(page.alert_id.clone()),
+            call_id: None,
+            source: "engine".into(),
+            kind: format!("page.{}", state.as_str()),
+            dedupe_key: None,
+            detail: json!({"reason": reason, "step": page.step, "round": page.round}),
+            at: now,
+        })
+        .into_iter()
+        .collect();
+    PageOutcome {
+        alert_id: page.alert_id.clone(),
+        owner: engine.owner.clone(),
+        update: PageUpdate {
+            state,
+            step: page.step,
+            round: page.round,
+            due_at,
+            attempts: if retry { page.attempts + 1 } else { 0 },
+            last_error: retry.then(|| reason.to_string()),
+        },
+        page_audit,
+        now,
+    }
+}
+
+/// The dispatcher may be sleeping past a new due time.
+fn wake_for(engine: &Engine, outcome: &PageOutcome, updated: bool) {
+    if updated && outcome.update.due_at.is_some() {
+        engine.wake();
+    }
+}
+
 /// Writes the page's next state (releasing the lease) and records why.
 async fn finish(
     engine: &Engine,
@@ -135,41 +180,9 @@ async fn finish(
     due_at: Option<DateTime<Utc>>,
     reason: &str,
 ) -> Result<(), crate::store::StoreError> {
-    let now = engine.now();
-    let update = PageUpdate {
-        state,
-        step: page.step,
-        round: page.round,
-        due_at,
-        attempts: if state == PageState::Due {
-            page.attempts + 1
-        } else {
-            0
-        },
-        last_error: (state == PageState::Due).then(|| reason.to_string()),
-    };
-    let updated = engine
-        .store
-        .update_page(&page.alert_id, &engine.owner, &update, now)
-        .await?;
-    if updated && due_at.is_some() {
-        // The dispatcher may be sleeping past this new due time.
-        engine.wake();
-    }
-    if updated && state != page.state {
-        engine
-            .store
-            .record_event(&AuditEvent {
-                alert_id: Some(page.alert_id.clone()),
-                call_id: None,
-                source: "engine".into(),
-                kind: format!("page.{}", state.as_str()),
-                dedupe_key: None,
-                detail: json!({"reason": reason, "step": page.step, "round": page.round}),
-                at: now,
-            })
-            .await?;
-    }
+    let outcome = outcome(engine, page, state, due_at, reason);
+    let updated = engine.store.finish_page(&outcome, &[]).await?;
+    wake_for(engine, &outcome, updated);
     Ok(())
 }
 
@@ -208,6 +221,8 @@ async fn place_call(
                 call.id,
                 "not placed: another instance took over",
                 renewed.now,
+                None,
+                &[],
             )
             .await?;
         return Ok(());
@@ -221,10 +236,28 @@ async fn place_call(
     let now = engine.now();
     match result {
         Ok(placed) => {
+            let due = now
+                + chrono::Duration::from_std(engine.config.ack_wait)
+                    .unwrap_or(chrono::Duration::MAX);
+            let next = outcome(engine, page, PageState::Waiting, Some(due), "call placed");
+            let audit = call_audit(
+                alert,
+                call.id,
+                "call.placed",
+                json!({"provider_call_id": placed.provider_call_id}),
+                now,
+            );
             engine
                 .store
-                .call_placed(call.id, &placed.provider_call_id, now)
+                .call_placed(
+                    call.id,
+                    &placed.provider_call_id,
+                    now,
+                    Some(&next),
+                    &[audit],
+                )
                 .await?;
+            wake_for(engine, &next, true);
             tracing::info!(
                 alert_id = %alert.id,
                 call_id = %placed.provider_call_id,
@@ -233,34 +266,9 @@ async fn place_call(
                 latency_ms = (now - alert.triggered_at).num_milliseconds(),
                 "calling nurse"
             );
-            audit_call(
-                engine,
-                alert,
-                call.id,
-                "call.placed",
-                json!({"provider_call_id": placed.provider_call_id}),
-                now,
-            )
-            .await?;
-            let due = now
-                + chrono::Duration::from_std(engine.config.ack_wait)
-                    .unwrap_or(chrono::Duration::MAX);
-            finish(engine, page, PageState::Waiting, Some(due), "call placed").await
+            Ok(())
         }
         Err(err) => {
-            engine
-                .store
-                .call_failed(call.id, &err.to_string(), now)
-                .await?;
-            audit_call(
-                engine,
-                alert,
-                call.id,
-                "call.failed",
-                json!({"error": err.to_string()}),
-                now,
-            )
-            .await?;
             let (state, due, reason) = match &err {
                 ProviderError::Permanent(_) => {
                     tracing::error!(alert_id = %alert.id, to = %to.masked(), error = %err, "the provider refused this call for good");
@@ -284,32 +292,40 @@ async fn place_call(
                     )
                 }
             };
-            finish(engine, page, state, due, &reason).await
+            let next = outcome(engine, page, state, due, &reason);
+            let audit = call_audit(
+                alert,
+                call.id,
+                "call.failed",
+                json!({"error": err.to_string()}),
+                now,
+            );
+            engine
+                .store
+                .call_failed(call.id, &err.to_string(), now, Some(&next), &[audit])
+                .await?;
+            wake_for(engine, &next, true);
+            Ok(())
         }
     }
 }
 
-async fn audit_call(
-    engine: &Engine,
+fn call_audit(
     alert: &Alert,
     call_id: Uuid,
     kind: &str,
     detail: serde_json::Value,
     at: DateTime<Utc>,
-) -> Result<(), crate::store::StoreError> {
-    engine
-        .store
-        .record_event(&AuditEvent {
-            alert_id: Some(alert.id.clone()),
-            call_id: Some(call_id),
-            source: "engine".into(),
-            kind: kind.into(),
-            dedupe_key: None,
-            detail,
-            at,
-        })
-        .await
-        .map(|_| ())
+) -> AuditEvent {
+    AuditEvent {
+        alert_id: Some(alert.id.clone()),
+        call_id: Some(call_id),
+        source: "engine".into(),
+        kind: kind.into(),
+        dedupe_key: None,
+        detail,
+        at,
+    }
 }
 
 /// Exponential back-off with jitter for a failed call: 0.5 s, 1 s, 2 s, ... capped at 30 s,

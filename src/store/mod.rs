@@ -148,6 +148,18 @@ pub struct PageUpdate {
     pub last_error: Option<String>,
 }
 
+/// What the engine writes when it is done with a claimed page.
+#[derive(Debug, Clone)]
+pub struct PageOutcome {
+    pub alert_id: String,
+    /// The lease holder; the page is updated only if it still holds it.
+    pub owner: String,
+    pub update: PageUpdate,
+    /// Recorded only if the page was updated (e.g. `page.waiting`).
+    pub page_audit: Vec<AuditEvent>,
+    pub now: DateTime<Utc>,
+}
+
 /// A call about to be placed.
 #[derive(Debug, Clone)]
 pub struct NewCall {
@@ -229,15 +241,19 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError>;
     /// When the earliest page falls due (for the dispatcher's sleep).
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Stores the outcome of processing a claimed page and releases the lease. Returns false
-    /// (and changes nothing) when `owner` no longer holds it.
-    async fn update_page(
+    /// Stores the outcome of processing a claimed page and releases the lease, with `audit`
+    /// (always) and the outcome's own audit entries (only if the page was updated). Returns
+    /// false, changing no page, when the owner no longer holds it.
+    async fn finish_page(
         &self,
-        alert_id: &str,
-        owner: &str,
-        update: &PageUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+        outcome: &PageOutcome,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.call_tx().await?;
+        let updated = finish_in(&mut *tx, outcome, audit).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
@@ -258,23 +274,38 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError>;
-    /// The provider accepted the call: record its id, move `pending` to `initiated`, mirror it.
+    /// The provider accepted the call: record its id, move `pending` to `initiated`, mirror
+    /// it, and (in the same transaction) finish the page and write `audit`.
     async fn call_placed(
         &self,
         call_id: Uuid,
         provider_call_id: &str,
         at: DateTime<Utc>,
+        page: Option<&PageOutcome>,
+        audit: &[AuditEvent],
     ) -> Result<CallRecord, StoreError> {
-        placed(self.call_tx().await?, call_id, provider_call_id, at).await
+        let change = |mut call: CallRecord| {
+            call.provider_call_id = Some(provider_call_id.to_string());
+            call.initiated_at.get_or_insert(at);
+            advanced(call.clone(), CallStatus::Initiated, at).unwrap_or(call)
+        };
+        call_outcome(self.call_tx().await?, call_id, change, page, audit).await
     }
-    /// The provider refused the call: record why, mark it failed, mirror it.
+    /// The provider refused the call (or it was never placed): record why, mark it failed,
+    /// mirror it, and (in the same transaction) finish the page and write `audit`.
     async fn call_failed(
         &self,
         call_id: Uuid,
         error: &str,
         at: DateTime<Utc>,
+        page: Option<&PageOutcome>,
+        audit: &[AuditEvent],
     ) -> Result<CallRecord, StoreError> {
-        failed(self.call_tx().await?, call_id, error, at).await
+        let change = |mut call: CallRecord| {
+            call.error = Some(error.to_string());
+            advanced(call.clone(), CallStatus::Failed, at).unwrap_or(call)
+        };
+        call_outcome(self.call_tx().await?, call_id, change, page, audit).await
     }
     /// Finds a call by the provider's id, or by ours while the provider's is not yet recorded
     /// (adopting the provider's id then). A call whose recorded provider id differs is not
@@ -536,6 +567,8 @@ pub trait CallTx: Send {
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
     async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError>;
+    /// Stores a page's next state and releases the lease, if `owner` still holds it.
+    async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError>;
     /// Stops paging an acknowledged alert.
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
@@ -558,35 +591,50 @@ pub(crate) async fn change_call(
     Ok(Some(call))
 }
 
-/// The provider accepted the call.
-pub(crate) async fn placed(
-    tx: Box<dyn CallTx>,
+/// Changes a call, finishes its page and writes audit entries, in one transaction.
+pub(crate) async fn call_outcome(
+    mut tx: Box<dyn CallTx>,
     call_id: Uuid,
-    provider_call_id: &str,
-    at: DateTime<Utc>,
+    change: impl FnOnce(CallRecord) -> CallRecord + Send,
+    page: Option<&PageOutcome>,
+    audit: &[AuditEvent],
 ) -> Result<CallRecord, StoreError> {
-    change_call(tx, call_id, |mut call| {
-        call.provider_call_id = Some(provider_call_id.to_string());
-        call.initiated_at.get_or_insert(at);
-        Some(advanced(call.clone(), CallStatus::Initiated, at).unwrap_or(call))
-    })
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))
+    let call = tx
+        .call(call_id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))?;
+    let call = change(call);
+    tx.save(&call).await?;
+    match page {
+        Some(outcome) => {
+            finish_in(&mut *tx, outcome, audit).await?;
+        }
+        None => {
+            for event in audit {
+                tx.record(event).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(call)
 }
 
-/// The provider refused the call.
-pub(crate) async fn failed(
-    tx: Box<dyn CallTx>,
-    call_id: Uuid,
-    error: &str,
-    at: DateTime<Utc>,
-) -> Result<CallRecord, StoreError> {
-    change_call(tx, call_id, |mut call| {
-        call.error = Some(error.to_string());
-        Some(advanced(call.clone(), CallStatus::Failed, at).unwrap_or(call))
-    })
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("call {call_id}")))
+/// Writes `audit`, updates the page if the owner still holds it, and then its audit entries.
+pub(crate) async fn finish_in(
+    tx: &mut dyn CallTx,
+    outcome: &PageOutcome,
+    audit: &[AuditEvent],
+) -> Result<bool, StoreError> {
+    for event in audit {
+        tx.record(event).await?;
+    }
+    let updated = tx.update_page(outcome).await?;
+    if updated {
+        for event in &outcome.page_audit {
+            tx.record(event).await?;
+        }
+    }
+    Ok(updated)
 }
 
 /// The audit entries written with an acknowledgement by phone.

@@ -186,6 +186,28 @@ impl CallTx for SqliteCallTx {
         Ok(id.is_some())
     }
 
+    async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError> {
+        let update = &outcome.update;
+        let done = sqlx::query(
+            "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
+             attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9 \
+             WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
+        )
+        .bind(&outcome.alert_id)
+        .bind(&outcome.owner)
+        .bind(update.state.as_str())
+        .bind(update.step)
+        .bind(update.round)
+        .bind(ts_opt(update.due_at))
+        .bind(update.attempts)
+        .bind(&update.last_error)
+        .bind(ts(outcome.now))
+        .execute(&mut *self.tx)
+        .await
+        .doing("updating a page")?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.doing("committing")
     }
@@ -301,33 +323,6 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .doing("finding the next due page")
-    }
-
-    async fn update_page(
-        &self,
-        alert_id: &str,
-        owner: &str,
-        update: &PageUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
-             attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9 \
-             WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
-        )
-        .bind(alert_id)
-        .bind(owner)
-        .bind(update.state.as_str())
-        .bind(update.step)
-        .bind(update.round)
-        .bind(ts_opt(update.due_at))
-        .bind(update.attempts)
-        .bind(&update.last_error)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await
-        .doing("updating a page")?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
