@@ -170,7 +170,7 @@ async fn bench(
 ) -> Result<bool> {
     let fake = FakeVonage::start().await?;
     let log_path = dir.join("serve.log");
-    let mut serve = Serve::start(serve_path, &database.url, &fake.url, &log_path)?;
+    let mut serve = Serve::start(serve_path, &database.url, &fake.url, &log_path, &[])?;
     eprintln!(
         "serve pid {} on {}, database {}",
         serve.pid(),
@@ -193,13 +193,108 @@ async fn bench(
     let exit = serve.stop();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     report_serve_log(&log);
-    let ok = result?;
+    let (mut report, ok) = result?;
     let status = exit?;
     if !status.success() {
         eprintln!("serve did not exit cleanly after SIGTERM: {status}");
         return Ok(false);
     }
+    let (limit, late) = limited(serve_path, database, &fake, dir, &client).await?;
+    report.provider_limit = Some(limit);
+    report.escalation_late_ms = Some(late);
+    println!("{}", serde_json::to_string(&report)?);
     Ok(ok)
+}
+
+/// Calls per second allowed in the limit phase (Vonage's default account limit).
+const LIMIT_PER_S: f64 = 3.0;
+/// Alerts in the limit phase: ten seconds of calls at that limit.
+const LIMIT_ALERTS: usize = 30;
+/// The wait for "press 1" in the limit phase, so that it runs out during the benchmark.
+const LIMIT_WAIT_MS: f64 = 1000.0;
+
+/// A second `serve` with a provider limit of 3 calls/s and a 1 s wait: a burst must be
+/// spread at that rate (within 10%), and each unacknowledged page's wait must run out on
+/// time.
+async fn limited(
+    serve_path: &Path,
+    database: &BenchDatabase,
+    fake: &FakeVonage,
+    dir: &Path,
+    client: &reqwest::Client,
+) -> Result<(LimitReport, Percentiles)> {
+    eprintln!(
+        "limit: {LIMIT_ALERTS} alerts at once under a limit of {LIMIT_PER_S} calls/s, left unacknowledged"
+    );
+    let log_path = dir.join("serve-limited.log");
+    let mut serve = Serve::start(
+        serve_path,
+        &database.url,
+        &fake.url,
+        &log_path,
+        &[
+            ("ALERTCALL_CALLS_PER_SECOND", "3"),
+            ("ALERTCALL_ACK_WAIT", "1s"),
+        ],
+    )?;
+    let result = async {
+        serve.wait_healthy(client).await?;
+        let db = database.connect().await?;
+        db.insert_burst(Phase::Limited, LIMIT_ALERTS).await?;
+        let commit = Instant::now();
+        let deadline =
+            commit + Duration::from_secs_f64(LIMIT_ALERTS as f64 / LIMIT_PER_S * 2.0 + 10.0);
+        ensure!(
+            fake.wait_for(Phase::Limited, LIMIT_ALERTS, deadline).await,
+            "the limited calls did not all arrive"
+        );
+        let mut times: Vec<Instant> = fake
+            .phase(Phase::Limited)
+            .calls()
+            .iter()
+            .map(|a| a.at)
+            .collect();
+        times.sort();
+        let span = times[times.len() - 1]
+            .duration_since(times[0])
+            .as_secs_f64();
+        let measured = (times.len() - 1) as f64 / span;
+        // Every page's wait runs out one second after its call.
+        let mut late = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            late = db.exhausted_lateness_ms(LIMIT_WAIT_MS).await?;
+            if late.len() >= LIMIT_ALERTS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        db.close().await;
+        ensure!(
+            late.len() >= LIMIT_ALERTS,
+            "only {} waits ran out",
+            late.len()
+        );
+        Ok((
+            LimitReport {
+                configured_per_s: LIMIT_PER_S,
+                measured_per_s: round(measured, 3),
+            },
+            Percentiles::of(&late),
+        ))
+    }
+    .await;
+    let _ = serve.stop();
+    let (limit, late) = result?;
+    println!(
+        "  provider limit {} calls/s: measured {:.3} calls/s over {LIMIT_ALERTS} calls",
+        limit.configured_per_s, limit.measured_per_s
+    );
+    println!(
+        "  waits for press 1 ran out late by p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        late.p50, late.p99, late.max
+    );
+    Ok((limit, late))
 }
 
 /// The measured phases, in order: steady, idle memory, burst, peak memory, acknowledgements.
@@ -209,7 +304,7 @@ async fn phases(
     fake: &FakeVonage,
     serve: &Serve,
     client: &reqwest::Client,
-) -> Result<bool> {
+) -> Result<(Report, bool)> {
     // Steady phase: one alert at a time, as a ward produces them.
     eprintln!(
         "steady: {} alerts at {}/s (about {:.0} s)",
@@ -253,7 +348,7 @@ async fn phases(
     // Burst phase: a whole ward's worth of critical alerts in one commit.
     eprintln!("burst: {} alerts in one statement", args.burst);
     let cpu_before_burst = cpu_seconds(serve.pid())?;
-    db.insert_burst(args.burst).await?;
+    db.insert_burst(Phase::Burst, args.burst).await?;
     let burst_commit = Instant::now();
     fake.wait_for(Phase::Burst, args.burst, burst_commit + BURST_DEADLINE)
         .await;
@@ -306,6 +401,8 @@ async fn phases(
         duplicates: steady_duplicates + burst_duplicates,
         missed: steady_missed + burst_missed,
         acked_in_db,
+        provider_limit: None,
+        escalation_late_ms: None,
     };
 
     let unmatched = fake.unmatched();
@@ -326,8 +423,7 @@ async fn phases(
     for failure in acks.failures.iter().chain(&steady_acks.failures).take(5) {
         println!("  ack failure: {failure}");
     }
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(problems.iter().all(|(count, _)| *count == 0))
+    Ok((report, problems.iter().all(|(count, _)| *count == 0)))
 }
 
 fn print_summary(
@@ -398,6 +494,15 @@ struct Report {
     duplicates: usize,
     missed: usize,
     acked_in_db: i64,
+    provider_limit: Option<LimitReport>,
+    /// How late a page's wait for "press 1" ran out against its due time.
+    escalation_late_ms: Option<Percentiles>,
+}
+
+#[derive(Serialize, Debug)]
+struct LimitReport {
+    configured_per_s: f64,
+    measured_per_s: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -520,6 +625,8 @@ fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
 enum Phase {
     Steady,
     Burst,
+    /// Calls under a provider limit, left unacknowledged so their wait runs out.
+    Limited,
 }
 
 impl Phase {
@@ -527,6 +634,7 @@ impl Phase {
         match self {
             Phase::Steady => "bench-",
             Phase::Burst => "burst-",
+            Phase::Limited => "limit-",
         }
     }
 }
@@ -534,14 +642,16 @@ impl Phase {
 /// Finds `bench-<n>` or `burst-<n>` in the spoken text. The digits are read to their end,
 /// so `bench-1` never matches the text of `bench-10`.
 fn parse_token(text: &str) -> Option<(Phase, u32)> {
-    [Phase::Steady, Phase::Burst].into_iter().find_map(|phase| {
-        let start = text.find(phase.prefix())? + phase.prefix().len();
-        let digits: String = text[start..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        Some((phase, digits.parse().ok()?))
-    })
+    [Phase::Steady, Phase::Burst, Phase::Limited]
+        .into_iter()
+        .find_map(|phase| {
+            let start = text.find(phase.prefix())? + phase.prefix().len();
+            let digits: String = text[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Some((phase, digits.parse().ok()?))
+        })
 }
 
 /// One create-call request as the fake received it.
@@ -689,7 +799,13 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(binary: &Path, database_url: &str, vonage_url: &str, log: &Path) -> Result<Serve> {
+    fn start(
+        binary: &Path,
+        database_url: &str,
+        vonage_url: &str,
+        log: &Path,
+        extra: &[(&str, &str)],
+    ) -> Result<Serve> {
         let listen = free_port()?;
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
@@ -718,6 +834,7 @@ impl Serve {
             .env("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET)
             .env("ALERTCALL_CALLS_PER_SECOND", "0")
             .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
             // Its log goes to a file that is shown to a person: no colour escapes.
             .env("NO_COLOR", "1")
             // serve reads `.env` from its working directory and the ones above it; the
@@ -936,6 +1053,12 @@ fn database_url_for(admin_url: &str, database: &str) -> Result<String> {
         "--database-url must be a postgres:// URL"
     );
     url.set_path(&format!("/{database}"));
+    // TLS to a database on this machine protects nothing and costs 15-20% of the ack
+    // throughput here; a URL that asks for an sslmode keeps it.
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if loopback && !url.query_pairs().any(|(k, _)| k == "sslmode") {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
     Ok(url.to_string())
 }
 
@@ -978,24 +1101,26 @@ impl Db {
         id.with_context(|| format!("inserting alert {message}"))
     }
 
-    /// `count` critical alerts `burst-1` … `burst-<count>` in a single statement.
-    async fn insert_burst(&self, count: usize) -> Result<()> {
+    /// `count` critical alerts `<prefix>1` … `<prefix><count>` in a single statement.
+    async fn insert_burst(&self, phase: Phase, count: usize) -> Result<()> {
         let inserted = match self {
             Db::Postgres(pool) => sqlx::query(
                 "INSERT INTO alerts (patient_id, severity, alert_type, message) \
-                 SELECT 'P1', 'critical', 'bench', 'burst-' || g \
+                 SELECT 'P1', 'critical', 'bench', $2 || g \
                  FROM generate_series(1, $1) AS g",
             )
             .bind(i32::try_from(count)?)
+            .bind(phase.prefix())
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
             Db::Sqlite(pool) => sqlx::query(
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?1) \
                  INSERT INTO alerts (patient_id, severity, alert_type, message) \
-                 SELECT 'P1', 'critical', 'bench', 'burst-' || n FROM s",
+                 SELECT 'P1', 'critical', 'bench', ?2 || n FROM s",
             )
             .bind(i64::try_from(count)?)
+            .bind(phase.prefix())
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
@@ -1027,6 +1152,35 @@ impl Db {
                 .await,
             };
         count.context("counting acknowledged alerts")
+    }
+
+    /// How late each `page.exhausted` fired against its due time: the `call.placed` time
+    /// plus the configured wait, in ms, sorted.
+    async fn exhausted_lateness_ms(&self, wait_ms: f64) -> Result<Vec<f64>> {
+        let mut late: Vec<f64> =
+            match self {
+                Db::Postgres(pool) => sqlx::query_scalar(
+                    "SELECT (extract(epoch FROM e.created_at - p.created_at) * 1000)::float8 - $1 \
+                     FROM alertcall.call_events e JOIN alertcall.call_events p \
+                       ON p.alert_id = e.alert_id AND p.kind = 'call.placed' \
+                     WHERE e.kind = 'page.exhausted'",
+                )
+                .bind(wait_ms)
+                .fetch_all(pool)
+                .await,
+                Db::Sqlite(pool) => sqlx::query_scalar(
+                    "SELECT (julianday(e.created_at) - julianday(p.created_at)) * 86400000.0 - ?1 \
+                     FROM alertcall_call_events e JOIN alertcall_call_events p \
+                       ON p.alert_id = e.alert_id AND p.kind = 'call.placed' \
+                     WHERE e.kind = 'page.exhausted'",
+                )
+                .bind(wait_ms)
+                .fetch_all(pool)
+                .await,
+            }
+            .context("reading when the waits ran out")?;
+        late.sort_by(f64::total_cmp);
+        Ok(late)
     }
 
     async fn close(&self) {
@@ -1233,6 +1387,15 @@ mod tests {
             "postgres://u:p@127.0.0.1:5432/b1?sslmode=disable"
         );
         assert!(database_url_for("mysql://x/y", "b1").is_err());
+        assert_eq!(
+            database_url_for("postgres://postgres@127.0.0.1:5432/postgres", "b1").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/b1?sslmode=disable",
+            "no TLS to a loopback database unless asked for"
+        );
+        assert_eq!(
+            database_url_for("postgres://u@db.example.org/postgres", "b1").unwrap(),
+            "postgres://u@db.example.org/b1"
+        );
     }
 
     #[test]
