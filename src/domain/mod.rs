@@ -6,3 +6,4 @@ pub mod call;
 pub mod menu;
 pub mod message;
 pub mod phone;
+pub mod schedule;
