@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod call;
+pub mod escalation;
 pub mod menu;
 pub mod message;
 pub mod phone;

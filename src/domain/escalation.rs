@@ -1,0 +1,422 @@
+//! Escalation policies and the escalation state machine:
+//! `(policy, state, event, now) -> (state, actions)`. Pure: the engine stores the state and
+//! its due time, feeds in events, and carries out the actions.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::alert::Alert;
+
+/// Which alerts a policy applies to; an empty list matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matcher {
+    pub severities: Vec<String>,
+    pub alert_types: Vec<String>,
+    /// Room ids or names.
+    pub rooms: Vec<String>,
+}
+
+impl Matcher {
+    pub fn matches(&self, alert: &Alert) -> bool {
+        let any = |list: &[String], value: Option<&str>| {
+            list.is_empty() || value.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        any(&self.severities, Some(&alert.severity))
+            && any(&self.alert_types, alert.alert_type.as_deref())
+            && (self.rooms.is_empty()
+                || any(&self.rooms, alert.room_id.as_deref())
+                || any(&self.rooms, alert.room_name.as_deref()))
+    }
+}
+
+/// Who a step notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Person(String),
+    /// Whoever is on call on this schedule now.
+    OnCall(String),
+    /// Everyone on this schedule.
+    Everyone(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub targets: Vec<Target>,
+    pub call: bool,
+    pub sms: bool,
+    /// How long to wait for an acknowledgement before the next step.
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub matcher: Matcher,
+    pub steps: Vec<Step>,
+    /// How many times the steps run in all (1: once).
+    pub rounds: u32,
+    /// After the last round, how often the last step is notified again until someone
+    /// acknowledges.
+    pub renotify_every: Duration,
+}
+
+/// The first policy that matches the alert.
+pub fn choose<'a>(policies: &'a [Policy], alert: &Alert) -> Option<&'a Policy> {
+    policies.iter().find(|p| p.matcher.matches(alert))
+}
+
+/// Where one alert's escalation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub step: usize,
+    pub round: u32,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The current step must be notified now.
+    Due,
+    /// The current step was notified; at `until` the next one is.
+    Waiting { until: DateTime<Utc> },
+    /// Every round ran without an acknowledgement; the last step is notified again at `next`.
+    Exhausted { next: DateTime<Utc> },
+    Acknowledged,
+    /// Resolved or acknowledged outside alertcall.
+    Cancelled,
+}
+
+impl State {
+    pub fn start() -> State {
+        State {
+            step: 0,
+            round: 0,
+            phase: Phase::Due,
+        }
+    }
+
+    /// When the engine must next feed a `Timer` event.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.phase {
+            Phase::Waiting { until } => Some(until),
+            Phase::Exhausted { next } => Some(next),
+            Phase::Due | Phase::Acknowledged | Phase::Cancelled => None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self.phase, Phase::Acknowledged | Phase::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The state's due time came (or, in `Due`, the escalation starts).
+    Timer,
+    /// A call of the current step ended without a 1 (busy, failed, unanswered, voicemail).
+    CallUnsuccessful {
+        person: String,
+        /// The person has an SMS number and the policy may text them.
+        can_sms: bool,
+        /// Other calls of this step are still ringing or in progress.
+        others_live: bool,
+    },
+    /// Pressed 3: this person cannot respond.
+    Declined { others_live: bool },
+    Acknowledged,
+    /// Acknowledged or resolved outside alertcall (dashboard, hospital app).
+    ResolvedElsewhere,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Notify every target of this step, by its channels.
+    Notify { step: usize, round: u32 },
+    /// Text this person that a call did not get through.
+    SmsFallback { person: String },
+    /// Hang up every call of this alert still ringing or in progress.
+    HangUpAll,
+    /// The policy ran out without an acknowledgement: flag the alert, loudly.
+    MarkExhausted,
+}
+
+fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Applies one event. Events that do not apply in the current phase change nothing, so a
+/// late or repeated event (an acknowledgement racing a wait expiry, say) is harmless.
+pub fn next(policy: &Policy, state: State, event: &Event, now: DateTime<Utc>) -> (State, Vec<Action>) {
+    if state.is_final() || policy.steps.is_empty() {
+        return (state, vec![]);
+    }
+    match event {
+        Event::Acknowledged => (
+            State {
+                phase: Phase::Acknowledged,
+                ..state
+            },
+            vec![Action::HangUpAll],
+        ),
+        Event::ResolvedElsewhere => (
+            State {
+                phase: Phase::Cancelled,
+                ..state
+            },
+            vec![Action::HangUpAll],
+        ),
+        Event::Timer => match state.phase {
+            Phase::Due => notify(policy, state.step, state.round, now),
+            Phase::Waiting { until } if now >= until => advance(policy, state, now, vec![]),
+            Phase::Exhausted { next } if now >= next => {
+                let last = policy.steps.len() - 1;
+                (
+                    State {
+                        step: last,
+                        phase: Phase::Exhausted {
+                            next: after(now, policy.renotify_every),
+                        },
+                        ..state
+                    },
+                    vec![Action::Notify {
+                        step: last,
+                        round: state.round,
+                    }],
+                )
+            }
+            _ => (state, vec![]),
+        },
+        Event::CallUnsuccessful {
+            person,
+            can_sms,
+            others_live,
+        } => {
+            let step = &policy.steps[state.step.min(policy.steps.len() - 1)];
+            let mut actions = Vec::new();
+            if *can_sms && step.sms {
+                actions.push(Action::SmsFallback {
+                    person: person.clone(),
+                });
+            }
+            match state.phase {
+                // Nobody left to answer this step: move on without waiting out the wait.
+                Phase::Waiting { .. } if !others_live => advance(policy, state, now, actions),
+                _ => (state, actions),
+            }
+        }
+        Event::Declined { others_live } => match state.phase {
+            Phase::Waiting { .. } if !others_live => advance(policy, state, now, vec![]),
+            _ => (state, vec![]),
+        },
+    }
+}
+
+fn notify(policy: &Policy, step: usize, round: u32, now: DateTime<Utc>) -> (State, Vec<Action>) {
+    (
+        State {
+            step,
+            round,
+            phase: Phase::Waiting {
+                until: after(now, policy.steps[step].wait),
+            },
+        },
+        vec![Action::Notify { step, round }],
+    )
+}
+
+/// The next step, the next round, or exhaustion.
+fn advance(
+    policy: &Policy,
+    state: State,
+    now: DateTime<Utc>,
+    mut actions: Vec<Action>,
+) -> (State, Vec<Action>) {
+    let (step, round) = if state.step + 1 < policy.steps.len() {
+        (state.step + 1, state.round)
+    } else if state.round + 1 < policy.rounds.max(1) {
+        (0, state.round + 1)
+    } else {
+        actions.push(Action::MarkExhausted);
+        return (
+            State {
+                phase: Phase::Exhausted {
+                    next: after(now, policy.renotify_every),
+                },
+                ..state
+            },
+            actions,
+        );
+    };
+    let (state, more) = notify(policy, step, round, now);
+    actions.extend(more);
+    (state, actions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alert::AlertStatus;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn step(who: &str, wait: u64) -> Step {
+        Step {
+            targets: vec![Target::Person(who.into())],
+            call: true,
+            sms: true,
+            wait: Duration::from_secs(wait),
+        }
+    }
+
+    /// Primary nurse, backup nurse, charge nurse; 30 s each; twice; then every 5 minutes.
+    fn policy() -> Policy {
+        Policy {
+            name: "icu".into(),
+            matcher: Matcher::default(),
+            steps: vec![step("primary", 30), step("backup", 30), step("charge", 30)],
+            rounds: 2,
+            renotify_every: Duration::from_secs(300),
+        }
+    }
+
+    fn waiting(step: usize, round: u32, until: i64) -> State {
+        State {
+            step,
+            round,
+            phase: Phase::Waiting { until: t(until) },
+        }
+    }
+
+    fn notify(step: usize, round: u32) -> Action {
+        Action::Notify { step, round }
+    }
+
+    fn unsuccessful(others_live: bool) -> Event {
+        Event::CallUnsuccessful {
+            person: "primary".into(),
+            can_sms: true,
+            others_live,
+        }
+    }
+
+    #[test]
+    fn every_rule() {
+        let p = policy();
+        let exhausted = |next: i64| State {
+            step: 2,
+            round: 1,
+            phase: Phase::Exhausted { next: t(next) },
+        };
+        #[rustfmt::skip]
+        let table: Vec<(&str, State, Event, i64, State, Vec<Action>)> = vec![
+            ("start notifies step 1", State::start(), Event::Timer, 0,
+                waiting(0, 0, 30), vec![notify(0, 0)]),
+            ("no ack within the wait: next step", waiting(0, 0, 30), Event::Timer, 30,
+                waiting(1, 0, 60), vec![notify(1, 0)]),
+            ("an early timer changes nothing", waiting(0, 0, 30), Event::Timer, 29,
+                waiting(0, 0, 30), vec![]),
+            ("last step of round 1: round 2 from the top", waiting(2, 0, 90), Event::Timer, 90,
+                waiting(0, 1, 120), vec![notify(0, 1)]),
+            ("last step of the last round: exhausted", waiting(2, 1, 180), Event::Timer, 180,
+                exhausted(480), vec![Action::MarkExhausted]),
+            ("exhausted: the last step again, slowly", exhausted(480), Event::Timer, 480,
+                exhausted(780), vec![notify(2, 1)]),
+            ("exhausted, early timer", exhausted(480), Event::Timer, 400, exhausted(480), vec![]),
+            ("a failed call: SMS and the next step at once", waiting(0, 0, 30), unsuccessful(false), 5,
+                waiting(1, 0, 35), vec![Action::SmsFallback { person: "primary".into() }, notify(1, 0)]),
+            ("a failed call while others still ring: SMS only", waiting(0, 0, 30), unsuccessful(true), 5,
+                waiting(0, 0, 30), vec![Action::SmsFallback { person: "primary".into() }]),
+            ("no SMS number: just the next step", waiting(0, 0, 30),
+                Event::CallUnsuccessful { person: "primary".into(), can_sms: false, others_live: false }, 5,
+                waiting(1, 0, 35), vec![notify(1, 0)]),
+            ("decline (3) during step 1 of 3: step 2 at once", waiting(0, 0, 30),
+                Event::Declined { others_live: false }, 8, waiting(1, 0, 38), vec![notify(1, 0)]),
+            ("decline while a colleague's phone still rings", waiting(0, 0, 30),
+                Event::Declined { others_live: true }, 8, waiting(0, 0, 30), vec![]),
+            ("acknowledged: hang up the rest, stop", waiting(1, 0, 60), Event::Acknowledged, 40,
+                State { step: 1, round: 0, phase: Phase::Acknowledged }, vec![Action::HangUpAll]),
+            ("acknowledged after exhaustion", exhausted(480), Event::Acknowledged, 500,
+                State { step: 2, round: 1, phase: Phase::Acknowledged }, vec![Action::HangUpAll]),
+            ("resolved elsewhere: stop", waiting(0, 0, 30), Event::ResolvedElsewhere, 10,
+                State { step: 0, round: 0, phase: Phase::Cancelled }, vec![Action::HangUpAll]),
+            ("a wait expiring after the ack changes nothing",
+                State { step: 0, round: 0, phase: Phase::Acknowledged }, Event::Timer, 30,
+                State { step: 0, round: 0, phase: Phase::Acknowledged }, vec![]),
+            ("a late failed call after the ack changes nothing",
+                State { step: 0, round: 0, phase: Phase::Acknowledged }, unsuccessful(false), 31,
+                State { step: 0, round: 0, phase: Phase::Acknowledged }, vec![]),
+        ];
+        for (name, state, event, now, want_state, want_actions) in table {
+            let (got_state, got_actions) = next(&p, state, &event, t(now));
+            assert_eq!(got_state, want_state, "{name}: state");
+            assert_eq!(got_actions, want_actions, "{name}: actions");
+        }
+    }
+
+    #[test]
+    fn acknowledgement_racing_a_wait_expiry_wins_either_way() {
+        let p = policy();
+        let s = waiting(0, 0, 30);
+        // Ack first, then the timer: acknowledged, nothing else is notified.
+        let (s1, _) = next(&p, s, &Event::Acknowledged, t(30));
+        assert_eq!(next(&p, s1, &Event::Timer, t(30)), (s1, vec![]));
+        // Timer first, then the ack: step 2 was notified, and is hung up at once.
+        let (s2, a2) = next(&p, s, &Event::Timer, t(30));
+        assert_eq!(a2, vec![notify(1, 0)]);
+        let (s3, a3) = next(&p, s2, &Event::Acknowledged, t(30));
+        assert_eq!(s3.phase, Phase::Acknowledged);
+        assert_eq!(a3, vec![Action::HangUpAll]);
+    }
+
+    #[test]
+    fn a_one_step_policy_is_the_seed_setup() {
+        let p = Policy {
+            name: "default".into(),
+            matcher: Matcher::default(),
+            steps: vec![step("nurse", 60)],
+            rounds: 1,
+            renotify_every: Duration::from_secs(300),
+        };
+        let (s, a) = next(&p, State::start(), &Event::Timer, t(0));
+        assert_eq!(a, vec![notify(0, 0)]);
+        let (s, a) = next(&p, s, &Event::Timer, t(60));
+        assert_eq!(a, vec![Action::MarkExhausted]);
+        assert_eq!(s.due_at(), Some(t(360)));
+    }
+
+    #[test]
+    fn policies_are_chosen_by_alert_fields() {
+        let alert = |severity: &str, kind: &str, room: &str| Alert {
+            id: "a".into(),
+            patient_id: None,
+            patient_name: None,
+            room_id: Some(room.into()),
+            room_name: Some(format!("Room {room}")),
+            severity: severity.into(),
+            status: AlertStatus::Active,
+            alert_type: Some(kind.into()),
+            title: None,
+            message: None,
+            triggered_at: t(0),
+            acknowledged_at: None,
+            acknowledged_by: None,
+        };
+        let mut cardiac = policy();
+        cardiac.name = "cardiac".into();
+        cardiac.matcher.alert_types = vec!["cardiac".into()];
+        let mut icu = policy();
+        icu.name = "icu".into();
+        icu.matcher.rooms = vec!["Room 7".into(), "R8".into()];
+        let mut fallback = policy();
+        fallback.name = "default".into();
+        let policies = [cardiac, icu, fallback];
+        let name = |a: &Alert| choose(&policies, a).unwrap().name.clone();
+        assert_eq!(name(&alert("critical", "cardiac", "2")), "cardiac");
+        assert_eq!(name(&alert("critical", "fall", "7")), "icu");
+        assert_eq!(name(&alert("critical", "fall", "R8")), "icu");
+        assert_eq!(name(&alert("critical", "fall", "2")), "default");
+    }
+}
