@@ -79,9 +79,13 @@ pub enum Phase {
     /// The current step must be notified now.
     Due,
     /// The current step was notified; at `until` the next one is.
-    Waiting { until: DateTime<Utc> },
+    Waiting {
+        until: DateTime<Utc>,
+    },
     /// Every round ran without an acknowledgement; the last step is notified again at `next`.
-    Exhausted { next: DateTime<Utc> },
+    Exhausted {
+        next: DateTime<Utc>,
+    },
     Acknowledged,
     /// Resolved or acknowledged outside alertcall.
     Cancelled,
@@ -123,7 +127,9 @@ pub enum Event {
         others_live: bool,
     },
     /// Pressed 3: this person cannot respond.
-    Declined { others_live: bool },
+    Declined {
+        others_live: bool,
+    },
     Acknowledged,
     /// Acknowledged or resolved outside alertcall (dashboard, hospital app).
     ResolvedElsewhere,
@@ -147,7 +153,12 @@ fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 /// Applies one event. Events that do not apply in the current phase change nothing, so a
 /// late or repeated event (an acknowledgement racing a wait expiry, say) is harmless.
-pub fn next(policy: &Policy, state: State, event: &Event, now: DateTime<Utc>) -> (State, Vec<Action>) {
+pub fn next(
+    policy: &Policy,
+    state: State,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> (State, Vec<Action>) {
     if state.is_final() || policy.steps.is_empty() {
         return (state, vec![]);
     }
@@ -302,6 +313,9 @@ mod tests {
         }
     }
 
+    /// name, state, event, now (s), expected state, expected actions.
+    type Case = (&'static str, State, Event, i64, State, Vec<Action>);
+
     #[test]
     fn every_rule() {
         let p = policy();
@@ -311,7 +325,7 @@ mod tests {
             phase: Phase::Exhausted { next: t(next) },
         };
         #[rustfmt::skip]
-        let table: Vec<(&str, State, Event, i64, State, Vec<Action>)> = vec![
+        let table: Vec<Case> = vec![
             ("start notifies step 1", State::start(), Event::Timer, 0,
                 waiting(0, 0, 30), vec![notify(0, 0)]),
             ("no ack within the wait: next step", waiting(0, 0, 30), Event::Timer, 30,

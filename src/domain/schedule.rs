@@ -60,8 +60,12 @@ impl Shift {
         } else {
             date
         };
-        let start = tz.to_timestamp(DateTime::from_parts(date, self.start)).ok()?;
-        let end = tz.to_timestamp(DateTime::from_parts(end_date, self.end)).ok()?;
+        let start = tz
+            .to_timestamp(DateTime::from_parts(date, self.start))
+            .ok()?;
+        let end = tz
+            .to_timestamp(DateTime::from_parts(end_date, self.end))
+            .ok()?;
         Some((start, end))
     }
 
@@ -88,7 +92,8 @@ impl Schedule {
                 let Some((from, until)) = shift.instance(date, &self.time_zone) else {
                     continue;
                 };
-                if from <= at && at < until
+                if from <= at
+                    && at < until
                     && let Some(person) = shift.person_on(date)
                 {
                     out.push(OnCall {
@@ -100,7 +105,11 @@ impl Schedule {
                 }
             }
         }
-        for o in self.overrides.iter().filter(|o| o.start <= at && at < o.end) {
+        for o in self
+            .overrides
+            .iter()
+            .filter(|o| o.start <= at && at < o.end)
+        {
             match &o.replaces {
                 Some(replaced) => out.retain(|c| &c.person != replaced),
                 None => out.clear(),
@@ -220,7 +229,10 @@ mod tests {
             assert_eq!(who(&s, at), want, "at {at}");
         }
         let c = &s.on_call(ny(2026, 1, 6, 3, 0))[0];
-        assert_eq!((c.from, c.until), (ny(2026, 1, 5, 19, 0), ny(2026, 1, 6, 7, 0)));
+        assert_eq!(
+            (c.from, c.until),
+            (ny(2026, 1, 5, 19, 0), ny(2026, 1, 6, 7, 0))
+        );
     }
 
     #[test]
@@ -257,7 +269,10 @@ mod tests {
         let last = Timestamp::from_second(ny(2026, 3, 13, 7, 0).as_second() - 1).unwrap();
         assert_eq!(who(&s, last), vec!["eve"]);
         let after = s.on_call(ny(2026, 3, 13, 7, 0));
-        assert_eq!((after[0].person.as_str(), after[0].shift.as_str()), ("ben", "day"));
+        assert_eq!(
+            (after[0].person.as_str(), after[0].shift.as_str()),
+            ("ben", "day")
+        );
         // An override that names whom it replaces leaves the others on call.
         s.overrides.push(Override {
             person: "fay".into(),
