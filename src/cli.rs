@@ -34,6 +34,12 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the service: watch for critical alerts, call, take webhooks.
@@ -52,6 +58,16 @@ enum Command {
         alert: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+    /// Who is on call now (or at --at), per schedule in alertcall.toml.
+    Oncall {
+        /// Only this schedule.
+        #[arg(long)]
+        schedule: Option<String>,
+        /// An instant (2026-03-12T19:00:00Z) or a wall-clock time in each schedule's zone
+        /// (2026-03-12T19:00).
+        #[arg(long)]
+        at: Option<String>,
     },
     /// Answer and press keys on simulated calls (when no provider is configured).
     #[command(subcommand)]
@@ -130,6 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => unreachable!("handled above"),
         Command::Alert(cmd) => alert(config, cmd).await?,
         Command::Calls { alert, limit } => calls(config, alert, limit).await?,
+        Command::Oncall { schedule, at } => oncall(&config, schedule.as_deref(), at.as_deref())?,
         Command::Sim(cmd) => sim(config, cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -229,6 +246,23 @@ async fn check() -> anyhow::Result<ExitCode> {
         ),
     }
     println!("✓ nurse phone: {}", config.nurse_phone.masked());
+    match (&config.config_file, config.directory()) {
+        (None, _) => println!("✓ alertcall.toml: none (one nurse: NURSE_PHONE_NUMBER)"),
+        (Some(path), Ok(dir)) => println!(
+            "✓ {}: {} staff, {} schedules, {} policies",
+            path.display(),
+            dir.staff.len(),
+            dir.schedules.len(),
+            dir.policies.len()
+        ),
+        (Some(path), Err(errors)) => {
+            println!("✗ {}", path.display());
+            for e in &errors.0 {
+                println!("    {e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     println!(
         "✓ webhooks: {} and {}",
         config.event_url(),
@@ -475,5 +509,103 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Prints who is on call on each schedule (or one) at an instant.
+fn oncall(config: &Config, only: Option<&str>, at: Option<&str>) -> anyhow::Result<()> {
+    if config.config_file.is_none() {
+        anyhow::bail!(
+            "no alertcall.toml here: copy alertcall.example.toml to alertcall.toml (or set \
+             ALERTCALL_CONFIG) and describe the staff and schedules"
+        );
+    }
+    let directory = config.directory()?;
+    let schedules: Vec<_> = directory
+        .schedules
+        .iter()
+        .filter(|s| only.is_none_or(|name| s.name == name))
+        .collect();
+    if let Some(name) = only
+        && schedules.is_empty()
+    {
+        let known: Vec<&str> = directory
+            .schedules
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "no schedule {name:?}; the schedules are: {}",
+            known.join(", ")
+        );
+    }
+    let mut rows = Vec::new();
+    for schedule in schedules {
+        let instant = match at {
+            None => jiff::Timestamp::now(),
+            Some(text) => text
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .or_else(|| {
+                    let local = text.parse::<jiff::civil::DateTime>().ok()?;
+                    crate::domain::schedule::local_instant(&schedule.time_zone, local)
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--at {text:?} is neither an instant (2026-03-12T19:00:00Z) nor a local \
+                         time (2026-03-12T19:00)"
+                    )
+                })?,
+        };
+        let local = |t: jiff::Timestamp| {
+            t.to_zoned(schedule.time_zone.clone())
+                .strftime("%Y-%m-%d %H:%M %Z")
+                .to_string()
+        };
+        let handover = schedule
+            .next_handover(instant)
+            .map(local)
+            .unwrap_or_default();
+        let on_call = schedule.on_call(instant);
+        if on_call.is_empty() {
+            rows.push(vec![
+                schedule.name.clone(),
+                "(nobody)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                handover.clone(),
+            ]);
+        }
+        for c in on_call {
+            let name = directory
+                .staff
+                .get(&c.person)
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            rows.push(vec![
+                schedule.name.clone(),
+                c.person,
+                name,
+                c.shift,
+                local(c.from),
+                local(c.until),
+                handover.clone(),
+            ]);
+        }
+    }
+    print_table(
+        &[
+            "SCHEDULE",
+            "ID",
+            "NAME",
+            "SHIFT",
+            "FROM",
+            "UNTIL",
+            "NEXT HANDOVER",
+        ],
+        rows,
+    );
     Ok(())
 }

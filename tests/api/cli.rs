@@ -191,3 +191,61 @@ async fn sim_commands_answer_and_acknowledge() {
     );
     app.stop().await;
 }
+
+#[test]
+fn oncall_and_check_read_alertcall_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["oncall"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("copy alertcall.example.toml"),
+        "{}",
+        stderr(&out)
+    );
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/alertcall.example.toml");
+    std::fs::copy(example, dir.path().join("alertcall.toml")).unwrap();
+    let out = run(&["oncall", "--at", "2026-03-12T20:00"], &[], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    // The override: Ana covers Cho's night on 12 March; Dev is on the ward.
+    assert!(
+        table.contains("icu       ana  Ana Souza  override"),
+        "{table}"
+    );
+    assert!(table.contains("ward3     dev"), "{table}");
+    let out = run(
+        &["oncall", "--schedule", "icu", "--at", "2026-03-08T03:30"],
+        &[],
+        dir.path(),
+    );
+    let table = stdout(&out);
+    assert!(
+        table.contains("2026-03-07 19:00 MST  2026-03-08 07:00 MDT"),
+        "{table}"
+    );
+    let out = run(&["oncall", "--schedule", "nope"], &[], dir.path());
+    assert!(
+        stderr(&out).contains("the schedules are: icu, ward3"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["check"], &[], dir.path());
+    assert!(
+        stdout(&out).contains("6 staff, 2 schedules, 3 policies"),
+        "{}",
+        stdout(&out)
+    );
+    let broken = std::fs::read_to_string(dir.path().join("alertcall.toml"))
+        .unwrap()
+        .replace("+13854019952", "999");
+    std::fs::write(dir.path().join("alertcall.toml"), broken).unwrap();
+    let out = run(&["check"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("alertcall.toml:21: staff[1].phone (ben)"),
+        "{}",
+        stdout(&out)
+    );
+}

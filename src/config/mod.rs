@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::domain::message::MessageSettings;
 use crate::domain::phone::Phone;
 
+pub mod file;
+
 /// The embedded default: a SQLite file next to where alertcall runs.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://alertcall.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -51,6 +53,9 @@ pub struct Config {
     /// Signed webhooks older than this are refused.
     pub webhook_max_age: Duration,
     pub api_token: Option<Secret>,
+    /// `alertcall.toml` (staff, schedules, policies): `ALERTCALL_CONFIG`, else
+    /// `alertcall.toml` in the working directory if it exists.
+    pub config_file: Option<PathBuf>,
     pub log_json: bool,
 }
 
@@ -124,7 +129,7 @@ impl fmt::Display for ConfigErrors {
         }
         write!(
             f,
-            "Fix them in the environment or .env, then run `alertcall check` to verify."
+            "Fix them (in the environment, .env or alertcall.toml), then run `alertcall check` to verify."
         )
     }
 }
@@ -291,6 +296,20 @@ impl Config {
             include_patient_name,
         };
 
+        let config_file = match get("ALERTCALL_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    errors.push(format!(
+                        "ALERTCALL_CONFIG={:?} does not exist; start from alertcall.example.toml",
+                        path.display().to_string()
+                    ));
+                }
+                Some(path)
+            }
+            None => Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists()),
+        };
+
         let log_json = match get("ALERTCALL_LOG_FORMAT").as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -322,6 +341,7 @@ impl Config {
             lease,
             webhook_max_age,
             api_token: get("ALERTCALL_API_TOKEN").map(Secret),
+            config_file,
             log_json,
         })
     }
@@ -334,6 +354,14 @@ impl Config {
     /// `{public}/api/alerts/call-response`, where keypad input is posted (the seed's path).
     pub fn input_url(&self) -> String {
         format!("{}/api/alerts/call-response", self.public_url)
+    }
+
+    /// Staff, schedules and policies from the config file; empty without one.
+    pub fn directory(&self) -> Result<file::Directory, ConfigErrors> {
+        match &self.config_file {
+            Some(path) => file::load(path).map_err(ConfigErrors),
+            None => Ok(file::Directory::default()),
+        }
     }
 
     pub fn signature_secret(&self) -> Option<&str> {
@@ -527,7 +555,7 @@ mod tests {
 
     #[test]
     fn real_vonage_needs_a_public_url() {
-        let key = include_str!("../tests/fixtures/vonage-test-private.pem");
+        let key = include_str!("../../tests/fixtures/vonage-test-private.pem");
         let base = [
             ("VONAGE_APPLICATION_ID", "app"),
             ("VONAGE_PRIVATE_KEY", key),

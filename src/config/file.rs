@@ -1,0 +1,653 @@
+//! `alertcall.toml`: staff, on-call schedules and escalation policies, too rich for
+//! environment variables. Validated as a whole; every problem names its line and field.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::parse_duration;
+use crate::domain::escalation::{Matcher, Policy, Step, Target};
+use crate::domain::phone::Phone;
+use crate::domain::schedule::{Override, Schedule, Shift, local_instant};
+
+/// A person who can be notified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<Phone>,
+    pub sms: Option<Phone>,
+}
+
+/// Everything `alertcall.toml` describes, checked and resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub staff: HashMap<String, Person>,
+    pub schedules: Vec<Schedule>,
+    pub policies: Vec<Policy>,
+}
+
+impl Directory {
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    hospital: HospitalDoc,
+    #[serde(default)]
+    staff: Vec<PersonDoc>,
+    #[serde(default)]
+    schedules: Vec<ScheduleDoc>,
+    #[serde(default)]
+    policies: Vec<PolicyDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HospitalDoc {
+    time_zone: Option<Spanned<String>>,
+    /// E.g. "1": numbers written without `+` get this country calling code.
+    default_country_code: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonDoc {
+    id: Spanned<String>,
+    name: String,
+    phone: Option<Spanned<String>>,
+    sms: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleDoc {
+    name: Spanned<String>,
+    time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    shifts: Vec<ShiftDoc>,
+    #[serde(default)]
+    overrides: Vec<OverrideDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShiftDoc {
+    name: String,
+    start: Spanned<String>,
+    end: Spanned<String>,
+    people: Spanned<Vec<String>>,
+    #[serde(default = "one")]
+    rotate_every_days: Spanned<i64>,
+    rotation_start: Option<Spanned<String>>,
+}
+
+fn one() -> Spanned<i64> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideDoc {
+    person: Spanned<String>,
+    replaces: Option<Spanned<String>>,
+    start: Spanned<String>,
+    end: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDoc {
+    name: String,
+    #[serde(default)]
+    severities: Vec<String>,
+    #[serde(default)]
+    alert_types: Vec<String>,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default = "one_round")]
+    rounds: Spanned<u32>,
+    renotify_every: Option<Spanned<String>>,
+    steps: Spanned<Vec<StepDoc>>,
+}
+
+fn one_round() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDoc {
+    notify: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    call: bool,
+    #[serde(default)]
+    sms: bool,
+    wait: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Default wait for an acknowledgement at each step.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// Default cadence of re-notifying the last step after a policy is exhausted.
+pub const DEFAULT_RENOTIFY: Duration = Duration::from_secs(300);
+
+/// Collects problems, each with the line it is on.
+struct Problems<'a> {
+    file: &'a str,
+    source: &'a str,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn line(&self, span: &std::ops::Range<usize>) -> usize {
+        self.source[..span.start.min(self.source.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn at<T>(&mut self, value: &Spanned<T>, field: &str, message: impl std::fmt::Display) {
+        let line = self.line(&value.span());
+        self.list
+            .push(format!("{}:{line}: {field}: {message}", self.file));
+    }
+}
+
+/// Reads and checks `path`. Errors name the file, line and field of every problem.
+pub fn load(path: &Path) -> Result<Directory, Vec<String>> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot be read ({e})", path.display())])?;
+    parse(&path.display().to_string(), &source)
+}
+
+/// Parses and checks the text of an `alertcall.toml`.
+pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
+    let doc: FileDoc = toml::from_str(source).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        vec![format!("{file}{at}: {}", e.message())]
+    })?;
+    let mut p = Problems {
+        file,
+        source,
+        list: Vec::new(),
+    };
+
+    let default_tz = match &doc.hospital.time_zone {
+        Some(tz) => zone(&mut p, tz, "hospital.time_zone"),
+        None => Some(TimeZone::UTC),
+    };
+    let country = doc.hospital.default_country_code.as_ref().and_then(|c| {
+        let code = c.get_ref().trim_start_matches('+');
+        if (1..=3).contains(&code.len()) && code.chars().all(|ch| ch.is_ascii_digit()) {
+            Some(code.to_string())
+        } else {
+            p.at(
+                c,
+                "hospital.default_country_code",
+                "must be 1 to 3 digits, e.g. \"1\" or \"44\"",
+            );
+            None
+        }
+    });
+
+    let mut staff = HashMap::new();
+    for (i, person) in doc.staff.iter().enumerate() {
+        let id = person.id.get_ref().trim().to_string();
+        if id.is_empty() {
+            p.at(&person.id, &format!("staff[{i}].id"), "must not be empty");
+        } else if staff.contains_key(&id) {
+            p.at(
+                &person.id,
+                &format!("staff[{i}].id"),
+                format!("{id:?} is used twice"),
+            );
+        }
+        let mut number = |field: &str, value: &Option<Spanned<String>>| {
+            let v = value.as_ref()?;
+            match phone(v.get_ref(), country.as_deref()) {
+                Ok(phone) => Some(phone),
+                Err(e) => {
+                    p.at(v, &format!("staff[{i}].{field} ({id})"), e);
+                    None
+                }
+            }
+        };
+        let voice = number("phone", &person.phone);
+        let sms = number("sms", &person.sms);
+        if person.phone.is_none() && person.sms.is_none() {
+            p.at(
+                &person.id,
+                &format!("staff[{i}]"),
+                "needs a phone or an sms number",
+            );
+        }
+        staff.insert(
+            id.clone(),
+            Person {
+                id,
+                name: person.name.clone(),
+                phone: voice,
+                sms,
+            },
+        );
+    }
+    let known = |p: &mut Problems, who: &Spanned<String>, field: &str| {
+        if !staff.contains_key(who.get_ref().as_str()) {
+            p.at(
+                who,
+                field,
+                format!("no staff member has id {:?}", who.get_ref()),
+            );
+        }
+    };
+
+    let mut schedules = Vec::new();
+    let mut names = HashSet::new();
+    for (i, s) in doc.schedules.iter().enumerate() {
+        let name = s.name.get_ref().clone();
+        if !names.insert(name.clone()) {
+            p.at(
+                &s.name,
+                &format!("schedules[{i}].name"),
+                format!("{name:?} is used twice"),
+            );
+        }
+        let tz = match &s.time_zone {
+            Some(tz) => zone(&mut p, tz, &format!("schedules[{i}].time_zone")),
+            None => default_tz.clone(),
+        };
+        let mut shifts = Vec::new();
+        for (j, shift) in s.shifts.iter().enumerate() {
+            let field = format!("schedules[{i}].shifts[{j}]");
+            let start = time(&mut p, &shift.start, &format!("{field}.start"));
+            let end = time(&mut p, &shift.end, &format!("{field}.end"));
+            for who in shift.people.get_ref() {
+                if !staff.contains_key(who) {
+                    p.at(
+                        &shift.people,
+                        &format!("{field}.people"),
+                        format!("no staff member has id {who:?}"),
+                    );
+                }
+            }
+            if shift.people.get_ref().is_empty() {
+                p.at(&shift.people, &format!("{field}.people"), "names nobody");
+            }
+            if *shift.rotate_every_days.get_ref() < 1 {
+                p.at(
+                    &shift.rotate_every_days,
+                    &format!("{field}.rotate_every_days"),
+                    "must be 1 or more",
+                );
+            }
+            let rotation_start = match &shift.rotation_start {
+                Some(d) => d
+                    .get_ref()
+                    .parse::<Date>()
+                    .map_err(|_| {
+                        p.at(
+                            d,
+                            &format!("{field}.rotation_start"),
+                            "must be a date such as 2026-01-05",
+                        );
+                    })
+                    .ok(),
+                None => Some(jiff::civil::date(2026, 1, 5)),
+            };
+            if let (Some(start), Some(end), Some(rotation_start)) = (start, end, rotation_start) {
+                shifts.push(Shift {
+                    name: shift.name.clone(),
+                    start,
+                    end,
+                    people: shift.people.get_ref().clone(),
+                    rotation_days: *shift.rotate_every_days.get_ref(),
+                    rotation_start,
+                });
+            }
+        }
+        let mut overrides = Vec::new();
+        for (j, o) in s.overrides.iter().enumerate() {
+            let field = format!("schedules[{i}].overrides[{j}]");
+            known(&mut p, &o.person, &format!("{field}.person"));
+            if let Some(r) = &o.replaces {
+                known(&mut p, r, &format!("{field}.replaces"));
+            }
+            let start = tz
+                .as_ref()
+                .and_then(|tz| instant(&mut p, tz, &o.start, &format!("{field}.start")));
+            let end = tz
+                .as_ref()
+                .and_then(|tz| instant(&mut p, tz, &o.end, &format!("{field}.end")));
+            if let (Some(start), Some(end)) = (start, end) {
+                if end <= start {
+                    p.at(&o.end, &format!("{field}.end"), "must be after start");
+                }
+                overrides.push(Override {
+                    person: o.person.get_ref().clone(),
+                    replaces: o.replaces.as_ref().map(|r| r.get_ref().clone()),
+                    start,
+                    end,
+                });
+            }
+        }
+        if let Some(time_zone) = tz {
+            schedules.push(Schedule {
+                name,
+                time_zone,
+                shifts,
+                overrides,
+            });
+        }
+    }
+
+    let mut policies = Vec::new();
+    for (i, policy) in doc.policies.iter().enumerate() {
+        let field = format!("policies[{i}] ({})", policy.name);
+        if policy.steps.get_ref().is_empty() {
+            p.at(
+                &policy.steps,
+                &format!("{field}.steps"),
+                "a policy needs at least one step",
+            );
+        }
+        if *policy.rounds.get_ref() < 1 {
+            p.at(
+                &policy.rounds,
+                &format!("{field}.rounds"),
+                "must be 1 or more",
+            );
+        }
+        let renotify_every = match &policy.renotify_every {
+            Some(d) => duration(&mut p, d, &format!("{field}.renotify_every")),
+            None => DEFAULT_RENOTIFY,
+        };
+        let mut steps = Vec::new();
+        for (j, step) in policy.steps.get_ref().iter().enumerate() {
+            let sfield = format!("{field}.steps[{j}]");
+            let mut targets = Vec::new();
+            for t in &step.notify {
+                match target(t.get_ref()) {
+                    Some(Target::Person(who)) if !staff.contains_key(&who) => {
+                        p.at(
+                            t,
+                            &format!("{sfield}.notify"),
+                            format!("no staff member has id {who:?}"),
+                        );
+                    }
+                    Some(Target::OnCall(s) | Target::Everyone(s)) if !names.contains(&s) => {
+                        p.at(
+                            t,
+                            &format!("{sfield}.notify"),
+                            format!("no schedule is named {s:?}"),
+                        );
+                    }
+                    Some(target) => targets.push(target),
+                    None => p.at(
+                        t,
+                        &format!("{sfield}.notify"),
+                        format!(
+                            "{:?} must be person:<id>, oncall:<schedule> or everyone:<schedule>",
+                            t.get_ref()
+                        ),
+                    ),
+                }
+            }
+            if step.notify.is_empty() {
+                p.at(
+                    &policy.steps,
+                    &format!("{sfield}.notify"),
+                    "names nobody to notify",
+                );
+            }
+            if !step.call && !step.sms {
+                p.at(
+                    &policy.steps,
+                    &sfield,
+                    "call and sms are both off: the step would notify nobody",
+                );
+            }
+            let wait = match &step.wait {
+                Some(w) => duration(&mut p, w, &format!("{sfield}.wait")),
+                None => DEFAULT_WAIT,
+            };
+            steps.push(Step {
+                targets,
+                call: step.call,
+                sms: step.sms,
+                wait,
+            });
+        }
+        policies.push(Policy {
+            name: policy.name.clone(),
+            matcher: Matcher {
+                severities: policy.severities.clone(),
+                alert_types: policy.alert_types.clone(),
+                rooms: policy.rooms.clone(),
+            },
+            steps,
+            rounds: *policy.rounds.get_ref(),
+            renotify_every,
+        });
+    }
+
+    if p.list.is_empty() {
+        Ok(Directory {
+            staff,
+            schedules,
+            policies,
+        })
+    } else {
+        Err(p.list)
+    }
+}
+
+/// A phone number as staff write it: E.164, or national with a configured country code.
+fn phone(text: &str, country: Option<&str>) -> Result<Phone, String> {
+    match (Phone::parse(text), country) {
+        (Ok(p), _) => Ok(p),
+        (Err(_), Some(code)) if !text.trim().starts_with('+') => {
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            // A national trunk prefix (0 in most countries) is dropped, as when dialling
+            // from abroad.
+            let national = if code == "1" {
+                &digits[..]
+            } else {
+                digits.trim_start_matches('0')
+            };
+            let national = national
+                .strip_prefix(code)
+                .filter(|_| code == "1" && national.len() == 11)
+                .unwrap_or(national);
+            Phone::parse(&format!("+{code}{national}")).map_err(|_| {
+                Phone::parse(text)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            })
+        }
+        (Err(e), _) => Err(e.to_string()),
+    }
+}
+
+/// `person:ana`, `oncall:icu`, `everyone:icu`.
+fn target(text: &str) -> Option<Target> {
+    let (kind, name) = text.split_once(':')?;
+    let name = name.trim().to_string();
+    if name.is_empty() {
+        return None;
+    }
+    match kind.trim() {
+        "person" => Some(Target::Person(name)),
+        "oncall" => Some(Target::OnCall(name)),
+        "everyone" => Some(Target::Everyone(name)),
+        _ => None,
+    }
+}
+
+fn zone(p: &mut Problems, tz: &Spanned<String>, field: &str) -> Option<TimeZone> {
+    TimeZone::get(tz.get_ref())
+        .map_err(|_| {
+            p.at(
+                tz,
+                field,
+                format!(
+                    "{:?} is not an IANA time zone such as America/Denver",
+                    tz.get_ref()
+                ),
+            )
+        })
+        .ok()
+}
+
+fn time(p: &mut Problems, t: &Spanned<String>, field: &str) -> Option<Time> {
+    t.get_ref()
+        .parse::<Time>()
+        .map_err(|_| {
+            p.at(
+                t,
+                field,
+                format!("{:?} is not a time such as 07:00", t.get_ref()),
+            )
+        })
+        .ok()
+}
+
+fn instant(
+    p: &mut Problems,
+    tz: &TimeZone,
+    t: &Spanned<String>,
+    field: &str,
+) -> Option<jiff::Timestamp> {
+    t.get_ref()
+        .parse::<DateTime>()
+        .ok()
+        .and_then(|dt| local_instant(tz, dt))
+        .or_else(|| {
+            p.at(
+                t,
+                field,
+                format!(
+                    "{:?} is not a local date and time such as 2026-03-12T19:00",
+                    t.get_ref()
+                ),
+            );
+            None
+        })
+}
+
+fn duration(p: &mut Problems, d: &Spanned<String>, field: &str) -> Duration {
+    parse_duration(d.get_ref()).unwrap_or_else(|e| {
+        p.at(d, field, e);
+        DEFAULT_WAIT
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const EXAMPLE: &str = include_str!("../../alertcall.example.toml");
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let dir = parse("alertcall.example.toml", EXAMPLE).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(dir.staff.len(), 6);
+        assert_eq!(dir.schedules.len(), 2);
+        assert_eq!(dir.policies.len(), 3);
+        assert_eq!(dir.policies[0].steps[0].wait, Duration::from_secs(30));
+        assert_eq!(
+            dir.staff["ana"].phone.as_ref().map(Phone::e164),
+            Some("+13854019951")
+        );
+    }
+
+    #[test]
+    fn problems_name_the_line_and_field() {
+        let text = r#"
+[[staff]]
+id = "ana"
+name = "Ana"
+phone = "385-401-9951"
+
+[[schedules]]
+name = "icu"
+time_zone = "Mars/Olympus"
+
+[[policies]]
+name = "default"
+[[policies.steps]]
+notify = ["person:bob", "oncall:nowhere", "pager:ana"]
+wait = "soon"
+"#;
+        let errors = parse("alertcall.toml", text).unwrap_err();
+        let all = errors.join("\n");
+        assert!(
+            all.contains("alertcall.toml:5: staff[0].phone (ana)") && all.contains("+13854019951"),
+            "{all}"
+        );
+        assert!(
+            all.contains("alertcall.toml:9: schedules[0].time_zone"),
+            "{all}"
+        );
+        assert!(all.contains("alertcall.toml:14: policies[0] (default).steps[0].notify: no staff member has id \"bob\""), "{all}");
+        assert!(all.contains("no schedule is named \"nowhere\""), "{all}");
+        assert!(all.contains("\"pager:ana\" must be person:<id>"), "{all}");
+        assert!(
+            all.contains("alertcall.toml:15: policies[0] (default).steps[0].wait"),
+            "{all}"
+        );
+        assert_eq!(errors.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_have_lines() {
+        let errors = parse(
+            "a.toml",
+            "[[staff]]\nid = \"ana\"\nname = \"Ana\"\nfone = \"+13854019951\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].starts_with("a.toml:4:") && errors[0].contains("fone"),
+            "{errors:?}"
+        );
+        let errors = parse("a.toml", "[[staff]\n").unwrap_err();
+        assert!(errors[0].starts_with("a.toml:1:"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_default_country_code_normalises_national_numbers() {
+        assert_eq!(
+            phone("385-401-9951", Some("1")).unwrap().e164(),
+            "+13854019951"
+        );
+        assert_eq!(
+            phone("1 385 401 9951", Some("1")).unwrap().e164(),
+            "+13854019951"
+        );
+        assert_eq!(
+            phone("07911 123456", Some("44")).unwrap().e164(),
+            "+447911123456"
+        );
+        assert!(phone("385-401-9951", None).is_err());
+        assert_eq!(
+            phone("+447911123456", Some("1")).unwrap().e164(),
+            "+447911123456"
+        );
+    }
+}
