@@ -67,7 +67,8 @@ impl Application {
                 None,
             ),
         };
-        let engine = Engine::new(store, provider, Arc::new(config));
+        let directory = config.directory()?;
+        let engine = Engine::new(store, provider, Arc::new(config), directory);
         Ok(Application {
             listener,
             state: AppState { engine, sim },

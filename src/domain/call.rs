@@ -216,6 +216,9 @@ pub struct CallRecord {
     pub status: CallStatus,
     pub message: String,
     pub step: i32,
+    pub round: i32,
+    /// The staff id of the person called, when known.
+    pub person: Option<String>,
     pub created_at: DateTime<Utc>,
     pub initiated_at: Option<DateTime<Utc>>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -307,6 +310,8 @@ mod tests {
             status: Answered,
             message: "Critical alert".into(),
             step: 0,
+            round: 0,
+            person: None,
             created_at: t,
             initiated_at: Some(t),
             answered_at: Some(t),

@@ -30,6 +30,8 @@ impl Reply {
 pub enum MenuChoice {
     Acknowledge,
     Repeat,
+    /// 3: "I cannot respond": escalate to the next step at once.
+    Decline,
     /// An unknown key or no key at all.
     NotUnderstood,
 }
@@ -40,12 +42,15 @@ impl MenuChoice {
         match digits.trim().chars().next() {
             Some('1') => MenuChoice::Acknowledge,
             Some('2') => MenuChoice::Repeat,
+            Some('3') => MenuChoice::Decline,
             _ => MenuChoice::NotUnderstood,
         }
     }
 }
 
-pub const MENU: &str = "Press 1 to acknowledge this alert. Press 2 to hear it again.";
+pub const MENU: &str = "Press 1 to acknowledge this alert. Press 2 to hear it again. \
+                        Press 3 if you cannot respond.";
+pub const DECLINED: &str = "Understood. The next person is being called. Goodbye.";
 pub const ACKNOWLEDGED: &str = "Alert acknowledged. Thank you.";
 pub const ALREADY_HANDLED: &str =
     "This alert has already been acknowledged or resolved. No action is needed. Goodbye.";
@@ -82,6 +87,7 @@ mod tests {
         assert_eq!(MenuChoice::from_digits("1"), MenuChoice::Acknowledge);
         assert_eq!(MenuChoice::from_digits(" 1"), MenuChoice::Acknowledge);
         assert_eq!(MenuChoice::from_digits("2"), MenuChoice::Repeat);
+        assert_eq!(MenuChoice::from_digits("3"), MenuChoice::Decline);
         assert_eq!(MenuChoice::from_digits("9"), MenuChoice::NotUnderstood);
         assert_eq!(MenuChoice::from_digits(""), MenuChoice::NotUnderstood);
         assert_eq!(MenuChoice::from_digits("*"), MenuChoice::NotUnderstood);

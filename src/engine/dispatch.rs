@@ -1,6 +1,7 @@
-//! Claiming due pages and acting on them: place a call, or note that the wait for "press 1"
-//! ran out. Every outcome is written back to the page with its next due time, so a restart
-//! resumes exactly where the last process stopped.
+//! Claiming due pages and acting on them with the escalation state machine: notify a step,
+//! move on when a wait runs out, flag an exhausted policy. Every outcome is written back to
+//! the page with its next due time, so a restart resumes exactly where the last process
+//! stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::Engine;
+use std::collections::VecDeque;
+
+use super::{Engine, escalate};
+use crate::config::file::Person;
 use crate::domain::alert::{Alert, AlertStatus};
+use crate::domain::escalation::{self, Action, Event, Policy};
 use crate::domain::menu;
 use crate::domain::message;
+use crate::domain::phone::Phone;
 use crate::store::{AuditEvent, Lease, NewCall, Page, PageOutcome, PageState, PageUpdate};
 use crate::telephony::{CallRequest, ProviderError};
 
@@ -93,86 +99,126 @@ async fn work(
     page: &Page,
     lease: &Lease,
 ) -> Result<(), crate::store::StoreError> {
+    let now = engine.now();
     let Some(alert) = engine.store.load_alert(&page.alert_id).await? else {
         return finish(engine, page, PageState::Cancelled, None, "alert deleted").await;
     };
+    let directory = engine.directory();
+    let Some(policy) = escalate::policy_for(&directory, page, &alert) else {
+        tracing::error!(alert_id = %alert.id, "NO ESCALATION POLICY matches this alert: nobody can be called; add one to alertcall.toml");
+        return finish(engine, page, PageState::Failed, None, "no policy matches").await;
+    };
+    let state = escalate::state_of(page, now);
     if !alert.status.needs_paging() {
+        escalate::hang_up_live(engine, &alert.id, None).await?;
         let state = match alert.status {
             AlertStatus::Acknowledged => PageState::Acknowledged,
             _ => PageState::Cancelled,
         };
         return finish(engine, page, state, None, "alert no longer active").await;
     }
-    match page.state {
-        PageState::Due => place_call(engine, page, lease, &alert).await,
-        PageState::Waiting => {
-            tracing::error!(
-                alert_id = %alert.id,
-                wait = ?engine.config.ack_wait,
-                "NO ACKNOWLEDGEMENT: nobody pressed 1 for this critical alert"
-            );
-            finish(
-                engine,
-                page,
-                PageState::Exhausted,
-                None,
-                "no acknowledgement",
-            )
-            .await
+    let (mut next, actions) = escalation::next(policy, state, &Event::Timer, now);
+    let mut pending: VecDeque<Action> = actions.into();
+    // Each step notified here can only move the state forward; the bound is a safety net.
+    let mut budget = 4 * (policy.steps.len() + 1) * policy.rounds.max(1) as usize;
+    while let Some(action) = pending.pop_front() {
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
         }
-        other => {
-            // Final states carry no due time; a claim on one is a leftover. Drop it.
-            finish(engine, page, other, None, "nothing to do").await
+        match action {
+            Action::Notify { step, round } => {
+                match notify(engine, page, lease, &alert, policy, step, round).await? {
+                    Notified::Retry { due, reason } => {
+                        // Nobody could be reached because of the provider: this step, later.
+                        let again = page.state == PageState::Due && page.step == step as i32;
+                        let update = PageUpdate {
+                            state: PageState::Due,
+                            step: step as i32,
+                            round: round as i32,
+                            policy: Some(policy.name.clone()),
+                            due_at: Some(due),
+                            attempts: if again { page.attempts + 1 } else { 1 },
+                            last_error: Some(reason.clone()),
+                        };
+                        let outcome = outcome(engine, page, update, &reason);
+                        let updated = engine.store.finish_page(&outcome, &[]).await?;
+                        wake_for(engine, &outcome, updated);
+                        return Ok(());
+                    }
+                    Notified::Placed {
+                        placed,
+                        unreachable,
+                    } => {
+                        for person in unreachable {
+                            let can_sms = directory
+                                .staff
+                                .get(&person)
+                                .is_some_and(|p| p.sms.is_some());
+                            let event = Event::CallUnsuccessful {
+                                person,
+                                can_sms,
+                                others_live: placed > 0,
+                            };
+                            let (after, more) = escalation::next(policy, next, &event, now);
+                            next = after;
+                            pending.extend(more);
+                        }
+                    }
+                }
+            }
+            Action::SmsFallback { person } => {
+                escalate::sms_fallback(engine, &alert, &person).await?
+            }
+            Action::HangUpAll => escalate::hang_up_live(engine, &alert.id, None).await?,
+            Action::MarkExhausted => escalate::mark_exhausted(engine, &alert, policy).await?,
         }
     }
+    let update = escalate::update_of(policy, next, now);
+    let outcome = outcome(engine, page, update, "escalation");
+    let updated = engine.store.finish_page(&outcome, &[]).await?;
+    wake_for(engine, &outcome, updated);
+    Ok(())
 }
 
 /// The page's next state (releasing the lease) and, if it changes, the audit entry saying why.
-fn outcome(
+pub(super) fn outcome(
     engine: &Engine,
     page: &Page,
-    state: PageState,
-    due_at: Option<DateTime<Utc>>,
+    update: PageUpdate,
     reason: &str,
 ) -> PageOutcome {
     let now = engine.now();
-    let retry = state == PageState::Due;
-    let page_audit = (state != page.state)
-        .then(|| AuditEvent {
-            alert_id: Some(page.alert_id.clone()),
-            call_id: None,
-            source: "engine".into(),
-            kind: format!("page.{}", state.as_str()),
-            dedupe_key: None,
-            detail: json!({"reason": reason, "step": page.step, "round": page.round}),
-            at: now,
-        })
-        .into_iter()
-        .collect();
+    let page_audit =
+        (update.state != page.state || update.step != page.step || update.round != page.round)
+            .then(|| AuditEvent {
+                alert_id: Some(page.alert_id.clone()),
+                call_id: None,
+                source: "engine".into(),
+                kind: format!("page.{}", update.state.as_str()),
+                dedupe_key: None,
+                detail: json!({"reason": reason, "step": update.step, "round": update.round}),
+                at: now,
+            })
+            .into_iter()
+            .collect();
     PageOutcome {
         alert_id: page.alert_id.clone(),
         owner: engine.owner.clone(),
-        update: PageUpdate {
-            state,
-            step: page.step,
-            round: page.round,
-            due_at,
-            attempts: if retry { page.attempts + 1 } else { 0 },
-            last_error: retry.then(|| reason.to_string()),
-        },
+        update,
         page_audit,
         now,
     }
 }
 
 /// The dispatcher may be sleeping past a new due time.
-fn wake_for(engine: &Engine, outcome: &PageOutcome, updated: bool) {
+pub(super) fn wake_for(engine: &Engine, outcome: &PageOutcome, updated: bool) {
     if updated && outcome.update.due_at.is_some() {
         engine.wake();
     }
 }
 
-/// Writes the page's next state (releasing the lease) and records why.
+/// Writes the page's next state at the same step (releasing the lease) and records why.
 async fn finish(
     engine: &Engine,
     page: &Page,
@@ -180,21 +226,113 @@ async fn finish(
     due_at: Option<DateTime<Utc>>,
     reason: &str,
 ) -> Result<(), crate::store::StoreError> {
-    let outcome = outcome(engine, page, state, due_at, reason);
+    let retry = state == PageState::Due;
+    let update = PageUpdate {
+        state,
+        step: page.step,
+        round: page.round,
+        policy: page.policy.clone(),
+        due_at,
+        attempts: if retry { page.attempts + 1 } else { 0 },
+        last_error: retry.then(|| reason.to_string()),
+    };
+    let outcome = outcome(engine, page, update, reason);
     let updated = engine.store.finish_page(&outcome, &[]).await?;
     wake_for(engine, &outcome, updated);
     Ok(())
 }
 
-async fn place_call(
+/// What notifying a step came to.
+enum Notified {
+    /// `placed` calls are ringing; `unreachable` people could not be called at all.
+    Placed {
+        placed: usize,
+        unreachable: Vec<String>,
+    },
+    /// No call went out because of the provider (configuration, rate limit, outage).
+    Retry { due: DateTime<Utc>, reason: String },
+}
+
+/// Calls (and texts) everyone the step names.
+async fn notify(
     engine: &Arc<Engine>,
     page: &Page,
     lease: &Lease,
     alert: &Alert,
-) -> Result<(), crate::store::StoreError> {
-    let to = engine.config.nurse_phone.clone();
-    let announcement = message::announcement(alert, &engine.config.messages);
+    policy: &Policy,
+    step: usize,
+    round: u32,
+) -> Result<Notified, crate::store::StoreError> {
+    let directory = engine.directory();
     let now = engine.now();
+    let Some(step_def) = policy.steps.get(step) else {
+        return Ok(Notified::Placed {
+            placed: 0,
+            unreachable: vec![],
+        });
+    };
+    let people = escalate::people(&directory, &step_def.targets, now);
+    if people.is_empty() {
+        tracing::error!(alert_id = %alert.id, policy = %policy.name, step, "this escalation step names nobody on call right now");
+    }
+    let mut placed = 0;
+    let mut unreachable = Vec::new();
+    let mut retry: Option<(Duration, String)> = None;
+    for person in &people {
+        if step_def.sms && !step_def.call {
+            escalate::sms_fallback(engine, alert, &person.id).await?;
+            placed += 1;
+            continue;
+        }
+        let Some(phone) = person.phone.clone() else {
+            unreachable.push(person.id.clone());
+            continue;
+        };
+        match call_person(engine, page, lease, alert, person, &phone, step, round).await? {
+            Called::Placed => placed += 1,
+            Called::Unreachable => unreachable.push(person.id.clone()),
+            Called::Later(wait, reason) => {
+                retry = Some(retry.map_or((wait, reason.clone()), |(w, r)| (w.max(wait), r)));
+            }
+        }
+    }
+    match retry {
+        Some((wait, reason)) if placed == 0 => Ok(Notified::Retry {
+            due: engine.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+            reason,
+        }),
+        _ => {
+            if people.is_empty() {
+                unreachable.push(String::new());
+            }
+            Ok(Notified::Placed {
+                placed,
+                unreachable,
+            })
+        }
+    }
+}
+
+enum Called {
+    Placed,
+    /// This call can never go through (e.g. an invalid number).
+    Unreachable,
+    /// Try again after this long.
+    Later(Duration, String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn call_person(
+    engine: &Arc<Engine>,
+    page: &Page,
+    lease: &Lease,
+    alert: &Alert,
+    person: &Person,
+    to: &Phone,
+    step: usize,
+    round: u32,
+) -> Result<Called, crate::store::StoreError> {
+    let announcement = message::announcement(alert, &engine.config.messages);
     let call = engine
         .store
         .create_call(&NewCall {
@@ -203,8 +341,10 @@ async fn place_call(
             provider: engine.provider.name().to_string(),
             to_number: to.e164().to_string(),
             message: announcement.clone(),
-            step: page.step,
-            at: now,
+            step: step as i32,
+            round: round as i32,
+            person: Some(person.id.clone()),
+            at: engine.now(),
         })
         .await?;
     engine.limiter.acquire().await;
@@ -225,7 +365,7 @@ async fn place_call(
                 &[],
             )
             .await?;
-        return Ok(());
+        return Ok(Called::Later(Duration::ZERO, "taken over".into()));
     }
     let request = CallRequest {
         call_id: call.id,
@@ -236,76 +376,56 @@ async fn place_call(
     let now = engine.now();
     match result {
         Ok(placed) => {
-            let due = now
-                + chrono::Duration::from_std(engine.config.ack_wait)
-                    .unwrap_or(chrono::Duration::MAX);
-            let next = outcome(engine, page, PageState::Waiting, Some(due), "call placed");
             let audit = call_audit(
                 alert,
                 call.id,
                 "call.placed",
-                json!({"provider_call_id": placed.provider_call_id}),
+                json!({"provider_call_id": placed.provider_call_id, "person": person.id, "step": step, "round": round}),
                 now,
             );
             engine
                 .store
-                .call_placed(
-                    call.id,
-                    &placed.provider_call_id,
-                    now,
-                    Some(&next),
-                    &[audit],
-                )
+                .call_placed(call.id, &placed.provider_call_id, now, None, &[audit])
                 .await?;
-            wake_for(engine, &next, true);
             tracing::info!(
                 alert_id = %alert.id,
                 call_id = %placed.provider_call_id,
+                person = %person.id,
                 to = %to.masked(),
+                step,
                 provider = engine.provider.name(),
                 latency_ms = (now - alert.triggered_at).num_milliseconds(),
                 "calling nurse"
             );
-            Ok(())
+            Ok(Called::Placed)
         }
         Err(err) => {
-            let (state, due, reason) = match &err {
-                ProviderError::Permanent(_) => {
-                    tracing::error!(alert_id = %alert.id, to = %to.masked(), error = %err, "the provider refused this call for good");
-                    (PageState::Failed, None, err.to_string())
-                }
-                ProviderError::Config(_) => {
-                    tracing::error!(alert_id = %alert.id, error = %err, "CANNOT PLACE CALLS: fix the provider configuration; retrying every minute");
-                    (
-                        PageState::Due,
-                        Some(now + chrono::Duration::from_std(CONFIG_RETRY).unwrap_or_default()),
-                        err.to_string(),
-                    )
-                }
-                ProviderError::Transient { retry_after, .. } => {
-                    let wait = retry_delay(page.attempts, *retry_after, fastrand::f64());
-                    tracing::warn!(alert_id = %alert.id, error = %err, retry_in = ?wait, "call failed; retrying");
-                    (
-                        PageState::Due,
-                        Some(now + chrono::Duration::from_std(wait).unwrap_or_default()),
-                        err.to_string(),
-                    )
-                }
-            };
-            let next = outcome(engine, page, state, due, &reason);
             let audit = call_audit(
                 alert,
                 call.id,
                 "call.failed",
-                json!({"error": err.to_string()}),
+                json!({"error": err.to_string(), "person": person.id}),
                 now,
             );
             engine
                 .store
-                .call_failed(call.id, &err.to_string(), now, Some(&next), &[audit])
+                .call_failed(call.id, &err.to_string(), now, None, &[audit])
                 .await?;
-            wake_for(engine, &next, true);
-            Ok(())
+            Ok(match &err {
+                ProviderError::Permanent(_) => {
+                    tracing::error!(alert_id = %alert.id, to = %to.masked(), error = %err, "the provider refused this call for good");
+                    Called::Unreachable
+                }
+                ProviderError::Config(_) => {
+                    tracing::error!(alert_id = %alert.id, error = %err, "CANNOT PLACE CALLS: fix the provider configuration; retrying every minute");
+                    Called::Later(CONFIG_RETRY, err.to_string())
+                }
+                ProviderError::Transient { retry_after, .. } => {
+                    let wait = retry_delay(page.attempts, *retry_after, fastrand::f64());
+                    tracing::warn!(alert_id = %alert.id, error = %err, retry_in = ?wait, "call failed; retrying");
+                    Called::Later(wait, err.to_string())
+                }
+            })
         }
     }
 }

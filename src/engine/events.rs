@@ -6,6 +6,7 @@ use serde_json::json;
 use super::Engine;
 use crate::domain::alert::Acknowledger;
 use crate::domain::call::{CallEvent, CallRecord, InputEvent};
+use crate::domain::escalation::Event;
 use crate::domain::menu::{self, MenuChoice, Reply};
 use crate::store::{AckAudit, AckOutcome, AuditEvent, StoreError};
 
@@ -34,6 +35,21 @@ pub enum EventOutcome {
 }
 
 impl Engine {
+    /// Whether another call of the same step is still ringing or in progress.
+    async fn others_live(&self, call: &CallRecord) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .list_calls(Some(&call.alert_id), 100)
+            .await?
+            .iter()
+            .any(|c| {
+                c.id != call.id
+                    && c.step == call.step
+                    && c.round == call.round
+                    && !c.status.is_terminal()
+            }))
+    }
+
     /// A call status event. The call's status only moves forward.
     pub async fn handle_call_event(
         &self,
@@ -86,6 +102,21 @@ impl Engine {
                     status = %updated.status,
                     "call status"
                 );
+                if updated.status.is_unsuccessful_end() {
+                    // Busy, failed, unanswered, voicemail, or hung up without pressing 1.
+                    let others_live = self.others_live(&updated).await?;
+                    let can_sms = updated
+                        .person
+                        .as_ref()
+                        .and_then(|p| self.directory().staff.get(p).map(|p| p.sms.is_some()))
+                        .unwrap_or(false);
+                    let event = Event::CallUnsuccessful {
+                        person: updated.person.clone().unwrap_or_default(),
+                        can_sms,
+                        others_live,
+                    };
+                    self.escalation_event(&updated, event).await?;
+                }
                 Ok(EventOutcome::Applied)
             }
             None => Ok(EventOutcome::NoChange),
@@ -129,6 +160,17 @@ impl Engine {
         if choice == MenuChoice::Repeat {
             return self.repeat(&call).await;
         }
+        if choice == MenuChoice::Decline {
+            tracing::info!(alert_id = %call.alert_id, "declined on the phone (pressed 3): escalating");
+            if fresh {
+                let others_live = self.others_live(&call).await?;
+                self.escalation_event(&call, Event::Declined { others_live })
+                    .await?;
+            }
+            return Ok(Reply::Say {
+                text: menu::DECLINED.into(),
+            });
+        }
         let before = if fresh {
             self.store.bump_prompts(call.id).await?
         } else {
@@ -170,6 +212,8 @@ impl Engine {
                     call_id = call.provider_call_id.as_deref().unwrap_or(""),
                     "ACKNOWLEDGED by phone (pressed 1)"
                 );
+                // Everyone else still being called can stop.
+                super::escalate::hang_up_live(self, &call.alert_id, Some(call.id)).await?;
                 menu::ACKNOWLEDGED
             }
             AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,

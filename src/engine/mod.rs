@@ -9,10 +9,13 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config::Config;
+use crate::config::file::{Directory, Person};
+use crate::domain::escalation::{Matcher, Policy, Step, Target};
 use crate::store::DynStore;
 use crate::telephony::Provider;
 
 mod dispatch;
+mod escalate;
 mod events;
 mod intake;
 pub mod limiter;
@@ -36,10 +39,18 @@ pub struct Engine {
     working: std::sync::Mutex<std::collections::HashSet<String>>,
     limiter: limiter::RateLimiter,
     db_ok: AtomicBool,
+    /// Staff, schedules and policies; replaced whole on a reload.
+    directory: std::sync::RwLock<Arc<Directory>>,
 }
 
 impl Engine {
-    pub fn new(store: DynStore, provider: Arc<dyn Provider>, config: Arc<Config>) -> Arc<Engine> {
+    pub fn new(
+        store: DynStore,
+        provider: Arc<dyn Provider>,
+        config: Arc<Config>,
+        directory: Directory,
+    ) -> Arc<Engine> {
+        let directory = with_default_policy(directory, &config);
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -55,7 +66,20 @@ impl Engine {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             working: std::sync::Mutex::new(std::collections::HashSet::new()),
             db_ok: AtomicBool::new(true),
+            directory: std::sync::RwLock::new(Arc::new(directory)),
         })
+    }
+
+    /// The current staff, schedules and policies.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("directory lock").clone()
+    }
+
+    /// Replaces staff, schedules and policies; escalations in flight keep their step and
+    /// continue under the new definitions.
+    pub fn reload(&self, directory: Directory) {
+        let directory = with_default_policy(directory, &self.config);
+        *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
     /// The engine's clock. Everything time-dependent takes `now` from here.
@@ -92,4 +116,33 @@ impl Engine {
         intake.abort();
         dispatch.abort();
     }
+}
+
+/// Without policies in alertcall.toml, the seed's setup: one step calling
+/// `NURSE_PHONE_NUMBER`, waiting `ALERTCALL_ACK_WAIT`.
+fn with_default_policy(mut directory: Directory, config: &Config) -> Directory {
+    if directory.policies.is_empty() {
+        directory
+            .staff
+            .entry("nurse".into())
+            .or_insert_with(|| Person {
+                id: "nurse".into(),
+                name: "Nurse on call (NURSE_PHONE_NUMBER)".into(),
+                phone: Some(config.nurse_phone.clone()),
+                sms: None,
+            });
+        directory.policies.push(Policy {
+            name: "default".into(),
+            matcher: Matcher::default(),
+            steps: vec![Step {
+                targets: vec![Target::Person("nurse".into())],
+                call: true,
+                sms: false,
+                wait: config.ack_wait,
+            }],
+            rounds: 1,
+            renotify_every: crate::config::file::DEFAULT_RENOTIFY,
+        });
+    }
+    directory
 }

@@ -66,6 +66,8 @@ pub struct Page {
     pub state: PageState,
     pub step: i32,
     pub round: i32,
+    /// The escalation policy this alert follows (kept across configuration reloads).
+    pub policy: Option<String>,
     pub attempts: i32,
     pub due_at: Option<DateTime<Utc>>,
 }
@@ -143,6 +145,7 @@ pub struct PageUpdate {
     pub state: PageState,
     pub step: i32,
     pub round: i32,
+    pub policy: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -169,6 +172,9 @@ pub struct NewCall {
     pub to_number: String,
     pub message: String,
     pub step: i32,
+    pub round: i32,
+    /// The staff id of the person called.
+    pub person: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -437,6 +443,8 @@ pub(crate) struct CallRow {
     status: String,
     message: String,
     step: i32,
+    round: i32,
+    person: Option<String>,
     created_at: DateTime<Utc>,
     initiated_at: Option<DateTime<Utc>>,
     answered_at: Option<DateTime<Utc>>,
@@ -460,6 +468,8 @@ impl TryFrom<CallRow> for CallRecord {
             to_number: r.to_number,
             message: r.message,
             step: r.step,
+            round: r.round,
+            person: r.person,
             created_at: r.created_at,
             initiated_at: r.initiated_at,
             answered_at: r.answered_at,
@@ -480,6 +490,7 @@ pub(crate) struct PageRow {
     state: String,
     step: i32,
     round: i32,
+    policy: Option<String>,
     attempts: i32,
     due_at: Option<DateTime<Utc>>,
 }
@@ -492,6 +503,7 @@ impl TryFrom<PageRow> for Page {
             alert_id: r.alert_id,
             step: r.step,
             round: r.round,
+            policy: r.policy,
             attempts: r.attempts,
             due_at: r.due_at,
         })
@@ -569,6 +581,24 @@ pub trait CallTx: Send {
     async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError>;
     /// Stores a page's next state and releases the lease, if `owner` still holds it.
     async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError>;
+    /// Reads an alert's page, locking it for the rest of the transaction.
+    async fn page(&mut self, alert_id: &str) -> Result<Option<Page>, StoreError>;
+    /// Moves a page on whoever holds it (an escalation event from a webhook), unless it is
+    /// already acknowledged or cancelled. Releases any lease.
+    async fn set_page(
+        &mut self,
+        alert_id: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Sets `alerts.metadata.<key>`, keeping the other keys (never `call`, which only the
+    /// call mirror writes).
+    async fn flag_alert(
+        &mut self,
+        alert_id: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError>;
     /// Stops paging an acknowledged alert.
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

@@ -23,8 +23,8 @@ const MIGRATION_LOCK: i64 = 0x616c_6572_7463_616c;
 pub const NEW_ALERT_CHANNEL: &str = "alertcall_new_alert";
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, created_at, initiated_at, answered_at, ended_at, prompts, error";
-const PAGE_COLUMNS: &str = "alert_id, state, step, round, attempts, due_at";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
+const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 
 pub struct PgStore {
     pool: PgPool,
@@ -215,7 +215,7 @@ impl CallTx for PgCallTx {
         let update = &outcome.update;
         let done = sqlx::query(
             "UPDATE alertcall.pages SET state = $3, step = $4, round = $5, due_at = $6, \
-             attempts = $7, last_error = $8, lease_owner = NULL, updated_at = $9 \
+             attempts = $7, last_error = $8, lease_owner = NULL, updated_at = $9, policy = $10 \
              WHERE alert_id = $1 AND lease_owner = $2 AND state NOT IN ('acknowledged', 'cancelled')",
         )
         .bind(&outcome.alert_id)
@@ -227,10 +227,67 @@ impl CallTx for PgCallTx {
         .bind(update.attempts)
         .bind(&update.last_error)
         .bind(outcome.now)
+        .bind(&update.policy)
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn page(&mut self, alert_id: &str) -> Result<Option<Page>, StoreError> {
+        let row: Option<PageRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {PAGE_COLUMNS} FROM alertcall.pages WHERE alert_id = $1 FOR UPDATE"
+        )))
+        .bind(alert_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("locking a page")?;
+        row.map(Page::try_from).transpose()
+    }
+
+    async fn set_page(
+        &mut self,
+        alert_id: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall.pages SET state = $2, step = $3, round = $4, due_at = $5, \
+             policy = coalesce($6, policy), lease_owner = NULL, updated_at = $7 \
+             WHERE alert_id = $1 AND state NOT IN ('acknowledged', 'cancelled')",
+        )
+        .bind(alert_id)
+        .bind(update.state.as_str())
+        .bind(update.step)
+        .bind(update.round)
+        .bind(update.due_at)
+        .bind(&update.policy)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .doing("moving a page")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn flag_alert(
+        &mut self,
+        alert_id: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alerts SET metadata = \
+               (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
+               || jsonb_build_object($2::text, $3::jsonb) WHERE id = {}",
+            self.id_cast
+        )))
+        .bind(alert_id)
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.tx)
+        .await
+        .doing("flagging the alert")?;
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -463,8 +520,8 @@ impl Store for PgStore {
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
-            "INSERT INTO alertcall.calls (id, alert_id, step, provider, to_number, status, message, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) RETURNING {CALL_COLUMNS}"
+            "INSERT INTO alertcall.calls (id, alert_id, step, round, person, provider, to_number, status, message, created_at) \
+             VALUES ($1, $2, $3, $8, $9, $4, $5, 'pending', $6, $7) RETURNING {CALL_COLUMNS}"
         )))
         .bind(call.id.to_string())
         .bind(&call.alert_id)
@@ -473,6 +530,8 @@ impl Store for PgStore {
         .bind(&call.to_number)
         .bind(&call.message)
         .bind(call.at)
+        .bind(call.round)
+        .bind(&call.person)
         .fetch_one(&self.pool)
         .await
         .doing("recording a new call")?;

@@ -20,8 +20,8 @@ use crate::domain::alert::CRITICAL;
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, created_at, initiated_at, answered_at, ended_at, prompts, error";
-const PAGE_COLUMNS: &str = "alert_id, state, step, round, attempts, due_at";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
+const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 
 /// Our timestamps as text that sorts in time order.
 fn ts(t: DateTime<Utc>) -> String {
@@ -190,7 +190,7 @@ impl CallTx for SqliteCallTx {
         let update = &outcome.update;
         let done = sqlx::query(
             "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
-             attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9 \
+             attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9, policy = ?10 \
              WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
         )
         .bind(&outcome.alert_id)
@@ -202,10 +202,66 @@ impl CallTx for SqliteCallTx {
         .bind(update.attempts)
         .bind(&update.last_error)
         .bind(ts(outcome.now))
+        .bind(&update.policy)
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn page(&mut self, alert_id: &str) -> Result<Option<Page>, StoreError> {
+        let row: Option<PageRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {PAGE_COLUMNS} FROM alertcall_pages WHERE alert_id = ?"
+        )))
+        .bind(alert_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("reading a page")?;
+        row.map(Page::try_from).transpose()
+    }
+
+    async fn set_page(
+        &mut self,
+        alert_id: &str,
+        update: &PageUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall_pages SET state = ?2, step = ?3, round = ?4, due_at = ?5, \
+             policy = coalesce(?6, policy), lease_owner = NULL, updated_at = ?7 \
+             WHERE alert_id = ?1 AND state NOT IN ('acknowledged', 'cancelled')",
+        )
+        .bind(alert_id)
+        .bind(update.state.as_str())
+        .bind(update.step)
+        .bind(update.round)
+        .bind(ts_opt(update.due_at))
+        .bind(&update.policy)
+        .bind(ts(now))
+        .execute(&mut *self.tx)
+        .await
+        .doing("moving a page")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn flag_alert(
+        &mut self,
+        alert_id: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alerts SET metadata = json_set( \
+               CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
+               '$.' || ?2, json(?3)) WHERE id = ?1",
+        )
+        .bind(alert_id)
+        .bind(key)
+        .bind(value.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .doing("flagging the alert")?;
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
@@ -418,8 +474,8 @@ impl Store for SqliteStore {
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
-            "INSERT INTO alertcall_calls (id, alert_id, step, provider, to_number, status, message, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING {CALL_COLUMNS}"
+            "INSERT INTO alertcall_calls (id, alert_id, step, provider, to_number, status, message, created_at, round, person) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING {CALL_COLUMNS}"
         )))
         .bind(call.id.to_string())
         .bind(&call.alert_id)
@@ -428,6 +484,8 @@ impl Store for SqliteStore {
         .bind(&call.to_number)
         .bind(&call.message)
         .bind(ts(call.at))
+        .bind(call.round)
+        .bind(&call.person)
         .fetch_one(&self.pool)
         .await
         .doing("recording a new call")?;

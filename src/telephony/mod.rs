@@ -50,4 +50,6 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError>;
+    /// Ends a call that is ringing or in progress (someone else acknowledged).
+    async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError>;
 }

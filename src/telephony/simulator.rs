@@ -244,4 +244,11 @@ impl Provider for Simulator {
             provider_call_id: id,
         })
     }
+
+    async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError> {
+        match Simulator::hang_up(self, provider_call_id) {
+            Ok(_) | Err(SimError::Ended(_)) => Ok(()),
+            Err(e) => Err(ProviderError::Permanent(e.to_string())),
+        }
+    }
 }

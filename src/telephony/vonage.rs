@@ -202,6 +202,40 @@ impl Provider for VonageProvider {
             _ => ProviderError::Permanent(format!("Vonage answered {status}: {detail}{trace}")),
         })
     }
+
+    async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError> {
+        self.put_hangup(provider_call_id).await
+    }
+}
+
+impl VonageProvider {
+    /// `PUT /v1/calls/{uuid}` with `{"action":"hangup"}` (204). A call that already ended
+    /// answers an error; that is not a failure here.
+    async fn put_hangup(&self, provider_call_id: &str) -> Result<(), ProviderError> {
+        let url = format!("{}/v1/calls/{provider_call_id}", self.config.api_url);
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(self.token()?)
+            .json(&json!({"action": "hangup"}))
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                message: format!("PUT {url}: {}", describe_reqwest(&e)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        match status.as_u16() {
+            200..=299 | 404 | 400 => Ok(()),
+            401 | 403 => Err(ProviderError::Config(format!(
+                "Vonage answered {status} to a hangup"
+            ))),
+            _ => Err(ProviderError::Transient {
+                message: format!("Vonage answered {status} to a hangup"),
+                retry_after: None,
+            }),
+        }
+    }
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {

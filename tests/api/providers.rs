@@ -93,8 +93,10 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
     fake.script([Behaviour::Status(400, None)]);
     let app = TestApp::spawn(&db, Some(&fake), &[]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    wait_until("the page fails", WAIT, || async {
-        page_state(&app, &alert).await.as_deref() == Some("failed")
+    // The only person cannot be called: the one-step policy is exhausted at once (and
+    // flagged), and the last step is tried again only on the slow re-notify cadence.
+    wait_until("the escalation is exhausted", WAIT, || async {
+        page_state(&app, &alert).await.as_deref() == Some("exhausted")
     })
     .await;
     let meta = db
@@ -103,6 +105,17 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
         ))
         .await;
     assert_eq!(meta, [Some("failed".into()), Some("active".into())]);
+    let flag = db
+        .scalar(&format!(
+            "SELECT metadata->'escalation'->>'status' FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+        ))
+        .await;
+    assert_eq!(flag.as_deref(), Some("exhausted"));
+    let due = app.engine.store.next_due_at().await.unwrap().unwrap();
+    assert!(
+        due > chrono::Utc::now() + chrono::Duration::minutes(4),
+        "re-notified only after 5 minutes"
+    );
     let calls = app.engine.store.list_calls(Some(&alert), 10).await.unwrap();
     assert!(
         calls[0]

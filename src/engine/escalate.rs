@@ -1,0 +1,273 @@
+//! Between the escalation state machine (`domain::escalation`) and the world: which policy
+//! an alert follows, who a step names right now, what a page row means as a state, and the
+//! side effects (hang-ups, texts, the exhausted flag).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::Engine;
+use crate::config::file::{Directory, Person};
+use crate::domain::alert::Alert;
+use crate::domain::call::CallRecord;
+use crate::domain::escalation::{self, Action, Event, Phase, Policy, State, Target};
+use crate::store::{AuditEvent, Page, PageState, PageUpdate, StoreError};
+
+/// The policy an alert follows: the one it started with (kept across reloads), else the
+/// first that matches.
+pub(super) fn policy_for<'a>(
+    directory: &'a Directory,
+    page: &Page,
+    alert: &Alert,
+) -> Option<&'a Policy> {
+    page.policy
+        .as_deref()
+        .and_then(|name| directory.policies.iter().find(|p| p.name == name))
+        .or_else(|| escalation::choose(&directory.policies, alert))
+}
+
+/// A page row as an escalation state. A page being processed is due, so its time is `now`.
+pub(super) fn state_of(page: &Page, now: DateTime<Utc>) -> State {
+    let phase = match page.state {
+        PageState::Due => Phase::Due,
+        PageState::Waiting => Phase::Waiting { until: now },
+        PageState::Exhausted => Phase::Exhausted { next: now },
+        PageState::Acknowledged => Phase::Acknowledged,
+        PageState::Cancelled | PageState::Failed | PageState::Stale => Phase::Cancelled,
+    };
+    State {
+        step: page.step.max(0) as usize,
+        round: page.round.max(0) as u32,
+        phase,
+    }
+}
+
+/// An escalation state as a page row.
+pub(super) fn update_of(policy: &Policy, state: State, now: DateTime<Utc>) -> PageUpdate {
+    let (page_state, due_at) = match state.phase {
+        Phase::Due => (PageState::Due, Some(now)),
+        Phase::Waiting { until } => (PageState::Waiting, Some(until)),
+        Phase::Exhausted { next } => (PageState::Exhausted, Some(next)),
+        Phase::Acknowledged => (PageState::Acknowledged, None),
+        Phase::Cancelled => (PageState::Cancelled, None),
+    };
+    PageUpdate {
+        state: page_state,
+        step: state.step as i32,
+        round: state.round as i32,
+        policy: Some(policy.name.clone()),
+        due_at,
+        attempts: 0,
+        last_error: None,
+    }
+}
+
+/// Everyone a step's targets name at `now`, each once, in order.
+pub(super) fn people(directory: &Directory, targets: &[Target], now: DateTime<Utc>) -> Vec<Person> {
+    let at = jiff::Timestamp::from_millisecond(now.timestamp_millis()).unwrap_or_default();
+    let mut ids: Vec<String> = Vec::new();
+    for target in targets {
+        match target {
+            Target::Person(id) => ids.push(id.clone()),
+            Target::OnCall(name) => {
+                if let Some(s) = directory.schedule(name) {
+                    ids.extend(s.on_call(at).into_iter().map(|c| c.person));
+                }
+            }
+            Target::Everyone(name) => {
+                if let Some(s) = directory.schedule(name) {
+                    ids.extend(s.everyone());
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .filter_map(|id| directory.staff.get(&id).cloned())
+        .collect()
+}
+
+/// Hangs up every call of the alert still ringing or in progress, except `keep`.
+pub(super) async fn hang_up_live(
+    engine: &Engine,
+    alert_id: &str,
+    keep: Option<uuid::Uuid>,
+) -> Result<(), StoreError> {
+    for call in engine.store.list_calls(Some(alert_id), 100).await? {
+        if call.status.is_terminal() || Some(call.id) == keep {
+            continue;
+        }
+        let Some(provider_call_id) = call.provider_call_id.as_deref() else {
+            continue;
+        };
+        match engine.provider.hang_up(provider_call_id).await {
+            Ok(()) => {
+                tracing::info!(
+                    alert_id,
+                    call_id = provider_call_id,
+                    "hung up: someone else acknowledged"
+                );
+                engine
+                    .store
+                    .record_event(&AuditEvent {
+                        alert_id: Some(alert_id.to_string()),
+                        call_id: Some(call.id),
+                        source: "engine".into(),
+                        kind: "call.hung_up".into(),
+                        dedupe_key: Some(format!("hangup:{provider_call_id}")),
+                        detail: json!({"provider_call_id": provider_call_id}),
+                        at: engine.now(),
+                    })
+                    .await?;
+            }
+            Err(e) => {
+                tracing::warn!(alert_id, call_id = provider_call_id, error = %e, "could not hang up a call")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Texts a person that a call did not get through. (SMS sending arrives with the SMS
+/// providers; until then the fallback is recorded so nothing is silently skipped.)
+pub(super) async fn sms_fallback(
+    engine: &Engine,
+    alert: &Alert,
+    person: &str,
+) -> Result<(), StoreError> {
+    tracing::warn!(alert_id = %alert.id, person, "SMS fallback is not available yet; recorded");
+    engine
+        .store
+        .record_event(&AuditEvent {
+            alert_id: Some(alert.id.clone()),
+            call_id: None,
+            source: "engine".into(),
+            kind: "sms.not_sent".into(),
+            dedupe_key: None,
+            detail: json!({"person": person, "reason": "no SMS provider"}),
+            at: engine.now(),
+        })
+        .await
+        .map(|_| ())
+}
+
+/// The policy ran out: flag the alert loudly (logs, metadata, audit trail).
+pub(super) async fn mark_exhausted(
+    engine: &Engine,
+    alert: &Alert,
+    policy: &Policy,
+) -> Result<(), StoreError> {
+    tracing::error!(
+        alert_id = %alert.id,
+        policy = %policy.name,
+        "ESCALATION EXHAUSTED: nobody acknowledged this critical alert; the last step will be called again every {:?}",
+        policy.renotify_every
+    );
+    let now = engine.now();
+    let mut tx = engine.store.call_tx().await?;
+    tx.flag_alert(
+        &alert.id,
+        "escalation",
+        &json!({"status": "exhausted", "policy": policy.name, "at": crate::domain::call::rfc3339(now)}),
+    )
+    .await?;
+    tx.record(&AuditEvent {
+        alert_id: Some(alert.id.clone()),
+        call_id: None,
+        source: "engine".into(),
+        kind: "escalation.exhausted".into(),
+        dedupe_key: Some(format!("exhausted:{}", alert.id)),
+        detail: json!({"policy": policy.name}),
+        at: now,
+    })
+    .await?;
+    tx.commit().await
+}
+
+impl Engine {
+    /// Feeds a call's outcome (unsuccessful end, decline) into its alert's escalation. A step
+    /// to notify is left to the dispatcher (the page becomes due now), so webhooks never
+    /// place calls themselves.
+    pub(super) async fn escalation_event(
+        &self,
+        call: &CallRecord,
+        event: Event,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let Some(alert) = self.store.load_alert(&call.alert_id).await? else {
+            return Ok(());
+        };
+        let directory = self.directory();
+        let mut tx = self.store.call_tx().await?;
+        let Some(page) = tx.page(&call.alert_id).await? else {
+            return tx.commit().await;
+        };
+        // Only the current step's calls move the escalation; a late end of an earlier
+        // step's call changes nothing.
+        let current = page.step == call.step && page.round == call.round;
+        let Some(policy) = policy_for(&directory, &page, &alert).filter(|_| current) else {
+            return tx.commit().await;
+        };
+        let state = state_of(&page, now);
+        let state = State {
+            phase: match page.state {
+                PageState::Waiting => Phase::Waiting {
+                    until: page.due_at.unwrap_or(now),
+                },
+                _ => state.phase,
+            },
+            ..state
+        };
+        let (next, actions) = escalation::next(policy, state, &event, now);
+        let mut after_commit = Vec::new();
+        let mut next_state = next;
+        for action in actions {
+            match action {
+                // The dispatcher notifies: make the new step due now.
+                Action::Notify { step, round } => {
+                    next_state = State {
+                        step,
+                        round,
+                        phase: Phase::Due,
+                    };
+                }
+                other => after_commit.push(other),
+            }
+        }
+        if next_state != state {
+            let update = update_of(policy, next_state, now);
+            tx.set_page(&call.alert_id, &update, now).await?;
+            tx.record(&AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: "engine".into(),
+                kind: format!("page.{}", update.state.as_str()),
+                dedupe_key: None,
+                detail: json!({"reason": event_name(&event), "step": update.step, "round": update.round}),
+                at: now,
+            })
+            .await?;
+        }
+        tx.commit().await?;
+        self.wake();
+        for action in after_commit {
+            match action {
+                Action::SmsFallback { person } => sms_fallback(self, &alert, &person).await?,
+                Action::HangUpAll => hang_up_live(self, &alert.id, None).await?,
+                Action::MarkExhausted => mark_exhausted(self, &alert, policy).await?,
+                Action::Notify { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Timer => "wait expired",
+        Event::CallUnsuccessful { .. } => "call not answered",
+        Event::Declined { .. } => "declined (pressed 3)",
+        Event::Acknowledged => "acknowledged",
+        Event::ResolvedElsewhere => "resolved elsewhere",
+    }
+}
