@@ -150,6 +150,14 @@ async fn work(
                         placed,
                         unreachable,
                     } => {
+                        // The wait counts from when the step's calls went out, not from
+                        // when the work on it began.
+                        if let escalation::Phase::Waiting { until } = next.phase {
+                            let spent = engine.now() - now;
+                            next.phase = escalation::Phase::Waiting {
+                                until: until + spent,
+                            };
+                        }
                         for person in unreachable {
                             let can_sms = directory
                                 .staff

@@ -47,6 +47,7 @@ pub struct Received {
 
 #[derive(Default)]
 struct Inner {
+    hangups: Vec<String>,
     script: VecDeque<Behaviour>,
     default: Option<fn(usize) -> Behaviour>,
     count: usize,
@@ -65,6 +66,7 @@ impl FakeVonage {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/v1/calls", post(create_call))
+            .route("/v1/calls/{uuid}", axum::routing::put(modify_call))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -101,6 +103,11 @@ impl FakeVonage {
             .into_iter()
             .filter(|r| r.answered == 201)
             .collect()
+    }
+
+    /// Calls alertcall hung up (`PUT /v1/calls/{uuid}` with `{"action":"hangup"}`).
+    pub fn hangups(&self) -> Vec<String> {
+        self.inner.lock().unwrap().hangups.clone()
     }
 
     /// Every way a request broke the contract. Tests assert this is empty.
@@ -241,6 +248,39 @@ async fn create_call(
             panic!("fake Vonage drops this connection on purpose");
         }
     }
+}
+
+/// NOTES.md §1: `PUT /v1/calls/{uuid}` with an action; 204.
+async fn modify_call(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut violations = check_auth(&headers);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let action = body["action"].as_str().unwrap_or_default();
+    if ![
+        "hangup",
+        "mute",
+        "unmute",
+        "earmuff",
+        "unearmuff",
+        "transfer",
+    ]
+    .contains(&action)
+    {
+        violations.push(format!("PUT /v1/calls/{{uuid}}: unknown action {action:?}"));
+    }
+    let mut inner = inner.lock().unwrap();
+    if !violations.is_empty() {
+        inner.violations.extend(violations);
+        return StatusCode::BAD_REQUEST;
+    }
+    if action == "hangup" {
+        inner.hangups.push(uuid);
+    }
+    StatusCode::NO_CONTENT
 }
 
 /// NOTES.md §2: `Authorization: Bearer` RS256 JWT with application_id, iat, jti.

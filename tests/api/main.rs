@@ -4,6 +4,7 @@
 mod cli;
 mod core;
 mod db;
+mod escalation;
 mod fake_vonage;
 mod helpers;
 mod process;

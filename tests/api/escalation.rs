@@ -1,0 +1,245 @@
+//! Escalation end to end: backup nurses, failed calls, declines, acknowledgements that hang
+//! up the others, alerts resolved elsewhere, and restarts in the middle of a wait.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::core::{WAIT, event_body, event_url, input_body, input_url, spoken};
+use crate::db::TestDb;
+use crate::fake_vonage::{FakeVonage, Received, SIGNATURE_SECRET};
+use crate::helpers::{TestApp, wait_until};
+
+const PRIMARY: &str = "13854019951";
+const BACKUP: &str = "13854019952";
+
+/// A two-step policy: the primary nurse, then the backup, each waited on for `wait`.
+fn config(wait: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[[staff]]
+id = "primary"
+name = "Primary nurse"
+phone = "+{PRIMARY}"
+sms = "+{PRIMARY}"
+
+[[staff]]
+id = "backup"
+name = "Backup nurse"
+phone = "+{BACKUP}"
+
+[[policies]]
+name = "ward"
+severities = ["critical"]
+renotify_every = "10m"
+
+[[policies.steps]]
+notify = ["person:primary"]
+sms = true
+wait = "{wait}"
+
+[[policies.steps]]
+notify = ["person:backup"]
+wait = "{wait}"
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+async fn start(db: &TestDb, fake: &FakeVonage, file: &tempfile::NamedTempFile) -> TestApp {
+    let path = file.path().display().to_string();
+    TestApp::spawn(db, Some(fake), &[("ALERTCALL_CONFIG", path.as_str())]).await
+}
+
+fn to(call: &Received) -> &str {
+    call.body["to"][0]["number"].as_str().unwrap()
+}
+
+async fn call_to(fake: &FakeVonage, number: &str) -> Received {
+    wait_until(&format!("{number} is called"), WAIT, || async {
+        fake.calls().iter().any(|c| to(c) == number)
+    })
+    .await;
+    fake.calls().into_iter().find(|c| to(c) == number).unwrap()
+}
+
+async fn page_state(app: &TestApp, alert: &str) -> String {
+    app.engine
+        .store
+        .page_state(alert)
+        .await
+        .unwrap()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+pub async fn no_answer_calls_the_backup_after_the_wait(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("1s");
+    let app = start(&db, &fake, &file).await;
+    db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let backup = call_to(&fake, BACKUP).await;
+    let gap = backup.at - primary.at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "the wait was honoured: {gap:?}"
+    );
+    assert!(
+        gap < Duration::from_millis(1500),
+        "and the next step fired on time: {gap:?}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    app.stop().await;
+}
+both_backends!(escalation::no_answer_calls_the_backup_after_the_wait);
+
+pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("30s");
+    let app = start(&db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let uuid = primary.uuid.clone().unwrap();
+    let started = Instant::now();
+    let r = app
+        .webhook(
+            &event_url(&primary),
+            &event_body(&uuid, "failed"),
+            Some(SIGNATURE_SECRET),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    call_to(&fake, BACKUP).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not after the 30 s wait"
+    );
+    // The SMS fallback to the primary is recorded in the audit trail.
+    let kinds: Vec<String> = app
+        .engine
+        .store
+        .list_events(&alert)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.iter().any(|k| k.starts_with("sms.")), "{kinds:?}");
+    app.stop().await;
+}
+both_backends!(escalation::a_failed_call_moves_on_at_once);
+
+pub async fn pressing_3_declines_and_escalates_at_once(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("30s");
+    let app = start(&db, &fake, &file).await;
+    db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let uuid = primary.uuid.clone().unwrap();
+    let r = app
+        .webhook(
+            &input_url(&primary),
+            &input_body(&uuid, "3", false),
+            Some(SIGNATURE_SECRET),
+        )
+        .await;
+    let ncco: Value = r.json().await.unwrap();
+    assert!(spoken(&ncco).contains("next person"), "{ncco}");
+    let started = Instant::now();
+    call_to(&fake, BACKUP).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    app.stop().await;
+}
+both_backends!(escalation::pressing_3_declines_and_escalates_at_once);
+
+pub async fn the_backups_1_hangs_up_the_primary(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("1s");
+    let app = start(&db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let primary_uuid = primary.uuid.clone().unwrap();
+    // The primary's phone keeps ringing.
+    app.webhook(
+        &event_url(&primary),
+        &event_body(&primary_uuid, "ringing"),
+        Some(SIGNATURE_SECRET),
+    )
+    .await;
+    let backup = call_to(&fake, BACKUP).await;
+    let backup_uuid = backup.uuid.clone().unwrap();
+    let r = app
+        .webhook(
+            &input_url(&backup),
+            &input_body(&backup_uuid, "1", false),
+            Some(SIGNATURE_SECRET),
+        )
+        .await;
+    assert_eq!(
+        spoken(&r.json().await.unwrap()),
+        "Alert acknowledged. Thank you."
+    );
+    wait_until("the primary's call is hung up", WAIT, || async {
+        fake.hangups() == [primary_uuid.clone()]
+    })
+    .await;
+    assert_eq!(page_state(&app, &alert).await, "acknowledged");
+    // Nothing more is sent: the policy's waits pass without another call.
+    let engine = app.engine.clone();
+    assert_eq!(engine.store.next_due_at().await.unwrap(), None);
+    assert_eq!(fake.calls().len(), 2);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT acknowledged_by FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+        ))
+        .await
+        .as_deref(),
+        Some("phone:+13854019952")
+    );
+    app.stop().await;
+}
+both_backends!(escalation::the_backups_1_hangs_up_the_primary);
+
+pub async fn an_alert_resolved_elsewhere_stops_the_escalation(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("1s");
+    let app = start(&db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    call_to(&fake, PRIMARY).await;
+    db.exec(&format!(
+        "UPDATE alerts SET status = 'resolved' WHERE CAST(id AS TEXT) = '{alert}'"
+    ))
+    .await;
+    wait_until("the escalation stops", WAIT, || async {
+        page_state(&app, &alert).await == "cancelled"
+    })
+    .await;
+    assert_eq!(fake.calls().len(), 1, "the backup is never called");
+    app.stop().await;
+}
+both_backends!(escalation::an_alert_resolved_elsewhere_stops_the_escalation);
+
+pub async fn a_restart_during_a_wait_still_fires_the_next_step_on_time(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("3s");
+    let first = start(&db, &fake, &file).await;
+    db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    first.stop().await;
+    let second = start(&db, &fake, &file).await;
+    let backup = call_to(&fake, BACKUP).await;
+    let gap = backup.at - primary.at;
+    assert!(
+        gap >= Duration::from_millis(2950) && gap < Duration::from_millis(4000),
+        "the durable due time survived the restart: {gap:?}"
+    );
+    second.stop().await;
+}
+both_backends!(escalation::a_restart_during_a_wait_still_fires_the_next_step_on_time);
