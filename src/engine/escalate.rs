@@ -128,27 +128,179 @@ pub(super) async fn hang_up_live(
     Ok(())
 }
 
-/// Texts a person that a call did not get through. (SMS sending arrives with the SMS
-/// providers; until then the fallback is recorded so nothing is silently skipped.)
+/// How long a reply to a text can acknowledge its alert.
+const REPLY_WINDOW: chrono::Duration = chrono::Duration::hours(2);
+
+/// Texts a person about the alert (a step's SMS channel, or the fallback when their call did
+/// not get through), with a code a reply may carry.
 pub(super) async fn sms_fallback(
     engine: &Engine,
     alert: &Alert,
     person: &str,
 ) -> Result<(), StoreError> {
-    tracing::warn!(alert_id = %alert.id, person, "SMS fallback is not available yet; recorded");
+    let now = engine.now();
+    let directory = engine.directory();
+    let audit = |kind: &str, detail: serde_json::Value| AuditEvent {
+        alert_id: Some(alert.id.clone()),
+        call_id: None,
+        source: "engine".into(),
+        kind: kind.into(),
+        dedupe_key: None,
+        detail,
+        at: now,
+    };
+    let Some(number) = directory.staff.get(person).and_then(|p| p.sms.clone()) else {
+        return engine
+            .store
+            .record_event(&audit(
+                "sms.not_sent",
+                json!({"person": person, "reason": "no sms number"}),
+            ))
+            .await
+            .map(|_| ());
+    };
+    let code = format!("{:04}", fastrand::u16(0..10000));
+    let text = format!(
+        "{} Reply 1 to acknowledge (ref {code}).",
+        crate::domain::message::announcement(alert, &engine.config.messages)
+    );
+    let id = uuid::Uuid::new_v4();
     engine
         .store
-        .record_event(&AuditEvent {
-            alert_id: Some(alert.id.clone()),
-            call_id: None,
-            source: "engine".into(),
-            kind: "sms.not_sent".into(),
-            dedupe_key: None,
-            detail: json!({"person": person, "reason": "no SMS provider"}),
-            at: engine.now(),
+        .create_sms(&crate::store::NewSms {
+            id,
+            alert_id: alert.id.clone(),
+            person: Some(person.to_string()),
+            to_number: number.e164().to_string(),
+            code,
+            provider: engine.provider.name().into(),
+            body: text.clone(),
+            at: now,
         })
-        .await
-        .map(|_| ())
+        .await?;
+    let request = crate::telephony::SmsRequest {
+        to: number.clone(),
+        text,
+        client_ref: id.simple().to_string(),
+    };
+    match engine.provider.send_sms(&request).await {
+        Ok(message_id) => {
+            tracing::info!(alert_id = %alert.id, person, to = %number.masked(), "SMS sent");
+            engine
+                .store
+                .sms_sent(id, Some(&message_id), "submitted", now)
+                .await?;
+            engine
+                .store
+                .record_event(&audit(
+                    "sms.sent",
+                    json!({"person": person, "message_id": message_id}),
+                ))
+                .await?;
+        }
+        Err(e) => {
+            tracing::error!(alert_id = %alert.id, person, error = %e, "SMS could not be sent");
+            engine.store.sms_sent(id, None, "failed", now).await?;
+            engine
+                .store
+                .record_event(&audit(
+                    "sms.failed",
+                    json!({"person": person, "error": e.to_string()}),
+                ))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// A text from a nurse: "1" (optionally with the ref from our text) acknowledges the
+    /// newest alert texted to that number. Returns the acknowledged alert's id.
+    pub async fn handle_inbound_sms(
+        &self,
+        from: &str,
+        text: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        let number = if from.starts_with('+') {
+            from.to_string()
+        } else {
+            format!("+{from}")
+        };
+        let Ok(phone) = crate::domain::phone::Phone::parse(&number) else {
+            tracing::warn!("inbound SMS from something that is not a phone number; ignored");
+            return Ok(None);
+        };
+        let mut words = text.split_whitespace();
+        if words.next() != Some("1") {
+            tracing::info!(from = %phone.masked(), "inbound SMS is not a 1; ignored");
+            return Ok(None);
+        }
+        let code: Option<String> = words
+            .map(|w| w.chars().filter(char::is_ascii_digit).collect::<String>())
+            .find(|w| w.len() == 4);
+        let Some(sms) = self
+            .store
+            .sms_for_reply(phone.e164(), code.as_deref(), now - REPLY_WINDOW)
+            .await?
+        else {
+            tracing::warn!(from = %phone.masked(), "a 1 by SMS from a number we did not text recently; ignored");
+            return Ok(None);
+        };
+        let by = crate::domain::alert::Acknowledger::named("sms", phone.e164());
+        let outcome = self
+            .store
+            .acknowledge_alert(&sms.alert_id, &by, now)
+            .await?;
+        if outcome != crate::store::AckOutcome::Acknowledged {
+            return Ok(None);
+        }
+        tracing::info!(alert_id = %sms.alert_id, "ACKNOWLEDGED by SMS (replied 1)");
+        self.store
+            .record_event(&AuditEvent {
+                alert_id: Some(sms.alert_id.clone()),
+                call_id: None,
+                source: "engine".into(),
+                kind: "alert.acknowledged".into(),
+                dedupe_key: Some(format!("ack:{}", sms.alert_id)),
+                detail: json!({"by": by.as_str(), "via": "sms"}),
+                at: now,
+            })
+            .await?;
+        hang_up_live(self, &sms.alert_id, None).await?;
+        Ok(Some(sms.alert_id))
+    }
+
+    /// A delivery receipt for a text.
+    pub async fn handle_sms_status(
+        &self,
+        message_id: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let Some(sms) = self.store.sms_status(message_id, status, now).await? else {
+            tracing::warn!(
+                message_id,
+                "delivery receipt for an unknown message; ignored"
+            );
+            return Ok(());
+        };
+        if matches!(status, "rejected" | "undeliverable" | "failed") {
+            tracing::error!(alert_id = %sms.alert_id, status, "an SMS was not delivered");
+        }
+        self.store
+            .record_event(&AuditEvent {
+                alert_id: Some(sms.alert_id.clone()),
+                call_id: None,
+                source: "vonage".into(),
+                kind: format!("sms.{status}"),
+                dedupe_key: Some(format!("sms:{message_id}:{status}")),
+                detail: json!({"message_id": message_id}),
+                at: now,
+            })
+            .await
+            .map(|_| ())
+    }
 }
 
 /// The policy ran out: flag the alert loudly (logs, metadata, audit trail).

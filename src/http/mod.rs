@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/api/alerts/call-response", post(webhooks::input))
         .route("/api/alerts/call-event", post(webhooks::event))
+        .route("/api/sms/inbound", post(webhooks::inbound_sms))
+        .route("/api/sms/status", post(webhooks::sms_status))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     if state.sim.is_some() {
@@ -40,7 +42,9 @@ pub fn router(state: AppState) -> Router {
             .route("/api/sim/calls/{id}/answer", post(sim::answer))
             .route("/api/sim/calls/{id}/press", post(sim::press))
             .route("/api/sim/calls/{id}/silence", post(sim::silence))
-            .route("/api/sim/calls/{id}/hangup", post(sim::hang_up));
+            .route("/api/sim/calls/{id}/hangup", post(sim::hang_up))
+            .route("/api/sim/sms", get(sim::messages))
+            .route("/api/sim/sms/reply", post(sim::reply));
     }
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{AppState, HttpError};
 use crate::engine::Source;
-use crate::telephony::simulator::{SimCall, Simulator};
+use crate::telephony::simulator::{SimCall, SimSms, Simulator};
 
 /// With `ALERTCALL_API_TOKEN` set, the simulator needs `Authorization: Bearer <token>`.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Simulator>, HttpError> {
@@ -87,4 +87,31 @@ pub async fn hang_up(
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
     Ok(Json(authorize(&state, &headers)?.hang_up(&id)?))
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SimSms>>, HttpError> {
+    Ok(Json(authorize(&state, &headers)?.messages()))
+}
+
+#[derive(Deserialize)]
+pub struct Reply {
+    from: String,
+    text: String,
+}
+
+/// A simulated phone texts back, through the same path as an inbound SMS webhook.
+pub async fn reply(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(reply): Json<Reply>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    authorize(&state, &headers)?;
+    let acknowledged = state
+        .engine
+        .handle_inbound_sms(&reply.from, &reply.text)
+        .await?;
+    Ok(Json(serde_json::json!({"acknowledged": acknowledged})))
 }

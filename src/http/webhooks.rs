@@ -108,3 +108,30 @@ pub async fn event(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// An inbound text (Messages API): "1" acknowledges.
+pub async fn inbound_sms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, HttpError> {
+    verify(&state, &headers, &body)?;
+    let sms = vonage::parse_inbound_sms(&body).map_err(bad_request)?;
+    state
+        .engine
+        .handle_inbound_sms(&sms.from, &sms.text)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// A Messages API status (delivery receipt).
+pub async fn sms_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, HttpError> {
+    verify(&state, &headers, &body)?;
+    let (id, status) = vonage::parse_sms_status(&body).map_err(bad_request)?;
+    state.engine.handle_sms_status(&id, &status).await?;
+    Ok(StatusCode::OK)
+}

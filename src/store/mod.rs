@@ -178,6 +178,32 @@ pub struct NewCall {
     pub at: DateTime<Utc>,
 }
 
+/// A text message about to be sent.
+#[derive(Debug, Clone)]
+pub struct NewSms {
+    pub id: Uuid,
+    pub alert_id: String,
+    pub person: Option<String>,
+    pub to_number: String,
+    /// What a reply must contain to acknowledge this alert (with a 1).
+    pub code: String,
+    pub provider: String,
+    pub body: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A text message as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct SmsRecord {
+    pub id: String,
+    pub alert_id: String,
+    pub person: Option<String>,
+    pub to_number: String,
+    pub code: String,
+    pub provider_message_id: Option<String>,
+    pub status: String,
+}
+
 /// An entry in the audit trail: every webhook and every action.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -347,6 +373,29 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
+    async fn create_sms(&self, sms: &NewSms) -> Result<(), StoreError>;
+    /// Records the provider's id and status (`submitted`, `failed: ...`).
+    async fn sms_sent(
+        &self,
+        id: Uuid,
+        provider_message_id: Option<&str>,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A delivery receipt: the message's new status, and the message.
+    async fn sms_status(
+        &self,
+        provider_message_id: &str,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SmsRecord>, StoreError>;
+    /// The newest message to `number` since `since` (with `code`, when the reply gave one).
+    async fn sms_for_reply(
+        &self,
+        number: &str,
+        code: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<SmsRecord>, StoreError>;
     async fn list_calls(
         &self,
         alert_id: Option<&str>,

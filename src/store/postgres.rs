@@ -579,6 +579,82 @@ impl Store for PgStore {
         Ok(after.map_or(0, |n| n - 1))
     }
 
+    async fn create_sms(&self, sms: &NewSms) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall.sms (id, alert_id, person, to_number, code, provider, status, body, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8)",
+        )
+        .bind(sms.id.to_string())
+        .bind(&sms.alert_id)
+        .bind(&sms.person)
+        .bind(&sms.to_number)
+        .bind(&sms.code)
+        .bind(&sms.provider)
+        .bind(&sms.body)
+        .bind(sms.at)
+        .execute(&self.pool)
+        .await
+        .doing("recording a text message")?;
+        Ok(())
+    }
+
+    async fn sms_sent(
+        &self,
+        id: Uuid,
+        provider_message_id: Option<&str>,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall.sms SET provider_message_id = $2, status = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(provider_message_id)
+        .bind(status)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .doing("recording a sent text message")?;
+        Ok(())
+    }
+
+    async fn sms_status(
+        &self,
+        provider_message_id: &str,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<SmsRecord>, StoreError> {
+        sqlx::query_as(
+            "UPDATE alertcall.sms SET status = $2, updated_at = $3 WHERE provider_message_id = $1 \
+             RETURNING id, alert_id, person, to_number, code, provider_message_id, status",
+        )
+        .bind(provider_message_id)
+        .bind(status)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("recording a delivery receipt")
+    }
+
+    async fn sms_for_reply(
+        &self,
+        number: &str,
+        code: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<SmsRecord>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, alert_id, person, to_number, code, provider_message_id, status FROM alertcall.sms \
+             WHERE to_number = $1 AND created_at >= $3 AND ($2::text IS NULL OR code = $2) \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(number)
+        .bind(code)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("finding the message a reply answers")
+    }
+
     async fn list_calls(
         &self,
         alert_id: Option<&str>,

@@ -52,4 +52,15 @@ pub trait Provider: Send + Sync + 'static {
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError>;
     /// Ends a call that is ringing or in progress (someone else acknowledged).
     async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError>;
+    /// Sends a text message; returns the provider's message id.
+    async fn send_sms(&self, sms: &SmsRequest) -> Result<String, ProviderError>;
+}
+
+/// A text message to send.
+#[derive(Debug, Clone)]
+pub struct SmsRequest {
+    pub to: Phone,
+    pub text: String,
+    /// Ours, echoed in delivery receipts (Vonage `client_ref`).
+    pub client_ref: String,
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{CallRequest, PlacedCall, Provider, ProviderError};
+use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
 use crate::domain::menu::Reply;
 
@@ -55,8 +55,19 @@ pub enum SimError {
     BadKeys,
 }
 
+/// A text message the simulated network delivered.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimSms {
+    pub id: String,
+    /// Masked, like calls.
+    pub to: String,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
 pub struct Simulator {
     calls: Mutex<BTreeMap<String, SimCall>>,
+    sms: Mutex<Vec<SimSms>>,
     events: mpsc::UnboundedSender<CallEvent>,
 }
 
@@ -68,6 +79,7 @@ impl Simulator {
         (
             Simulator {
                 calls: Mutex::new(BTreeMap::new()),
+                sms: Mutex::new(Vec::new()),
                 events: tx,
             },
             rx,
@@ -83,6 +95,11 @@ impl Simulator {
             detail: None,
             at: Some(Utc::now().to_rfc3339()),
         });
+    }
+
+    /// Text messages sent, oldest first (the last 1,000).
+    pub fn messages(&self) -> Vec<SimSms> {
+        self.sms.lock().expect("sim lock").clone()
     }
 
     pub fn list(&self) -> Vec<SimCall> {
@@ -243,6 +260,22 @@ impl Provider for Simulator {
         Ok(PlacedCall {
             provider_call_id: id,
         })
+    }
+
+    async fn send_sms(&self, sms: &SmsRequest) -> Result<String, ProviderError> {
+        let id = format!("SIMSMS-{}", Uuid::new_v4().simple());
+        let mut all = self.sms.lock().expect("sim lock");
+        if all.len() >= KEEP_CALLS {
+            all.remove(0);
+        }
+        all.push(SimSms {
+            id: id.clone(),
+            to: sms.to.masked(),
+            text: sms.text.clone(),
+            created_at: Utc::now(),
+        });
+        tracing::info!(sms = %id, to = %sms.to.masked(), "SIMULATED SMS sent");
+        Ok(id)
     }
 
     async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError> {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{CallRequest, PlacedCall, Provider, ProviderError};
+use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::config::VonageConfig;
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
 use crate::domain::menu::Reply;
@@ -206,6 +206,101 @@ impl Provider for VonageProvider {
     async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError> {
         self.put_hangup(provider_call_id).await
     }
+
+    /// Messages API v1 (`POST /v1/messages`, the same application JWT): 202 with a
+    /// `message_uuid`.
+    async fn send_sms(&self, sms: &SmsRequest) -> Result<String, ProviderError> {
+        let url = format!("{}/v1/messages", self.config.api_url);
+        let body = json!({
+            "message_type": "text",
+            "channel": "sms",
+            "to": sms.to.digits(),
+            "from": self.config.from_number.digits(),
+            "text": sms.text,
+            "client_ref": sms.client_ref,
+        });
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.token()?)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                message: format!("POST {url}: {}", describe_reqwest(&e)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            #[derive(Deserialize)]
+            struct Accepted {
+                message_uuid: String,
+            }
+            return serde_json::from_slice::<Accepted>(&bytes)
+                .map(|a| a.message_uuid)
+                .map_err(|e| ProviderError::Transient {
+                    message: format!("Vonage answered {status} without a message_uuid: {e}"),
+                    retry_after: None,
+                });
+        }
+        let detail = problem_detail(&bytes);
+        Err(match status.as_u16() {
+            401 | 403 => {
+                ProviderError::Config(format!("Vonage Messages answered {status}: {detail}"))
+            }
+            429 | 500..=599 => ProviderError::Transient {
+                message: format!("Vonage Messages answered {status}: {detail}"),
+                retry_after: None,
+            },
+            _ => ProviderError::Permanent(format!("Vonage Messages answered {status}: {detail}")),
+        })
+    }
+}
+
+/// An inbound text (Messages API `inbound` webhook): who sent what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundSms {
+    pub from: String,
+    pub text: String,
+    pub message_uuid: Option<String>,
+}
+
+/// Parses the Messages API inbound webhook (`{channel, message_uuid, from, to, text, ...}`).
+pub fn parse_inbound_sms(body: &[u8]) -> Result<InboundSms, WebhookError> {
+    let map = object(body)?;
+    let from = match map.get("from") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(WebhookError::Malformed("from must be a string".into())),
+        None => return Err(WebhookError::Missing("from")),
+    };
+    if from.is_empty() || from.len() > 32 {
+        return Err(WebhookError::Malformed(
+            "from must be a phone number".into(),
+        ));
+    }
+    let body = text(&map, "text").unwrap_or_default();
+    if body.len() > 2000 {
+        return Err(WebhookError::Malformed("text is too long".into()));
+    }
+    Ok(InboundSms {
+        from,
+        text: body,
+        message_uuid: text(&map, "message_uuid"),
+    })
+}
+
+/// Parses the Messages API status webhook: the message and its new status.
+pub fn parse_sms_status(body: &[u8]) -> Result<(String, String), WebhookError> {
+    let map = object(body)?;
+    let id = text(&map, "message_uuid").ok_or(WebhookError::Missing("message_uuid"))?;
+    let status = text(&map, "status").ok_or(WebhookError::Missing("status"))?;
+    if id.is_empty() || id.len() > 128 || status.is_empty() || status.len() > 32 {
+        return Err(WebhookError::Malformed(
+            "message_uuid or status out of range".into(),
+        ));
+    }
+    Ok((id, status))
 }
 
 impl VonageProvider {

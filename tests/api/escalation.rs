@@ -121,7 +121,56 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
         started.elapsed() < Duration::from_secs(5),
         "not after the 30 s wait"
     );
-    // The SMS fallback to the primary is recorded in the audit trail.
+    // The primary is texted, with a way to acknowledge by reply.
+    wait_until("the primary is texted", WAIT, || async {
+        !fake.messages().is_empty()
+    })
+    .await;
+    let sms = fake.messages().remove(0);
+    assert_eq!(sms["to"], PRIMARY);
+    let text = sms["text"].as_str().unwrap();
+    assert!(
+        text.contains("Critical alert") && text.contains("Reply 1 to acknowledge"),
+        "{text}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    // A delivery receipt is recorded.
+    let receipt = serde_json::json!({"message_uuid": sms["message_uuid"], "to": PRIMARY,
+        "from": "447700900001", "timestamp": "2026-11-24T20:16:07.000Z", "status": "delivered",
+        "channel": "sms"})
+    .to_string();
+    let r = app
+        .webhook("/api/sms/status", &receipt, Some(SIGNATURE_SECRET))
+        .await;
+    assert_eq!(r.status(), 200);
+    // The primary replies 1 while the backup's phone rings: acknowledged, backup hung up.
+    let backup = call_to(&fake, BACKUP).await;
+    let inbound =
+        serde_json::json!({"channel": "sms", "message_uuid": "in-1", "to": "447700900001",
+        "from": PRIMARY, "timestamp": "2026-11-24T20:17:00Z", "text": "1", "message_type": "text"})
+        .to_string();
+    assert_eq!(
+        app.webhook("/api/sms/inbound", &inbound, None)
+            .await
+            .status(),
+        401
+    );
+    let r = app
+        .webhook("/api/sms/inbound", &inbound, Some(SIGNATURE_SECRET))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT acknowledged_by FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+        ))
+        .await
+        .as_deref(),
+        Some("sms:+13854019951")
+    );
+    wait_until("the backup's call is hung up", WAIT, || async {
+        fake.hangups() == [backup.uuid.clone().unwrap()]
+    })
+    .await;
     let kinds: Vec<String> = app
         .engine
         .store
@@ -131,7 +180,24 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    assert!(kinds.iter().any(|k| k.starts_with("sms.")), "{kinds:?}");
+    for kind in [
+        "sms.sent",
+        "sms.delivered",
+        "alert.acknowledged",
+        "call.hung_up",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+    // Malformed SMS webhooks get 400.
+    for bad in ["{}", "[1]", "{\"from\": 5}"] {
+        let r = app
+            .webhook("/api/sms/inbound", bad, Some(SIGNATURE_SECRET))
+            .await;
+        assert!(r.status() == 400, "{bad}");
+    }
     app.stop().await;
 }
 both_backends!(escalation::a_failed_call_moves_on_at_once);

@@ -48,6 +48,7 @@ pub struct Received {
 #[derive(Default)]
 struct Inner {
     hangups: Vec<String>,
+    messages: Vec<Value>,
     script: VecDeque<Behaviour>,
     default: Option<fn(usize) -> Behaviour>,
     count: usize,
@@ -67,6 +68,7 @@ impl FakeVonage {
         let app = Router::new()
             .route("/v1/calls", post(create_call))
             .route("/v1/calls/{uuid}", axum::routing::put(modify_call))
+            .route("/v1/messages", post(send_message))
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -103,6 +105,11 @@ impl FakeVonage {
             .into_iter()
             .filter(|r| r.answered == 201)
             .collect()
+    }
+
+    /// Text messages sent (Messages API bodies), with `message_uuid` added.
+    pub fn messages(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().messages.clone()
     }
 
     /// Calls alertcall hung up (`PUT /v1/calls/{uuid}` with `{"action":"hangup"}`).
@@ -248,6 +255,42 @@ async fn create_call(
             panic!("fake Vonage drops this connection on purpose");
         }
     }
+}
+
+/// NOTES.md §6: Messages API v1, `POST /v1/messages` with the application JWT; 202.
+async fn send_message(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut violations = check_auth(&headers);
+    let mut body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let digits = |v: &Value| {
+        v.as_str()
+            .is_some_and(|n| (7..=15).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    if body["message_type"] != "text" || body["channel"] != "sms" {
+        violations.push("messages: message_type must be text and channel sms".into());
+    }
+    if !digits(&body["to"]) || !digits(&body["from"]) {
+        violations.push("messages: to and from must be 7-15 digits, no +".into());
+    }
+    if body["text"].as_str().is_none_or(str::is_empty) {
+        violations.push("messages: text is required".into());
+    }
+    let mut inner = inner.lock().unwrap();
+    if !violations.is_empty() {
+        inner.violations.extend(violations);
+        return StatusCode::UNPROCESSABLE_ENTITY.into_response();
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    body["message_uuid"] = json!(id);
+    inner.messages.push(body);
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"message_uuid": id})),
+    )
+        .into_response()
 }
 
 /// NOTES.md §1: `PUT /v1/calls/{uuid}` with an action; 204.

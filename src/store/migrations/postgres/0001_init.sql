@@ -91,3 +91,21 @@ $$;
 DROP TRIGGER IF EXISTS alertcall_notify_new_alert ON alerts;
 CREATE TRIGGER alertcall_notify_new_alert
     AFTER INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION alertcall.notify_new_alert();
+
+-- One row per text message (SMS fallback), with the code a reply must carry.
+CREATE TABLE alertcall.sms (
+    id text PRIMARY KEY,
+    alert_id text NOT NULL,
+    person text,
+    to_number text NOT NULL,
+    code text NOT NULL,
+    provider text NOT NULL,
+    provider_message_id text UNIQUE,
+    status text NOT NULL,
+    body text NOT NULL,
+    error text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX sms_to ON alertcall.sms (to_number, created_at);
+CREATE INDEX sms_alert ON alertcall.sms (alert_id);

@@ -77,3 +77,20 @@ CREATE TABLE alertcall_call_events (
     created_at TEXT NOT NULL
 );
 CREATE INDEX alertcall_call_events_alert ON alertcall_call_events (alert_id, id);
+
+CREATE TABLE alertcall_sms (
+    id TEXT PRIMARY KEY NOT NULL,
+    alert_id TEXT NOT NULL,
+    person TEXT,
+    to_number TEXT NOT NULL,
+    code TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    provider_message_id TEXT UNIQUE,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX alertcall_sms_to ON alertcall_sms (to_number, created_at);
+CREATE INDEX alertcall_sms_alert ON alertcall_sms (alert_id);
