@@ -200,7 +200,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              they come from Vonage; set it to the account's signature secret"
         );
     }
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(engine.clone()));
     app.run(shutdown_signal()).await
+}
+
+/// `kill -HUP`: reads alertcall.toml again. A file with problems is refused (and the
+/// running configuration kept); escalations in flight keep their step and policy name.
+#[cfg(unix)]
+async fn reload_on_sighup(engine: std::sync::Arc<crate::engine::Engine>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match engine.config.directory() {
+            Ok(directory) => {
+                let (staff, schedules, policies) = (
+                    directory.staff.len(),
+                    directory.schedules.len(),
+                    directory.policies.len(),
+                );
+                engine.reload(directory);
+                tracing::info!(staff, schedules, policies, "reloaded alertcall.toml");
+            }
+            Err(errors) => {
+                tracing::error!(%errors, "alertcall.toml NOT reloaded; the previous configuration stays in force")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

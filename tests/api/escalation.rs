@@ -309,3 +309,38 @@ pub async fn a_restart_during_a_wait_still_fires_the_next_step_on_time(db: TestD
     second.stop().await;
 }
 both_backends!(escalation::a_restart_during_a_wait_still_fires_the_next_step_on_time);
+
+/// `kill -HUP` reloads alertcall.toml in the running binary; a broken file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_configuration() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let file = config("30s");
+    let path = file.path().display().to_string();
+    let serve =
+        crate::process::Serve::start(&db, &fake, &[("ALERTCALL_CONFIG", path.as_str())]).await;
+    // The primary moves to a new number; first a typo, which must not be applied.
+    let original = std::fs::read_to_string(file.path()).unwrap();
+    std::fs::write(file.path(), original.replace(PRIMARY, "12")).unwrap();
+    serve.hang_up_signal();
+    std::fs::write(file.path(), original.replace(PRIMARY, "13854019959")).unwrap();
+    serve.hang_up_signal();
+    // A reload is asynchronous: raise alerts until one is called at the new number.
+    let deadline = Instant::now() + WAIT;
+    for n in 1.. {
+        db.insert_alert("critical", "P001", "R2", &format!("reload-{n}"))
+            .await;
+        wait_until("the alert is called", WAIT, || async {
+            fake.calls().len() >= n
+        })
+        .await;
+        if fake.calls().iter().any(|c| to(c) == "13854019959") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reload never took effect");
+    }
+    assert!(
+        fake.calls().iter().all(|c| to(c) != "12"),
+        "the broken file was never applied"
+    );
+}

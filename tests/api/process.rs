@@ -63,6 +63,15 @@ impl Serve {
         let _ = self.child.wait();
     }
 
+    /// `kill -HUP`.
+    pub fn hang_up_signal(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    }
+
     /// Resident memory in kB (Linux).
     pub fn rss_kb(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
