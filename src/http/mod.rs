@@ -15,6 +15,7 @@ use crate::store::StoreError;
 use crate::telephony::simulator::{SimError, Simulator};
 
 mod health;
+mod oncall;
 mod sim;
 mod webhooks;
 
@@ -34,7 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sms/inbound", post(webhooks::inbound_sms))
         .route("/api/sms/status", post(webhooks::sms_status))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/oncall", get(oncall::oncall));
     if state.sim.is_some() {
         router = router
             .route("/api/sim/calls", get(sim::list))
@@ -49,6 +51,35 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// With `ALERTCALL_API_TOKEN` set, the API needs `Authorization: Bearer <token>`.
+pub(crate) fn require_token(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), HttpError> {
+    let Some(token) = &state.engine.config.api_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in constant time: a token is a secret.
+    let matches = given.is_some_and(|g| {
+        g.len() == token.expose().len()
+            && g.bytes()
+                .zip(token.expose().bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(HttpError::Unauthorized(
+            "this needs Authorization: Bearer <ALERTCALL_API_TOKEN>".into(),
+        ))
+    }
 }
 
 /// Every error an HTTP handler answers with. Internal errors are logged once here and

@@ -4,26 +4,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 
 use super::{AppState, HttpError};
 use crate::engine::Source;
 use crate::telephony::simulator::{SimCall, SimSms, Simulator};
 
-/// With `ALERTCALL_API_TOKEN` set, the simulator needs `Authorization: Bearer <token>`.
+/// The simulator, for callers that pass the API token check.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Simulator>, HttpError> {
-    if let Some(token) = &state.engine.config.api_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.expose()) {
-            return Err(HttpError::Unauthorized(
-                "this needs Authorization: Bearer <ALERTCALL_API_TOKEN>".into(),
-            ));
-        }
-    }
+    super::require_token(state, headers)?;
     state
         .sim
         .clone()

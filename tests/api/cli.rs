@@ -208,7 +208,7 @@ fn oncall_and_check_read_alertcall_toml() {
     let out = run(&["oncall", "--at", "2026-03-12T20:00"], &[], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
-    // The override: Ana covers Cho's night on 12 March; Dev is on the ward.
+    // The override: Ana covers Dev's night on 12 March; Dev is on the ward.
     assert!(
         table.contains("icu       ana  Ana Souza  override"),
         "{table}"

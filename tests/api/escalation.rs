@@ -344,3 +344,86 @@ async fn sighup_reloads_the_configuration() {
         "the broken file was never applied"
     );
 }
+
+/// The on-call API gives the same answer as `alertcall oncall`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oncall_api_answers_who_is_on_call() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/alertcall.example.toml");
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_CONFIG", example),
+            ("ALERTCALL_API_TOKEN", "t0ken"),
+        ],
+    )
+    .await;
+    let get = |path: &str| app.http.get(app.url(path)).bearer_auth("t0ken").send();
+    assert_eq!(app.get("/api/v1/oncall").await.status(), 401);
+    // 12 March 2026, 20:00 in Denver (MDT, UTC-6): Ana covers Dev's night.
+    let r = get("/api/v1/oncall?schedule=icu&at=2026-03-13T02:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let people: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["person"].as_str().unwrap())
+        .collect();
+    assert_eq!(people, ["ana"]);
+    assert_eq!(body[0]["shift"], "override");
+    assert_eq!(body[0]["name"], "Ana Souza");
+    assert_eq!(
+        get("/api/v1/oncall?schedule=nope").await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        get("/api/v1/oncall?at=yesterday").await.unwrap().status(),
+        400
+    );
+    app.stop().await;
+}
+
+both_backends!(escalation::voicemail_never_acknowledges_and_moves_on);
+pub async fn voicemail_never_acknowledges_and_moves_on(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    let file = config("30s");
+    let app = start(&db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let uuid = primary.uuid.clone().unwrap();
+    // Voicemail picks up (Vonage says `answered`), then machine detection says `machine`.
+    app.webhook(
+        &event_url(&primary),
+        &event_body(&uuid, "answered"),
+        Some(SIGNATURE_SECRET),
+    )
+    .await;
+    let machine = serde_json::json!({"call_uuid": uuid, "from": "447700900001", "to": PRIMARY,
+        "status": "machine", "conversation_uuid": "CON-1", "timestamp": "2026-11-24T20:15:33.517Z"})
+    .to_string();
+    let r = app
+        .webhook(&event_url(&primary), &machine, Some(SIGNATURE_SECRET))
+        .await;
+    assert_eq!(r.status(), 204);
+    let started = Instant::now();
+    call_to(&fake, BACKUP).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the backup is called at once"
+    );
+    let row = db
+        .row(&format!(
+            "SELECT status, metadata->'call'->>'call_status' FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+        ))
+        .await;
+    assert_eq!(
+        row[0].as_deref(),
+        Some("active"),
+        "voicemail is not an acknowledgement"
+    );
+    app.stop().await;
+}
