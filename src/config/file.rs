@@ -27,6 +27,9 @@ pub struct Person {
 /// Everything `alertcall.toml` describes, checked and resolved.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
+    /// `[messages]`: what calls and texts say.
+    pub hospital_name: Option<String>,
+    pub include_patient_name: Option<bool>,
     pub staff: HashMap<String, Person>,
     pub schedules: Vec<Schedule>,
     pub policies: Vec<Policy>,
@@ -44,6 +47,8 @@ struct FileDoc {
     #[serde(default)]
     hospital: HospitalDoc,
     #[serde(default)]
+    messages: MessagesDoc,
+    #[serde(default)]
     staff: Vec<PersonDoc>,
     #[serde(default)]
     schedules: Vec<ScheduleDoc>,
@@ -57,6 +62,15 @@ struct HospitalDoc {
     time_zone: Option<Spanned<String>>,
     /// E.g. "1": numbers written without `+` get this country calling code.
     default_country_code: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MessagesDoc {
+    /// Spoken as "Critical alert at <hospital_name>."
+    hospital_name: Option<String>,
+    /// false: calls and texts leave the patient's name out.
+    include_patient_name: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +462,8 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
 
     if p.list.is_empty() {
         Ok(Directory {
+            hospital_name: doc.messages.hospital_name.clone(),
+            include_patient_name: doc.messages.include_patient_name,
             staff,
             schedules,
             policies,

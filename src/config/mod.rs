@@ -30,6 +30,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     pub nurse_phone: Phone,
     pub messages: MessageSettings,
+    /// Which of `messages` came from the environment (they win over alertcall.toml).
+    pub messages_from_env: (bool, bool),
     pub language: String,
     /// How often the database is swept for alerts a notification missed.
     pub sweep_interval: Duration,
@@ -291,6 +293,10 @@ impl Config {
                 true
             }
         };
+        let messages_from_env = (
+            get("ALERTCALL_HOSPITAL_NAME").is_some(),
+            get("ALERTCALL_SPEAK_PATIENT_NAME").is_some(),
+        );
         let messages = MessageSettings {
             hospital_name: get("ALERTCALL_HOSPITAL_NAME").unwrap_or_else(|| "the hospital".into()),
             include_patient_name,
@@ -330,6 +336,7 @@ impl Config {
             provider,
             nurse_phone,
             messages,
+            messages_from_env,
             language: get("ALERTCALL_LANGUAGE").unwrap_or_else(|| "en-US".into()),
             sweep_interval,
             sqlite_watch_interval,

@@ -340,7 +340,7 @@ async fn call_person(
     step: usize,
     round: u32,
 ) -> Result<Called, crate::store::StoreError> {
-    let announcement = message::announcement(alert, &engine.config.messages);
+    let announcement = message::announcement(alert, &engine.messages());
     let call = engine
         .store
         .create_call(&NewCall {

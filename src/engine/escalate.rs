@@ -162,7 +162,7 @@ pub(super) async fn sms_fallback(
     let code = format!("{:04}", fastrand::u16(0..10000));
     let text = format!(
         "{} Reply 1 to acknowledge (ref {code}).",
-        crate::domain::message::announcement(alert, &engine.config.messages)
+        crate::domain::message::announcement(alert, &engine.messages())
     );
     let id = uuid::Uuid::new_v4();
     engine

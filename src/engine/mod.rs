@@ -70,6 +70,20 @@ impl Engine {
         })
     }
 
+    /// What calls and texts say: the environment, else alertcall.toml, else the defaults.
+    pub fn messages(&self) -> crate::domain::message::MessageSettings {
+        let mut settings = self.config.messages.clone();
+        let directory = self.directory();
+        let (name_from_env, patient_from_env) = self.config.messages_from_env;
+        if let Some(name) = directory.hospital_name.clone().filter(|_| !name_from_env) {
+            settings.hospital_name = name;
+        }
+        if let Some(include) = directory.include_patient_name.filter(|_| !patient_from_env) {
+            settings.include_patient_name = include;
+        }
+        settings
+    }
+
     /// The current staff, schedules and policies.
     pub fn directory(&self) -> Arc<Directory> {
         self.directory.read().expect("directory lock").clone()

@@ -244,7 +244,7 @@ fn oncall_and_check_read_alertcall_toml() {
     let out = run(&["check"], &[], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).contains("alertcall.toml:21: staff[1].phone (ben)"),
+        stdout(&out).contains("alertcall.toml:27: staff[1].phone (ben)"),
         "{}",
         stdout(&out)
     );

@@ -427,3 +427,45 @@ pub async fn voicemail_never_acknowledges_and_moves_on(db: TestDb) {
     );
     app.stop().await;
 }
+
+/// `[messages] include_patient_name = false` keeps names out of calls and texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_names_can_be_left_out() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let file = config("30s");
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "[messages]\nhospital_name = \"Haven Hospital\"\ninclude_patient_name = false\n{text}"
+        ),
+    )
+    .unwrap();
+    let path = file.path().display().to_string();
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_CONFIG", path.as_str())]).await;
+    db.seed_people().await;
+    db.insert_alert("critical", "P001", "R2", "Seizure activity detected")
+        .await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let spoken_text = spoken(&primary.body["ncco"]);
+    assert!(
+        spoken_text.starts_with("Critical alert at Haven Hospital. Room 2. Seizure"),
+        "{spoken_text}"
+    );
+    assert!(!spoken_text.contains("Dheeraj"));
+    let uuid = primary.uuid.clone().unwrap();
+    app.webhook(
+        &event_url(&primary),
+        &event_body(&uuid, "busy"),
+        Some(SIGNATURE_SECRET),
+    )
+    .await;
+    wait_until("the primary is texted", WAIT, || async {
+        !fake.messages().is_empty()
+    })
+    .await;
+    let sms = fake.messages()[0]["text"].as_str().unwrap().to_string();
+    assert!(!sms.contains("Dheeraj") && sms.contains("Room 2"), "{sms}");
+    app.stop().await;
+}
