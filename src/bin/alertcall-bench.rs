@@ -342,7 +342,7 @@ async fn phases(
     let rss_idle_mb = proc_status_mb(serve.pid(), "VmRSS")?;
 
     // Acknowledge the steady calls too (unmeasured), so no page runs into ALERTCALL_ACK_WAIT
-    // and logs NO ACKNOWLEDGEMENT while the burst is measured.
+    // and logs ESCALATION EXHAUSTED while the burst is measured.
     let steady_acks = acknowledge(client, &serve.base_url, &steady.calls(), args.acks).await?;
 
     // Burst phase: a whole ward's worth of critical alerts in one commit.
