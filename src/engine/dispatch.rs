@@ -110,7 +110,7 @@ async fn work(
     };
     let state = escalate::state_of(page, now);
     if !alert.status.needs_paging() {
-        escalate::hang_up_live(engine, &alert.id, None).await?;
+        escalate::hang_up_live(engine, &alert.id).await?;
         let state = match alert.status {
             AlertStatus::Acknowledged => PageState::Acknowledged,
             _ => PageState::Cancelled,
@@ -178,7 +178,7 @@ async fn work(
             Action::SmsFallback { person } => {
                 escalate::sms_fallback(engine, &alert, &person).await?
             }
-            Action::HangUpAll => escalate::hang_up_live(engine, &alert.id, None).await?,
+            Action::HangUpAll => escalate::hang_up_live(engine, &alert.id).await?,
             Action::MarkExhausted => escalate::mark_exhausted(engine, &alert, policy).await?,
         }
     }

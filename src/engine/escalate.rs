@@ -10,7 +10,7 @@ use crate::config::file::{Directory, Person};
 use crate::domain::alert::Alert;
 use crate::domain::call::CallRecord;
 use crate::domain::escalation::{self, Action, Event, Phase, Policy, State, Target};
-use crate::store::{AuditEvent, Page, PageState, PageUpdate, StoreError};
+use crate::store::{AuditEvent, LiveCall, Page, PageState, PageUpdate, StoreError};
 
 /// The policy an alert follows: the one it started with (kept across reloads), else the
 /// first that matches.
@@ -87,31 +87,44 @@ pub(super) fn people(directory: &Directory, targets: &[Target], now: DateTime<Ut
         .collect()
 }
 
-/// Hangs up every call of the alert still ringing or in progress, except `keep`.
-pub(super) async fn hang_up_live(
+/// Hangs up every call of the alert still ringing or in progress.
+pub(super) async fn hang_up_live(engine: &Engine, alert_id: &str) -> Result<(), StoreError> {
+    let live: Vec<LiveCall> = engine
+        .store
+        .list_calls(Some(alert_id), 100)
+        .await?
+        .into_iter()
+        .filter(|c| !c.status.is_terminal())
+        .filter_map(|c| {
+            Some(LiveCall {
+                id: c.id.to_string(),
+                provider_call_id: c.provider_call_id?,
+            })
+        })
+        .collect();
+    hang_up(engine, alert_id, &live).await
+}
+
+/// Hangs up these calls (someone acknowledged, or the alert was resolved).
+pub(super) async fn hang_up(
     engine: &Engine,
     alert_id: &str,
-    keep: Option<uuid::Uuid>,
+    calls: &[LiveCall],
 ) -> Result<(), StoreError> {
-    for call in engine.store.list_calls(Some(alert_id), 100).await? {
-        if call.status.is_terminal() || Some(call.id) == keep {
-            continue;
-        }
-        let Some(provider_call_id) = call.provider_call_id.as_deref() else {
-            continue;
-        };
+    for call in calls {
+        let provider_call_id = call.provider_call_id.as_str();
         match engine.provider.hang_up(provider_call_id).await {
             Ok(()) => {
                 tracing::info!(
                     alert_id,
                     call_id = provider_call_id,
-                    "hung up: someone else acknowledged"
+                    "hung up: the alert no longer needs this call"
                 );
                 engine
                     .store
                     .record_event(&AuditEvent {
                         alert_id: Some(alert_id.to_string()),
-                        call_id: Some(call.id),
+                        call_id: uuid::Uuid::parse_str(&call.id).ok(),
                         source: "engine".into(),
                         kind: "call.hung_up".into(),
                         dedupe_key: Some(format!("hangup:{provider_call_id}")),
@@ -267,7 +280,7 @@ impl Engine {
                 at: now,
             })
             .await?;
-        hang_up_live(self, &sms.alert_id, None).await?;
+        hang_up_live(self, &sms.alert_id).await?;
         Ok(Some(sms.alert_id))
     }
 
@@ -405,7 +418,7 @@ impl Engine {
         for action in after_commit {
             match action {
                 Action::SmsFallback { person } => sms_fallback(self, &alert, &person).await?,
-                Action::HangUpAll => hang_up_live(self, &alert.id, None).await?,
+                Action::HangUpAll => hang_up_live(self, &alert.id).await?,
                 Action::MarkExhausted => mark_exhausted(self, &alert, policy).await?,
                 Action::Notify { .. } => {}
             }

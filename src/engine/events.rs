@@ -201,7 +201,7 @@ impl Engine {
                 at: now,
             },
         };
-        let outcome = self
+        let (outcome, live) = self
             .store
             .acknowledge_by_call(call.id, &by, now, &audit)
             .await?;
@@ -213,7 +213,7 @@ impl Engine {
                     "ACKNOWLEDGED by phone (pressed 1)"
                 );
                 // Everyone else still being called can stop.
-                super::escalate::hang_up_live(self, &call.alert_id, Some(call.id)).await?;
+                super::escalate::hang_up(self, &call.alert_id, &live).await?;
                 menu::ACKNOWLEDGED
             }
             AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,

@@ -368,7 +368,7 @@ pub trait Store: Send + Sync + 'static {
         by: &Acknowledger,
         at: DateTime<Utc>,
         audit: &AckAudit,
-    ) -> Result<AckOutcome, StoreError> {
+    ) -> Result<(AckOutcome, Vec<LiveCall>), StoreError> {
         acknowledged_by_call(self.call_tx().await?, call_id, by, at, audit).await
     }
     /// Counts one more re-prompt on a call and returns how many there were before.
@@ -630,6 +630,12 @@ pub trait CallTx: Send {
     async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError>;
     /// Stores a page's next state and releases the lease, if `owner` still holds it.
     async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError>;
+    /// The alert's calls other than `except` that are still ringing or in progress.
+    async fn live_calls(
+        &mut self,
+        alert_id: &str,
+        except: Uuid,
+    ) -> Result<Vec<LiveCall>, StoreError>;
     /// Reads an alert's page, locking it for the rest of the transaction.
     async fn page(&mut self, alert_id: &str) -> Result<Option<Page>, StoreError>;
     /// Moves a page on whoever holds it (an escalation event from a webhook), unless it is
@@ -725,25 +731,33 @@ pub struct AckAudit {
     pub acknowledged: AuditEvent,
 }
 
+/// A call of an alert still ringing or in progress.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveCall {
+    pub id: String,
+    pub provider_call_id: String,
+}
+
 /// Digit 1 on a call: the alert, the call and the audit trail, together or not at all.
+/// Also returns the alert's other calls still live, to hang up.
 pub(crate) async fn acknowledged_by_call(
     mut tx: Box<dyn CallTx>,
     call_id: Uuid,
     by: &Acknowledger,
     at: DateTime<Utc>,
     audit: &AckAudit,
-) -> Result<AckOutcome, StoreError> {
+) -> Result<(AckOutcome, Vec<LiveCall>), StoreError> {
     let Some(call) = tx.call(call_id).await? else {
-        return Ok(AckOutcome::NoSuchAlert);
+        return Ok((AckOutcome::NoSuchAlert, vec![]));
     };
     tx.record(&audit.input).await?;
     if call.status == CallStatus::Answered {
         tx.commit().await?;
-        return Ok(AckOutcome::AlreadyAcknowledgedHere);
+        return Ok((AckOutcome::AlreadyAcknowledgedHere, vec![]));
     }
     if !tx.acknowledge_alert(&call.alert_id, by, at).await? {
         tx.commit().await?;
-        return Ok(AckOutcome::AlreadyHandled);
+        return Ok((AckOutcome::AlreadyHandled, vec![]));
     }
     let alert_id = call.alert_id.clone();
     if let Some(call) = advanced(call, CallStatus::Answered, at) {
@@ -751,8 +765,9 @@ pub(crate) async fn acknowledged_by_call(
     }
     tx.close_page(&alert_id, at).await?;
     tx.record(&audit.acknowledged).await?;
+    let live = tx.live_calls(&alert_id, call_id).await?;
     tx.commit().await?;
-    Ok(AckOutcome::Acknowledged)
+    Ok((AckOutcome::Acknowledged, live))
 }
 
 /// An acknowledgement from outside a call (CLI, API, dashboard).

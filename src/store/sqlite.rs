@@ -264,6 +264,23 @@ impl CallTx for SqliteCallTx {
         Ok(())
     }
 
+    async fn live_calls(
+        &mut self,
+        alert_id: &str,
+        except: Uuid,
+    ) -> Result<Vec<LiveCall>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, provider_call_id FROM alertcall_calls WHERE alert_id = ?1 AND id <> ?2 \
+             AND provider_call_id IS NOT NULL \
+             AND status IN ('pending', 'initiated', 'ringing', 'in_progress')",
+        )
+        .bind(alert_id)
+        .bind(except.to_string())
+        .fetch_all(&mut *self.tx)
+        .await
+        .doing("listing live calls")
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.doing("committing")
     }
