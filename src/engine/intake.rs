@@ -49,6 +49,13 @@ pub(super) async fn run(engine: Arc<Engine>) {
             FeedEvent::Sweep => None,
         };
         take_in(&engine, only).await;
+        if only.is_none() {
+            match engine.store.wake_closed(engine.now()).await {
+                Ok(0) => {}
+                Ok(_) => engine.wake(),
+                Err(e) => tracing::warn!(error = %e, "could not look for alerts closed elsewhere"),
+            }
+        }
     }
 }
 

@@ -269,6 +269,9 @@ pub trait Store: Send + Sync + 'static {
         not_before: DateTime<Utc>,
         lease: &Lease,
     ) -> Result<Vec<Page>, StoreError>;
+    /// Makes the pages of alerts acknowledged or resolved elsewhere due now, so their calls
+    /// are hung up and their escalation stops without waiting out a step. Returns how many.
+    async fn wake_closed(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Claims pages that are due and not held by a live lease.
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError>;
     /// When the earliest page falls due (for the dispatcher's sleep).
@@ -777,8 +780,9 @@ pub(crate) async fn acknowledged(
     by: &Acknowledger,
     at: DateTime<Utc>,
 ) -> Result<AckOutcome, StoreError> {
+    // The page stays open: the engine notices the closed alert (trigger, file watch or
+    // sweep), hangs up whatever still rings for it, and closes the page itself.
     let outcome = if tx.acknowledge_alert(alert_id, by, at).await? {
-        tx.close_page(alert_id, at).await?;
         AckOutcome::Acknowledged
     } else if tx.alert_exists(alert_id).await? {
         AckOutcome::AlreadyHandled

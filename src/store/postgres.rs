@@ -415,6 +415,20 @@ impl Store for PgStore {
         }
     }
 
+    async fn wake_closed(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alertcall.pages p SET due_at = $1 \
+             WHERE p.state IN ('due', 'waiting', 'exhausted') AND p.due_at > $1 \
+               AND EXISTS (SELECT 1 FROM alerts a WHERE a.id = (p.alert_id)::{} AND a.status <> 'active')",
+            self.id_type.read().expect("id_type lock")
+        )))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .doing("waking pages of closed alerts")?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
         let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(format!(
             "UPDATE alertcall.pages SET lease_owner = $1, due_at = $2, updated_at = $3 \
@@ -739,6 +753,9 @@ impl AlertFeed for PgFeed {
                 // query per notification.
                 if listener.next_buffered().is_some() {
                     while listener.next_buffered().is_some() {}
+                    return Ok(FeedEvent::Sweep);
+                }
+                if n.payload().is_empty() {
                     return Ok(FeedEvent::Sweep);
                 }
                 Ok(FeedEvent::NewAlert(n.payload().to_string()))

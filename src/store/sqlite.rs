@@ -373,6 +373,19 @@ impl Store for SqliteStore {
         pages_from_rows(rows)
     }
 
+    async fn wake_closed(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alertcall_pages SET due_at = ?1 \
+             WHERE state IN ('due', 'waiting', 'exhausted') AND due_at > ?1 \
+               AND EXISTS (SELECT 1 FROM alerts a WHERE a.id = alertcall_pages.alert_id AND a.status <> 'active')",
+        )
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("waking pages of closed alerts")?;
+        Ok(done.rows_affected())
+    }
+
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
         let rows = sqlx::query_as::<_, PageRow>(AssertSqlSafe(format!(
             "UPDATE alertcall_pages SET lease_owner = ?1, due_at = ?2, updated_at = ?3 \

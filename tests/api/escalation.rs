@@ -275,16 +275,33 @@ both_backends!(escalation::the_backups_1_hangs_up_the_primary);
 
 pub async fn an_alert_resolved_elsewhere_stops_the_escalation(db: TestDb) {
     let fake = FakeVonage::start().await;
-    let file = config("1s");
+    let file = config("60s");
     let app = start(&db, &fake, &file).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    call_to(&fake, PRIMARY).await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let uuid = primary.uuid.clone().unwrap();
+    app.webhook(
+        &event_url(&primary),
+        &event_body(&uuid, "ringing"),
+        Some(SIGNATURE_SECRET),
+    )
+    .await;
+    // The hospital app resolves the alert while the primary's phone rings.
     db.exec(&format!(
         "UPDATE alerts SET status = 'resolved' WHERE CAST(id AS TEXT) = '{alert}'"
     ))
     .await;
+    let started = Instant::now();
     wait_until("the escalation stops", WAIT, || async {
         page_state(&app, &alert).await == "cancelled"
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "well before the 60 s wait"
+    );
+    wait_until("the ringing call is hung up", WAIT, || async {
+        fake.hangups() == [uuid.clone()]
     })
     .await;
     assert_eq!(fake.calls().len(), 1, "the backup is never called");

@@ -109,3 +109,18 @@ CREATE TABLE alertcall.sms (
 );
 CREATE INDEX sms_to ON alertcall.sms (to_number, created_at);
 CREATE INDEX sms_alert ON alertcall.sms (alert_id);
+
+-- An alert acknowledged or resolved outside alertcall (the hospital app, the dashboard) wakes
+-- alertcall too, so calls still ringing for it stop at once. An empty payload means "sweep".
+CREATE OR REPLACE FUNCTION alertcall.notify_alert_closed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('alertcall_new_alert', '');
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS alertcall_notify_alert_closed ON alerts;
+CREATE TRIGGER alertcall_notify_alert_closed
+    AFTER UPDATE OF status ON alerts FOR EACH ROW
+    WHEN (OLD.status = 'active' AND NEW.status IS DISTINCT FROM 'active')
+    EXECUTE FUNCTION alertcall.notify_alert_closed();
