@@ -145,16 +145,8 @@ impl Provider for VonageProvider {
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError> {
         let url = format!("{}/v1/calls", self.config.api_url);
         let response = self
-            .http
-            .post(&url)
-            .bearer_auth(self.token()?)
-            .json(&self.create_call_body(request))
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient {
-                message: format!("POST {url}: {}", describe_reqwest(&e)),
-                retry_after: None,
-            })?;
+            .send(reqwest::Method::POST, &url, &self.create_call_body(request))
+            .await?;
         let status = response.status();
         let trace = response
             .headers()
@@ -219,17 +211,7 @@ impl Provider for VonageProvider {
             "text": sms.text,
             "client_ref": sms.client_ref,
         });
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(self.token()?)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient {
-                message: format!("POST {url}: {}", describe_reqwest(&e)),
-                retry_after: None,
-            })?;
+        let response = self.send(reqwest::Method::POST, &url, &body).await?;
         let status = response.status();
         let bytes = response.bytes().await.unwrap_or_default();
         if status.is_success() {
@@ -304,21 +286,33 @@ pub fn parse_sms_status(body: &[u8]) -> Result<(String, String), WebhookError> {
 }
 
 impl VonageProvider {
+    /// Sends `body` as JSON with the application JWT; a request that never got an answer is
+    /// a transient failure.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        self.http
+            .request(method.clone(), url)
+            .bearer_auth(self.token()?)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Transient {
+                message: format!("{method} {url}: {}", describe_reqwest(&e)),
+                retry_after: None,
+            })
+    }
+
     /// `PUT /v1/calls/{uuid}` with `{"action":"hangup"}` (204). A call that already ended
     /// answers an error; that is not a failure here.
     async fn put_hangup(&self, provider_call_id: &str) -> Result<(), ProviderError> {
         let url = format!("{}/v1/calls/{provider_call_id}", self.config.api_url);
         let response = self
-            .http
-            .put(&url)
-            .bearer_auth(self.token()?)
-            .json(&json!({"action": "hangup"}))
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient {
-                message: format!("PUT {url}: {}", describe_reqwest(&e)),
-                retry_after: None,
-            })?;
+            .send(reqwest::Method::PUT, &url, &json!({"action": "hangup"}))
+            .await?;
         let status = response.status();
         match status.as_u16() {
             200..=299 | 404 | 400 => Ok(()),

@@ -69,16 +69,6 @@ async fn call_to(fake: &FakeVonage, number: &str) -> Received {
     fake.calls().into_iter().find(|c| to(c) == number).unwrap()
 }
 
-async fn page_state(app: &TestApp, alert: &str) -> String {
-    app.engine
-        .store
-        .page_state(alert)
-        .await
-        .unwrap()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_default()
-}
-
 pub async fn no_answer_calls_the_backup_after_the_wait(db: TestDb) {
     let fake = FakeVonage::start().await;
     let file = config("1s");
@@ -256,7 +246,10 @@ pub async fn the_backups_1_hangs_up_the_primary(db: TestDb) {
         fake.hangups() == [primary_uuid.clone()]
     })
     .await;
-    assert_eq!(page_state(&app, &alert).await, "acknowledged");
+    assert_eq!(
+        app.page_state(&alert).await.as_deref(),
+        Some("acknowledged")
+    );
     // Nothing more is sent: the policy's waits pass without another call.
     let engine = app.engine.clone();
     assert_eq!(engine.store.next_due_at().await.unwrap(), None);
@@ -293,7 +286,7 @@ pub async fn an_alert_resolved_elsewhere_stops_the_escalation(db: TestDb) {
     .await;
     let started = Instant::now();
     wait_until("the escalation stops", WAIT, || async {
-        page_state(&app, &alert).await == "cancelled"
+        app.page_state(&alert).await.as_deref() == Some("cancelled")
     })
     .await;
     assert!(

@@ -81,6 +81,16 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// The state of an alert's page (`due`, `waiting`, `acknowledged`, ...).
+    pub async fn page_state(&self, alert: &str) -> Option<String> {
+        self.engine
+            .store
+            .page_state(alert)
+            .await
+            .unwrap()
+            .map(|s| s.as_str().to_string())
+    }
+
     /// POSTs a webhook body, signed with `secret` when given.
     pub async fn webhook(&self, url: &str, body: &str, secret: Option<&str>) -> reqwest::Response {
         let url = if url.starts_with("http") {

@@ -9,15 +9,6 @@ use crate::db::TestDb;
 use crate::fake_vonage::{Behaviour, FakeVonage};
 use crate::helpers::{TestApp, wait_until};
 
-async fn page_state(app: &TestApp, alert: &str) -> Option<String> {
-    app.engine
-        .store
-        .page_state(alert)
-        .await
-        .unwrap()
-        .map(|s| s.as_str().to_string())
-}
-
 pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
     let fake = FakeVonage::start().await;
     fake.script([
@@ -30,7 +21,7 @@ pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let calls = wait_for_calls(&db, &fake, 1).await;
     wait_until("the page waits for an acknowledgement", WAIT, || async {
-        page_state(&app, &alert).await.as_deref() == Some("waiting")
+        app.page_state(&alert).await.as_deref() == Some("waiting")
     })
     .await;
     assert_eq!(fake.received().len(), 5, "four failures, then the call");
@@ -77,7 +68,7 @@ pub async fn bad_credentials_are_a_configuration_error(db: TestDb) {
         "{error}"
     );
     // Not retried at once (a person must fix the credentials), but not given up either.
-    assert_eq!(page_state(&app, &alert).await.as_deref(), Some("due"));
+    assert_eq!(app.page_state(&alert).await.as_deref(), Some("due"));
     let due = engine.store.next_due_at().await.unwrap().unwrap();
     assert!(
         due > chrono::Utc::now() + chrono::Duration::seconds(30),
@@ -96,7 +87,7 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
     // The only person cannot be called: the one-step policy is exhausted at once (and
     // flagged), and the last step is tried again only on the slow re-notify cadence.
     wait_until("the escalation is exhausted", WAIT, || async {
-        page_state(&app, &alert).await.as_deref() == Some("exhausted")
+        app.page_state(&alert).await.as_deref() == Some("exhausted")
     })
     .await;
     let meta = db
