@@ -105,7 +105,8 @@ pub(super) async fn hang_up_live(engine: &Engine, alert_id: &str) -> Result<(), 
     hang_up(engine, alert_id, &live).await
 }
 
-/// Hangs up these calls (someone acknowledged, or the alert was resolved).
+/// Hangs up these calls (someone acknowledged, or the alert was resolved). Each call is
+/// hung up once, however many paths (webhook, dispatcher, instances) ask for it.
 pub(super) async fn hang_up(
     engine: &Engine,
     alert_id: &str,
@@ -113,25 +114,28 @@ pub(super) async fn hang_up(
 ) -> Result<(), StoreError> {
     for call in calls {
         let provider_call_id = call.provider_call_id.as_str();
+        let first = engine
+            .store
+            .record_event(&AuditEvent {
+                alert_id: Some(alert_id.to_string()),
+                call_id: uuid::Uuid::parse_str(&call.id).ok(),
+                source: "engine".into(),
+                kind: "call.hung_up".into(),
+                dedupe_key: Some(format!("hangup:{provider_call_id}")),
+                detail: json!({"provider_call_id": provider_call_id}),
+                at: engine.now(),
+            })
+            .await?;
+        if !first {
+            continue;
+        }
         match engine.provider.hang_up(provider_call_id).await {
             Ok(()) => {
                 tracing::info!(
                     alert_id,
                     call_id = provider_call_id,
                     "hung up: the alert no longer needs this call"
-                );
-                engine
-                    .store
-                    .record_event(&AuditEvent {
-                        alert_id: Some(alert_id.to_string()),
-                        call_id: uuid::Uuid::parse_str(&call.id).ok(),
-                        source: "engine".into(),
-                        kind: "call.hung_up".into(),
-                        dedupe_key: Some(format!("hangup:{provider_call_id}")),
-                        detail: json!({"provider_call_id": provider_call_id}),
-                        at: engine.now(),
-                    })
-                    .await?;
+                )
             }
             Err(e) => {
                 tracing::warn!(alert_id, call_id = provider_call_id, error = %e, "could not hang up a call")
@@ -374,9 +378,12 @@ impl Engine {
             return tx.commit().await;
         };
         let state = state_of(&page, now);
+        // A `due` page at this call's step is being notified right now (the call exists):
+        // for this event it is already waiting. Moving it on releases the lease, so the
+        // notifier's own "waiting" write is dropped instead of undoing this.
         let state = State {
             phase: match page.state {
-                PageState::Waiting => Phase::Waiting {
+                PageState::Waiting | PageState::Due => Phase::Waiting {
                     until: page.due_at.unwrap_or(now),
                 },
                 _ => state.phase,

@@ -90,6 +90,8 @@ struct PgCallTx {
     tx: Transaction<'static, Postgres>,
     /// `$1::<alerts.id type>`.
     id_cast: String,
+    /// The alerts.id type itself.
+    id_type: String,
 }
 
 #[async_trait]
@@ -213,11 +215,17 @@ impl CallTx for PgCallTx {
 
     async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError> {
         let update = &outcome.update;
-        let done = sqlx::query(
-            "UPDATE alertcall.pages SET state = $3, step = $4, round = $5, due_at = $6, \
+        // An alert closed elsewhere while this page was being worked on (its wake-up then
+        // could not move a leased page) is due again at once, so its calls are hung up.
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alertcall.pages SET state = $3, step = $4, round = $5, \
+               due_at = CASE WHEN $6::timestamptz IS NOT NULL AND EXISTS (SELECT 1 FROM alerts a \
+                 WHERE a.id = (alertcall.pages.alert_id)::{} AND a.status <> 'active') \
+                 THEN $9 ELSE $6 END, \
              attempts = $7, last_error = $8, lease_owner = NULL, updated_at = $9, policy = $10 \
              WHERE alert_id = $1 AND lease_owner = $2 AND state NOT IN ('acknowledged', 'cancelled')",
-        )
+            self.id_type
+        )))
         .bind(&outcome.alert_id)
         .bind(&outcome.owner)
         .bind(update.state.as_str())
@@ -323,6 +331,7 @@ impl Store for PgStore {
         Ok(Box::new(PgCallTx {
             tx: self.pool.begin().await.doing("starting a transaction")?,
             id_cast: self.id_param(1),
+            id_type: self.id_type.read().expect("id_type lock").clone(),
         }))
     }
 

@@ -189,7 +189,9 @@ impl CallTx for SqliteCallTx {
     async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError> {
         let update = &outcome.update;
         let done = sqlx::query(
-            "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, due_at = ?6, \
+            "UPDATE alertcall_pages SET state = ?3, step = ?4, round = ?5, \
+               due_at = CASE WHEN ?6 IS NOT NULL AND EXISTS (SELECT 1 FROM alerts a \
+                 WHERE a.id = alertcall_pages.alert_id AND a.status <> 'active') THEN ?9 ELSE ?6 END, \
              attempts = ?7, last_error = ?8, lease_owner = NULL, updated_at = ?9, policy = ?10 \
              WHERE alert_id = ?1 AND lease_owner = ?2 AND state NOT IN ('acknowledged', 'cancelled')",
         )

@@ -69,6 +69,39 @@ async fn call_to(fake: &FakeVonage, number: &str) -> Received {
     fake.calls().into_iter().find(|c| to(c) == number).unwrap()
 }
 
+/// An alert whose first call (to the primary) is ringing, under the two-step policy.
+struct Ringing {
+    fake: FakeVonage,
+    _file: tempfile::NamedTempFile,
+    app: TestApp,
+    alert: String,
+    uuid: String,
+}
+
+async fn primary_ringing(db: &TestDb, wait: &str) -> Ringing {
+    let fake = FakeVonage::start().await;
+    let file = config(wait);
+    let app = start(db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let primary = call_to(&fake, PRIMARY).await;
+    let uuid = primary.uuid.clone().unwrap();
+    let r = app
+        .webhook(
+            &event_url(&primary),
+            &event_body(&uuid, "ringing"),
+            Some(SIGNATURE_SECRET),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    Ringing {
+        fake,
+        _file: file,
+        app,
+        alert,
+        uuid,
+    }
+}
+
 pub async fn no_answer_calls_the_backup_after_the_wait(db: TestDb) {
     let fake = FakeVonage::start().await;
     let file = config("1s");
@@ -161,26 +194,16 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
         fake.hangups() == [backup.uuid.clone().unwrap()]
     })
     .await;
-    let kinds: Vec<String> = app
-        .engine
-        .store
-        .list_events(&alert)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    for kind in [
-        "sms.sent",
-        "sms.delivered",
-        "alert.acknowledged",
-        "call.hung_up",
-    ] {
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{kind} missing from {kinds:?}"
-        );
-    }
+    app.assert_audit(
+        &alert,
+        &[
+            "sms.sent",
+            "sms.delivered",
+            "alert.acknowledged",
+            "call.hung_up",
+        ],
+    )
+    .await;
     // Malformed SMS webhooks get 400.
     for bad in ["{}", "[1]", "{\"from\": 5}"] {
         let r = app
@@ -216,19 +239,13 @@ pub async fn pressing_3_declines_and_escalates_at_once(db: TestDb) {
 both_backends!(escalation::pressing_3_declines_and_escalates_at_once);
 
 pub async fn the_backups_1_hangs_up_the_primary(db: TestDb) {
-    let fake = FakeVonage::start().await;
-    let file = config("1s");
-    let app = start(&db, &fake, &file).await;
-    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let primary = call_to(&fake, PRIMARY).await;
-    let primary_uuid = primary.uuid.clone().unwrap();
-    // The primary's phone keeps ringing.
-    app.webhook(
-        &event_url(&primary),
-        &event_body(&primary_uuid, "ringing"),
-        Some(SIGNATURE_SECRET),
-    )
-    .await;
+    let Ringing {
+        fake,
+        _file,
+        app,
+        alert,
+        uuid: primary_uuid,
+    } = primary_ringing(&db, "1s").await;
     let backup = call_to(&fake, BACKUP).await;
     let backup_uuid = backup.uuid.clone().unwrap();
     let r = app
@@ -267,18 +284,13 @@ pub async fn the_backups_1_hangs_up_the_primary(db: TestDb) {
 both_backends!(escalation::the_backups_1_hangs_up_the_primary);
 
 pub async fn an_alert_resolved_elsewhere_stops_the_escalation(db: TestDb) {
-    let fake = FakeVonage::start().await;
-    let file = config("60s");
-    let app = start(&db, &fake, &file).await;
-    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let primary = call_to(&fake, PRIMARY).await;
-    let uuid = primary.uuid.clone().unwrap();
-    app.webhook(
-        &event_url(&primary),
-        &event_body(&uuid, "ringing"),
-        Some(SIGNATURE_SECRET),
-    )
-    .await;
+    let Ringing {
+        fake,
+        _file,
+        app,
+        alert,
+        uuid,
+    } = primary_ringing(&db, "60s").await;
     // The hospital app resolves the alert while the primary's phone rings.
     db.exec(&format!(
         "UPDATE alerts SET status = 'resolved' WHERE CAST(id AS TEXT) = '{alert}'"

@@ -91,6 +91,25 @@ impl TestApp {
             .map(|s| s.as_str().to_string())
     }
 
+    /// Asserts that the alert's audit trail holds each of `kinds`.
+    pub async fn assert_audit(&self, alert: &str, kinds: &[&str]) {
+        let recorded: Vec<String> = self
+            .engine
+            .store
+            .list_events(alert)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        for kind in kinds {
+            assert!(
+                recorded.iter().any(|k| k == kind),
+                "{kind} missing from {recorded:?}"
+            );
+        }
+    }
+
     /// POSTs a webhook body, signed with `secret` when given.
     pub async fn webhook(&self, url: &str, body: &str, secret: Option<&str>) -> reqwest::Response {
         let url = if url.starts_with("http") {

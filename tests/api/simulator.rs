@@ -97,26 +97,17 @@ pub async fn simulated_phone_answers_and_acknowledges(db: TestDb) {
             .any(|e| e.kind == "call.completed")
     })
     .await;
-    let kinds: Vec<String> = engine
-        .store
-        .list_events(&alert_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    for kind in [
-        "call.started",
-        "call.ringing",
-        "call.picked_up",
-        "input",
-        "alert.acknowledged",
-    ] {
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "{kind} missing from {kinds:?}"
-        );
-    }
+    app.assert_audit(
+        &alert_id,
+        &[
+            "call.started",
+            "call.ringing",
+            "call.picked_up",
+            "input",
+            "alert.acknowledged",
+        ],
+    )
+    .await;
     let r = post(&app, "/api/sim/calls/SIM-nope/answer", None).await;
     assert_eq!(r.status(), 404);
     app.stop().await;
