@@ -618,14 +618,25 @@ impl From<EventRow> for StoredEvent {
 pub trait CallTx: Send {
     /// Reads a call, locking it for the rest of the transaction.
     async fn call(&mut self, call_id: Uuid) -> Result<Option<CallRecord>, StoreError>;
-    /// Writes a call back and mirrors it into `alerts.metadata.call`.
-    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError>;
-    /// `status='acknowledged'` when still active; whether it was.
+    /// Writes a call row back.
+    async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Mirrors a call into `alerts.metadata.call`, keeping the other keys: only the alert's
+    /// latest call is mirrored, and nothing overwrites an acknowledgement. The one place
+    /// (with `acknowledge_alert`'s answered call) that writes `metadata.call`.
+    async fn mirror(&mut self, call: &CallRecord) -> Result<(), StoreError>;
+    /// Writes a call back and mirrors it.
+    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
+        self.save_row(call).await?;
+        self.mirror(call).await
+    }
+    /// `status='acknowledged'` when still active, with the `answered` call mirrored into
+    /// `metadata.call` in the same statement; whether it was active.
     async fn acknowledge_alert(
         &mut self,
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
+        answered: Option<&CallRecord>,
     ) -> Result<bool, StoreError>;
     /// Whether an alert with this id exists.
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
@@ -758,13 +769,17 @@ pub(crate) async fn acknowledged_by_call(
         tx.commit().await?;
         return Ok((AckOutcome::AlreadyAcknowledgedHere, vec![]));
     }
-    if !tx.acknowledge_alert(&call.alert_id, by, at).await? {
+    let alert_id = call.alert_id.clone();
+    let answered = advanced(call, CallStatus::Answered, at);
+    if !tx
+        .acknowledge_alert(&alert_id, by, at, answered.as_ref())
+        .await?
+    {
         tx.commit().await?;
         return Ok((AckOutcome::AlreadyHandled, vec![]));
     }
-    let alert_id = call.alert_id.clone();
-    if let Some(call) = advanced(call, CallStatus::Answered, at) {
-        tx.save(&call).await?;
+    if let Some(call) = &answered {
+        tx.save_row(call).await?;
     }
     tx.close_page(&alert_id, at).await?;
     tx.record(&audit.acknowledged).await?;
@@ -782,7 +797,7 @@ pub(crate) async fn acknowledged(
 ) -> Result<AckOutcome, StoreError> {
     // The page stays open: the engine notices the closed alert (trigger, file watch or
     // sweep), hangs up whatever still rings for it, and closes the page itself.
-    let outcome = if tx.acknowledge_alert(alert_id, by, at).await? {
+    let outcome = if tx.acknowledge_alert(alert_id, by, at, None).await? {
         AckOutcome::Acknowledged
     } else if tx.alert_exists(alert_id).await? {
         AckOutcome::AlreadyHandled

@@ -107,7 +107,7 @@ impl CallTx for PgCallTx {
         row.map(CallRecord::try_from).transpose()
     }
 
-    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
+    async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
              answered_at = $5, ended_at = $6, error = $7 WHERE id = $1",
@@ -122,8 +122,10 @@ impl CallTx for PgCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;
-        // metadata.call, keeping the other keys; only the alert's latest call is mirrored,
-        // and nothing overwrites an acknowledgement.
+        Ok(())
+    }
+
+    async fn mirror(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE alerts SET metadata = \
                (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
@@ -150,15 +152,20 @@ impl CallTx for PgCallTx {
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
+        answered: Option<&CallRecord>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 \
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
+               metadata = CASE WHEN $4::jsonb IS NULL THEN metadata ELSE \
+                 (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
+                 || jsonb_build_object('call', $4::jsonb) END \
              WHERE id = {} AND status = 'active'",
             self.id_cast
         )))
         .bind(alert_id)
         .bind(at)
         .bind(by.as_str())
+        .bind(answered.map(CallRecord::metadata_call))
         .execute(&mut *self.tx)
         .await;
         match done {

@@ -92,7 +92,7 @@ impl CallTx for SqliteCallTx {
         row.map(CallRecord::try_from).transpose()
     }
 
-    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
+    async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall_calls SET status = ?2, provider_call_id = ?3, initiated_at = ?4, \
              answered_at = ?5, ended_at = ?6, error = ?7 WHERE id = ?1",
@@ -107,8 +107,10 @@ impl CallTx for SqliteCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;
-        // metadata.call, keeping the other keys; only the alert's latest call is mirrored,
-        // and nothing overwrites an acknowledgement.
+        Ok(())
+    }
+
+    async fn mirror(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alerts SET metadata = json_set( \
                CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
@@ -132,14 +134,19 @@ impl CallTx for SqliteCallTx {
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
+        answered: Option<&CallRecord>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3 \
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3, \
+               metadata = CASE WHEN ?4 IS NULL THEN metadata ELSE json_set( \
+                 CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
+                 '$.call', json(?4)) END \
              WHERE id = ?1 AND status = 'active'",
         )
         .bind(alert_id)
         .bind(ts(at))
         .bind(by.as_str())
+        .bind(answered.map(|c| c.metadata_call().to_string()))
         .execute(&mut *self.tx)
         .await
         .doing("acknowledging the alert")?;

@@ -247,11 +247,42 @@ fn discover_postgres() -> Option<String> {
             Some(url)
         })
     };
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        return reachable(url.clone()).or_else(|| panic!("TEST_DATABASE_URL={url} is unreachable"));
+    let found = if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        Some(
+            reachable(url.clone())
+                .unwrap_or_else(|| panic!("TEST_DATABASE_URL={url} is unreachable")),
+        )
+    } else {
+        reachable("postgres://postgres@127.0.0.1:5432/postgres".into())
+            .or_else(|| start_throwaway_cluster().and_then(reachable))
+    };
+    if let Some(url) = &found {
+        rt.block_on(drop_leftovers(url));
     }
-    reachable("postgres://postgres@127.0.0.1:5432/postgres".into())
-        .or_else(|| start_throwaway_cluster().and_then(reachable))
+    found
+}
+
+/// Test databases from earlier runs (each test makes its own and leaves it behind for
+/// inspection) are dropped once per run; one still in use by another run is left alone.
+async fn drop_leftovers(admin: &str) {
+    let Ok(mut conn) = sqlx::PgConnection::connect(admin).await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'alertcall\\_test\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
 }
 
 /// `initdb` + `pg_ctl start` in a temp dir, run as the `postgres` user when we are root
