@@ -122,5 +122,8 @@ $$;
 DROP TRIGGER IF EXISTS alertcall_notify_alert_closed ON alerts;
 CREATE TRIGGER alertcall_notify_alert_closed
     AFTER UPDATE OF status ON alerts FOR EACH ROW
-    WHEN (OLD.status = 'active' AND NEW.status IS DISTINCT FROM 'active')
+    WHEN (OLD.status = 'active' AND NEW.status IS DISTINCT FROM 'active'
+          -- alertcall's own acknowledgements (by phone or SMS) already stop the rest.
+          AND coalesce(NEW.acknowledged_by, '') NOT LIKE 'phone:%'
+          AND coalesce(NEW.acknowledged_by, '') NOT LIKE 'sms:%')
     EXECUTE FUNCTION alertcall.notify_alert_closed();
