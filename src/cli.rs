@@ -124,6 +124,10 @@ enum SimCommand {
     Silence { call: String },
     /// Hang up (or decline a ringing call).
     Hangup { call: String },
+    /// Text messages the simulated network delivered.
+    Sms,
+    /// Text back from a phone, e.g. `sim reply +13854019951 1` to acknowledge by SMS.
+    Reply { from: String, text: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -499,6 +503,12 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
         SimCommand::Hangup { call } => {
             (reqwest::Method::POST, format!("{base}/{call}/hangup"), None)
         }
+        SimCommand::Sms => (reqwest::Method::GET, base.replace("/calls", "/sms"), None),
+        SimCommand::Reply { from, text } => (
+            reqwest::Method::POST,
+            base.replace("/calls", "/sms/reply"),
+            Some(serde_json::json!({ "from": from, "text": text })),
+        ),
     };
     let mut request = client.request(method, &url);
     if let Some(token) = &config.api_token {
@@ -515,6 +525,31 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
     if !status.is_success() {
         let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("");
         anyhow::bail!("{status}: {message}");
+    }
+    if let Some(acknowledged) = value.get("acknowledged") {
+        match acknowledged.as_str() {
+            Some(alert) => println!("acknowledged {alert} by SMS"),
+            None => {
+                println!("no alert was acknowledged (not a 1, or no recent text to that number)")
+            }
+        }
+        return Ok(());
+    }
+    if matches!(cmd, SimCommand::Sms) {
+        let texts = value.as_array().cloned().unwrap_or_default();
+        if texts.is_empty() {
+            println!("(no simulated texts)");
+        }
+        for t in texts {
+            let field = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            println!(
+                "{}  to {}\n    \u{2709} {}",
+                field("id"),
+                field("to"),
+                field("text")
+            );
+        }
+        return Ok(());
     }
     let calls = match value {
         serde_json::Value::Array(calls) => calls,

@@ -255,16 +255,32 @@ impl Config {
 
         let (provider, real_provider) = provider_config(&get, &mut errors);
 
+        let config_file = match get("ALERTCALL_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    errors.push(format!(
+                        "ALERTCALL_CONFIG={:?} does not exist; start from alertcall.example.toml",
+                        path.display().to_string()
+                    ));
+                }
+                Some(path)
+            }
+            None => Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists()),
+        };
+
         let nurse_phone = match get("NURSE_PHONE_NUMBER") {
             Some(n) => Phone::parse(&n).unwrap_or_else(|e| {
                 errors.push(format!("NURSE_PHONE_NUMBER: {e}"));
                 Phone::parse(SIMULATED_NURSE).expect("valid")
             }),
             None => {
-                if real_provider {
+                // With an alertcall.toml its policies say whom to call (check validates them).
+                if real_provider && config_file.is_none() {
                     errors.push(
-                        "NURSE_PHONE_NUMBER is not set: with a real provider alertcall needs the number \
-                         of the nurse to call, in E.164 form such as +13854019951"
+                        "NURSE_PHONE_NUMBER is not set: with a real provider and no alertcall.toml, \
+                         alertcall needs the number of the nurse to call, in E.164 form such as \
+                         +13854019951"
                             .into(),
                     );
                 }
@@ -300,20 +316,6 @@ impl Config {
         let messages = MessageSettings {
             hospital_name: get("ALERTCALL_HOSPITAL_NAME").unwrap_or_else(|| "the hospital".into()),
             include_patient_name,
-        };
-
-        let config_file = match get("ALERTCALL_CONFIG") {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                if !path.exists() {
-                    errors.push(format!(
-                        "ALERTCALL_CONFIG={:?} does not exist; start from alertcall.example.toml",
-                        path.display().to_string()
-                    ));
-                }
-                Some(path)
-            }
-            None => Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists()),
         };
 
         let log_json = match get("ALERTCALL_LOG_FORMAT").as_deref() {

@@ -71,26 +71,43 @@ async fn claim(engine: &Arc<Engine>) -> usize {
 
 /// Works on one claimed page in its own task.
 pub(super) fn spawn_page(engine: Arc<Engine>, page: Page, lease: Lease) {
-    if !engine
+    let lock = engine
         .working
         .lock()
         .expect("working lock")
-        .insert(page.alert_id.clone())
-    {
-        return;
-    }
+        .entry(page.alert_id.clone())
+        .or_default()
+        .clone();
     tokio::spawn(async move {
-        if let Ok(_permit) = engine.in_flight.clone().acquire_owned().await
+        let alert_id = page.alert_id.clone();
+        let (guard, page) = match lock.clone().try_lock_owned() {
+            Ok(guard) => (guard, Some(page)),
+            Err(_) => {
+                // This process was still working on the alert when the page was claimed
+                // again (a webhook moved the escalation on, or a lease ran out while queued):
+                // act once that work is done, and only if the claim is still ours then.
+                let guard = lock.clone().lock_owned().await;
+                let current = engine.store.owned_page(&alert_id, &engine.owner).await;
+                (guard, current.ok().flatten())
+            }
+        };
+        if let Some(page) = page
+            && let Ok(_permit) = engine.in_flight.clone().acquire_owned().await
             && let Err(e) = work(&engine, &page, &lease).await
         {
             // The lease runs out and the page is retried, by this or another instance.
             tracing::warn!(alert_id = %page.alert_id, error = %e, "could not process alert; it will be retried");
         }
-        engine
-            .working
-            .lock()
-            .expect("working lock")
-            .remove(&page.alert_id);
+        drop(guard);
+        let mut working = engine.working.lock().expect("working lock");
+        // Nobody else waits for this alert's lock (the map and `lock` hold the only two).
+        if working
+            .get(&alert_id)
+            .is_some_and(|l| Arc::strong_count(l) == 2)
+        {
+            working.remove(&alert_id);
+        }
+        drop(lock);
     });
 }
 

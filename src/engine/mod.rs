@@ -34,9 +34,9 @@ pub struct Engine {
     owner: String,
     wake: Notify,
     in_flight: Arc<Semaphore>,
-    /// Pages this process is working on: a page whose lease this process renews must not be
-    /// worked on twice here.
-    working: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// One lock per alert this process is working on, so that its pages are worked on one
+    /// at a time here.
+    working: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     limiter: limiter::RateLimiter,
     db_ok: AtomicBool,
     /// Staff, schedules and policies; replaced whole on a reload.
@@ -64,7 +64,7 @@ impl Engine {
             owner,
             wake: Notify::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            working: std::sync::Mutex::new(std::collections::HashSet::new()),
+            working: std::sync::Mutex::new(std::collections::HashMap::new()),
             db_ok: AtomicBool::new(true),
             directory: std::sync::RwLock::new(Arc::new(directory)),
         })

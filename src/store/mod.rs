@@ -292,6 +292,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
+    /// The page, if `owner` holds it.
+    async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError>;
     /// A stream of hints that alerts may have arrived (notifications, file changes).
     async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError>;
 

@@ -491,6 +491,18 @@ impl Store for PgStore {
         }))
     }
 
+    async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError> {
+        let row: Option<PageRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {PAGE_COLUMNS} FROM alertcall.pages WHERE alert_id = $1 AND lease_owner = $2"
+        )))
+        .bind(alert_id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a claimed page")?;
+        row.map(Page::try_from).transpose()
+    }
+
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
         let state: Option<String> =
             sqlx::query_scalar("SELECT state FROM alertcall.pages WHERE alert_id = $1")

@@ -249,3 +249,70 @@ fn oncall_and_check_read_alertcall_toml() {
         stdout(&out)
     );
 }
+
+/// `alertcall sim sms` and `sim reply` show and answer the simulator's texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_texts_and_replies() {
+    use crate::db::{Backend, TestDb};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertcall.toml");
+    std::fs::write(
+        &config,
+        "[[staff]]\nid = \"ana\"\nname = \"Ana\"\nphone = \"+13854019951\"\nsms = \"+13854019951\"\n\
+         [[policies]]\nname = \"p\"\n[[policies.steps]]\nnotify = [\"person:ana\"]\nsms = true\nwait = \"60s\"\n",
+    )
+    .unwrap();
+    let path = config.display().to_string();
+    let app =
+        crate::helpers::TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", path.as_str())]).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let engine = app.engine.clone();
+    crate::helpers::wait_until("the simulated call rings", crate::core::WAIT, || async {
+        engine
+            .store
+            .list_calls(Some(&alert), 1)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|c| c.provider_call_id.is_some())
+    })
+    .await;
+    let call = engine.store.list_calls(Some(&alert), 1).await.unwrap()[0]
+        .provider_call_id
+        .clone()
+        .unwrap();
+    let listen = app.addr.to_string();
+    let env = [("ALERTCALL_LISTEN", listen.as_str())];
+    let sim = |args: Vec<&str>| {
+        let out = run(&args, &env, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    // Ana declines the ringing call: she is texted instead.
+    tokio::task::block_in_place(|| sim(vec!["sim", "hangup", &call]));
+    let mut texts = String::new();
+    for _ in 0..200 {
+        texts = tokio::task::block_in_place(|| sim(vec!["sim", "sms"]));
+        if texts.contains("Reply 1 to acknowledge") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        texts.contains("Reply 1 to acknowledge") && texts.contains("+13*******51"),
+        "{texts}"
+    );
+    let replied = tokio::task::block_in_place(|| sim(vec!["sim", "reply", "+13854019951", "1"]));
+    assert!(
+        replied.contains(&format!("acknowledged {alert} by SMS")),
+        "{replied}"
+    );
+    assert_eq!(
+        db.scalar("SELECT acknowledged_by FROM alerts")
+            .await
+            .as_deref(),
+        Some("sms:+13854019951")
+    );
+    app.stop().await;
+}
