@@ -94,7 +94,14 @@ pub async fn kill_9_at_random_moments_loses_no_alert(db: TestDb) {
                 killed_at
                     .iter()
                     .any(|k| earlier.at <= *k && *k <= earlier.done + commit_margin),
-                "alert crash-{tag} was called again although no kill caught its call in flight"
+                "alert crash-{tag} was called again although no kill caught its call in flight \
+                 (kills relative to its request, ms: {:?}; answered after {} ms)",
+                killed_at
+                    .iter()
+                    .map(|k| k.duration_since(earlier.at).as_millis() as i64
+                        - earlier.at.duration_since(*k).as_millis() as i64)
+                    .collect::<Vec<_>>(),
+                earlier.done.duration_since(earlier.at).as_millis()
             );
         }
     }
