@@ -147,21 +147,7 @@ async fn sim_commands_answer_and_acknowledge() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let app = crate::helpers::TestApp::spawn(&db, None, &[]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let engine = app.engine.clone();
-    crate::helpers::wait_until("the simulated call rings", crate::core::WAIT, || async {
-        engine
-            .store
-            .list_calls(Some(&alert), 1)
-            .await
-            .unwrap()
-            .first()
-            .is_some_and(|c| c.provider_call_id.is_some())
-    })
-    .await;
-    let call = engine.store.list_calls(Some(&alert), 1).await.unwrap()[0]
-        .provider_call_id
-        .clone()
-        .unwrap();
+    let call = ringing_sim_call(&app, &alert).await;
     let dir = tempfile::tempdir().unwrap();
     let listen = app.addr.to_string();
     let env = [("ALERTCALL_LISTEN", listen.as_str())];
@@ -267,21 +253,7 @@ async fn sim_texts_and_replies() {
     let app =
         crate::helpers::TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", path.as_str())]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let engine = app.engine.clone();
-    crate::helpers::wait_until("the simulated call rings", crate::core::WAIT, || async {
-        engine
-            .store
-            .list_calls(Some(&alert), 1)
-            .await
-            .unwrap()
-            .first()
-            .is_some_and(|c| c.provider_call_id.is_some())
-    })
-    .await;
-    let call = engine.store.list_calls(Some(&alert), 1).await.unwrap()[0]
-        .provider_call_id
-        .clone()
-        .unwrap();
+    let call = ringing_sim_call(&app, &alert).await;
     let listen = app.addr.to_string();
     let env = [("ALERTCALL_LISTEN", listen.as_str())];
     let sim = |args: Vec<&str>| {
@@ -315,4 +287,23 @@ async fn sim_texts_and_replies() {
         Some("sms:+13854019951")
     );
     app.stop().await;
+}
+
+/// Waits until the alert's simulated call rings and returns its id.
+async fn ringing_sim_call(app: &crate::helpers::TestApp, alert: &str) -> String {
+    let engine = app.engine.clone();
+    let placed = || async {
+        engine
+            .store
+            .list_calls(Some(alert), 1)
+            .await
+            .unwrap()
+            .first()
+            .and_then(|c| c.provider_call_id.clone())
+    };
+    crate::helpers::wait_until("the simulated call rings", crate::core::WAIT, || async {
+        placed().await.is_some()
+    })
+    .await;
+    placed().await.unwrap()
 }
