@@ -379,7 +379,8 @@ pub trait Store: Send + Sync + 'static {
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
     async fn create_sms(&self, sms: &NewSms) -> Result<(), StoreError>;
-    /// Records the provider's id and status (`submitted`, `failed: ...`).
+    /// Records the provider's id (if it accepted the text) and the status (`submitted` or
+    /// `failed`).
     async fn sms_sent(
         &self,
         id: Uuid,

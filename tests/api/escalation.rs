@@ -78,12 +78,38 @@ struct Ringing {
     uuid: String,
 }
 
-async fn primary_ringing(db: &TestDb, wait: &str) -> Ringing {
+/// An alert whose first call (to the primary) reached the provider.
+struct Called {
+    fake: FakeVonage,
+    _file: tempfile::NamedTempFile,
+    app: TestApp,
+    alert: String,
+    primary: Received,
+}
+
+async fn primary_called(db: &TestDb, wait: &str) -> Called {
     let fake = FakeVonage::start().await;
     let file = config(wait);
     let app = start(db, &fake, &file).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let primary = call_to(&fake, PRIMARY).await;
+    Called {
+        fake,
+        _file: file,
+        app,
+        alert,
+        primary,
+    }
+}
+
+async fn primary_ringing(db: &TestDb, wait: &str) -> Ringing {
+    let Called {
+        fake,
+        _file,
+        app,
+        alert,
+        primary,
+    } = primary_called(db, wait).await;
     let uuid = primary.uuid.clone().unwrap();
     let r = app
         .webhook(
@@ -95,7 +121,7 @@ async fn primary_ringing(db: &TestDb, wait: &str) -> Ringing {
     assert_eq!(r.status(), 204);
     Ringing {
         fake,
-        _file: file,
+        _file,
         app,
         alert,
         uuid,
@@ -124,11 +150,13 @@ pub async fn no_answer_calls_the_backup_after_the_wait(db: TestDb) {
 both_backends!(escalation::no_answer_calls_the_backup_after_the_wait);
 
 pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
-    let fake = FakeVonage::start().await;
-    let file = config("30s");
-    let app = start(&db, &fake, &file).await;
-    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let primary = call_to(&fake, PRIMARY).await;
+    let Called {
+        fake,
+        _file,
+        app,
+        alert,
+        primary,
+    } = primary_called(&db, "30s").await;
     let uuid = primary.uuid.clone().unwrap();
     let started = Instant::now();
     let r = app
@@ -411,11 +439,13 @@ async fn oncall_api_answers_who_is_on_call() {
 
 both_backends!(escalation::voicemail_never_acknowledges_and_moves_on);
 pub async fn voicemail_never_acknowledges_and_moves_on(db: TestDb) {
-    let fake = FakeVonage::start().await;
-    let file = config("30s");
-    let app = start(&db, &fake, &file).await;
-    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let primary = call_to(&fake, PRIMARY).await;
+    let Called {
+        fake,
+        _file,
+        app,
+        alert,
+        primary,
+    } = primary_called(&db, "30s").await;
     let uuid = primary.uuid.clone().unwrap();
     // Voicemail picks up (Vonage says `answered`), then machine detection says `machine`.
     app.webhook(
