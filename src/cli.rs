@@ -11,7 +11,7 @@ use crate::config::{Config, ProviderConfig, redact_url};
 use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::domain::call::rfc3339;
 use crate::startup::Application;
-use crate::store::{self, AckOutcome, AlertFilter, AuditEvent};
+use crate::store::{self, AckOutcome, AlertFilter};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +72,13 @@ enum Command {
     /// Answer and press keys on simulated calls (when no provider is configured).
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Print an Argon2id hash of a password read from standard input, for
+    /// alertcall.toml's [[users]] password_hash; with --token, make a new API token and
+    /// print it with the sha256 for [[api_tokens]].
+    HashPassword {
+        #[arg(long)]
+        token: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +141,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Check = cli.command {
         return check().await;
     }
+    if let Command::HashPassword { token } = cli.command {
+        return hash_password(token);
+    }
     let config = Config::from_env()?;
     init_logging(&config, matches!(cli.command, Command::Serve));
     match cli.command {
@@ -147,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 store.backend()
             );
         }
-        Command::Check => unreachable!("handled above"),
+        Command::Check | Command::HashPassword { .. } => unreachable!("handled above"),
         Command::Alert(cmd) => alert(config, cmd).await?,
         Command::Calls { alert, limit } => calls(config, alert, limit).await?,
         Command::Oncall { schedule, at } => oncall(&config, schedule.as_deref(), at.as_deref())?,
@@ -354,6 +364,7 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
                 .list_alerts(&AlertFilter {
                     status,
                     limit: limit.clamp(1, 10_000),
+                    ..AlertFilter::default()
                 })
                 .await?;
             let rows = alerts
@@ -389,19 +400,8 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
         AlertCommand::Ack { id, by } => {
             let by = Acknowledger::named("cli", &by);
             let now = Utc::now();
-            match store.acknowledge_alert(&id, &by, now).await? {
+            match crate::engine::acknowledge(&*store, &id, &by, "cli", now).await? {
                 AckOutcome::Acknowledged => {
-                    store
-                        .record_event(&AuditEvent {
-                            alert_id: Some(id.clone()),
-                            call_id: None,
-                            source: "cli".into(),
-                            kind: "alert.acknowledged".into(),
-                            dedupe_key: Some(format!("ack:{id}")),
-                            detail: serde_json::json!({"by": by.as_str(), "via": "cli"}),
-                            at: now,
-                        })
-                        .await?;
                     println!("acknowledged {id} as {}", by.as_str());
                 }
                 AckOutcome::AlreadyHandled | AckOutcome::AlreadyAcknowledgedHere => {
@@ -671,4 +671,28 @@ fn oncall(config: &Config, only: Option<&str>, at: Option<&str>) -> anyhow::Resu
         rows,
     );
     Ok(())
+}
+
+/// `alertcall hash-password [--token]`.
+fn hash_password(token: bool) -> anyhow::Result<ExitCode> {
+    if token {
+        let token = crate::auth::random_token();
+        println!("token:  {token}");
+        println!("sha256: {}", crate::auth::token_hash(&token));
+        println!(
+            "Give the token to the client (Authorization: Bearer <token>) and put only the sha256 in alertcall.toml:\n\n[[api_tokens]]\nname = \"grafana\"\nrole = \"viewer\"\nsha256 = \"{}\"",
+            crate::auth::token_hash(&token)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 12 {
+        anyhow::bail!("use a password of at least 12 characters");
+    }
+    println!("{}", crate::auth::hash_password(password));
+    Ok(ExitCode::SUCCESS)
 }

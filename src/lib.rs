@@ -1,11 +1,14 @@
 //! alertcall: phones the nurse on call when a critical alert lands in the hospital
 //! database, and takes "press 1" as the acknowledgement.
 
+pub mod analytics;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telephony;

@@ -44,10 +44,17 @@ impl Application {
     }
 
     fn with_store(
-        config: Config,
+        mut config: Config,
         store: DynStore,
         listener: TcpListener,
     ) -> anyhow::Result<Application> {
+        let directory = config.directory()?;
+        if directory.access.is_empty()
+            && config.api_token.is_none()
+            && config.admin_password.is_none()
+        {
+            config.admin_password = Some(bootstrap_password()?);
+        }
         let (provider, sim, sim_events): (Arc<dyn Provider>, _, _) = match &config.provider {
             ProviderConfig::Simulator => {
                 let (sim, events) = Simulator::new();
@@ -67,11 +74,10 @@ impl Application {
                 None,
             ),
         };
-        let directory = config.directory()?;
         let engine = Engine::new(store, provider, Arc::new(config), directory);
         Ok(Application {
             listener,
-            state: AppState { engine, sim },
+            state: AppState::new(engine, sim),
             sim_events,
         })
     }
@@ -126,4 +132,43 @@ impl Application {
         let _ = engine_task.await;
         Ok(())
     }
+}
+
+/// Where a fresh install keeps its first admin password.
+pub const BOOTSTRAP_PASSWORD_FILE: &str = "alertcall-admin-password";
+
+/// With nobody configured to sign in, the dashboard still needs a way in: a random admin
+/// password, kept (owner-only) in `alertcall-admin-password` in the working directory and
+/// reused on restarts. The log says where it is, never what it is.
+fn bootstrap_password() -> anyhow::Result<crate::config::Secret> {
+    let path = std::path::Path::new(BOOTSTRAP_PASSWORD_FILE);
+    let password = match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        _ => {
+            let password = crate::auth::random_token()[..24].to_string();
+            write_private(path, &password).map_err(|e| {
+                anyhow::anyhow!(
+                    "no users are configured and {} cannot be written ({e}); set ALERTCALL_ADMIN_PASSWORD or add [[users]] to alertcall.toml",
+                    path.display()
+                )
+            })?;
+            password
+        }
+    };
+    tracing::warn!(
+        file = %std::fs::canonicalize(path).unwrap_or_else(|_| path.into()).display(),
+        "no [[users]] in alertcall.toml and no ALERTCALL_ADMIN_PASSWORD: sign in to the dashboard as \"admin\" with the password in this file"
+    );
+    Ok(crate::config::Secret(password))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{text}")
 }

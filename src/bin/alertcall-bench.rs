@@ -833,6 +833,8 @@ impl Serve {
             .env("VONAGE_API_URL", vonage_url)
             .env("VONAGE_SIGNATURE_SECRET", SIGNATURE_SECRET)
             .env("ALERTCALL_CALLS_PER_SECOND", "0")
+            // A credential, so that serve does not write a first admin password file.
+            .env("ALERTCALL_API_TOKEN", "bench-admin-token")
             .env("RUST_LOG", "warn")
             .envs(extra.iter().copied())
             // Its log goes to a file that is shown to a person: no colour escapes.

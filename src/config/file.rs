@@ -33,6 +33,10 @@ pub struct Directory {
     pub staff: HashMap<String, Person>,
     pub schedules: Vec<Schedule>,
     pub policies: Vec<Policy>,
+    /// `[[users]]` and `[[api_tokens]]`: who may use the dashboard and the API.
+    pub access: crate::auth::Access,
+    /// `[dashboard] show_patient_name`: false hides names on the dashboard and in the API.
+    pub show_patient_name: Option<bool>,
 }
 
 impl Directory {
@@ -54,6 +58,36 @@ struct FileDoc {
     schedules: Vec<ScheduleDoc>,
     #[serde(default)]
     policies: Vec<PolicyDoc>,
+    #[serde(default)]
+    users: Vec<UserDoc>,
+    #[serde(default)]
+    api_tokens: Vec<TokenDoc>,
+    #[serde(default)]
+    dashboard: DashboardDoc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDoc {
+    name: Spanned<String>,
+    role: Spanned<String>,
+    /// From `alertcall hash-password`.
+    password_hash: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenDoc {
+    name: Spanned<String>,
+    role: Spanned<String>,
+    /// SHA-256 of the token in hex (`alertcall hash-password --token` prints a token and it).
+    sha256: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DashboardDoc {
+    show_patient_name: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -460,6 +494,7 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         });
     }
 
+    let access = access(&mut p, &doc);
     if p.list.is_empty() {
         Ok(Directory {
             hospital_name: doc.messages.hospital_name.clone(),
@@ -467,10 +502,82 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             staff,
             schedules,
             policies,
+            access,
+            show_patient_name: doc.dashboard.show_patient_name,
         })
     } else {
         Err(p.list)
     }
+}
+
+/// `[[users]]` and `[[api_tokens]]`, checked: known roles, real hashes, unique names.
+fn access(p: &mut Problems, doc: &FileDoc) -> crate::auth::Access {
+    use crate::auth::{Access, ApiToken, Role, User};
+    let mut roles: Vec<Option<Role>> = Vec::new();
+    let fields = doc
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (&u.role, format!("users[{i}].role")))
+        .chain(
+            doc.api_tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (&t.role, format!("api_tokens[{i}].role"))),
+        );
+    for (r, field) in fields {
+        let role = Role::parse(r.get_ref());
+        if role.is_none() {
+            p.at(
+                r,
+                &field,
+                format!(
+                    "{:?} is not a role: use \"viewer\" or \"admin\"",
+                    r.get_ref()
+                ),
+            );
+        }
+        roles.push(role);
+    }
+    let mut access = Access::default();
+    let mut names = std::collections::HashSet::new();
+    for (i, user) in doc.users.iter().enumerate() {
+        if !names.insert(user.name.get_ref().as_str()) || user.name.get_ref().trim().is_empty() {
+            p.at(
+                &user.name,
+                &format!("users[{i}].name"),
+                "must be unique and not empty",
+            );
+        }
+        if let Err(e) = crate::auth::check_hash(user.password_hash.get_ref()) {
+            p.at(&user.password_hash, &format!("users[{i}].password_hash"), e);
+        }
+        if let Some(role) = roles[i] {
+            access.users.push(User {
+                name: user.name.get_ref().clone(),
+                role,
+                password_hash: user.password_hash.get_ref().clone(),
+            });
+        }
+    }
+    for (i, token) in doc.api_tokens.iter().enumerate() {
+        let hex = token.sha256.get_ref().to_ascii_lowercase();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            p.at(
+                &token.sha256,
+                &format!("api_tokens[{i}].sha256"),
+                "must be 64 hex digits (`alertcall hash-password --token` prints one)",
+            );
+        }
+        if let Some(role) = roles[doc.users.len() + i] {
+            access.tokens.push(ApiToken {
+                name: token.name.get_ref().clone(),
+                role,
+                sha256: hex,
+            });
+        }
+    }
+    access
 }
 
 /// A phone number as staff write it: E.164, or national with a configured country code.

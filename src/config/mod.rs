@@ -54,7 +54,12 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Signed webhooks older than this are refused.
     pub webhook_max_age: Duration,
+    /// An admin API token (`Authorization: Bearer ...`), besides alertcall.toml's.
     pub api_token: Option<Secret>,
+    /// The password of a dashboard user `admin`, besides alertcall.toml's `[[users]]`.
+    pub admin_password: Option<Secret>,
+    /// Whether `/metrics` needs a token or sign-in like the API.
+    pub protect_metrics: bool,
     /// `alertcall.toml` (staff, schedules, policies): `ALERTCALL_CONFIG`, else
     /// `alertcall.toml` in the working directory if it exists.
     pub config_file: Option<PathBuf>,
@@ -299,16 +304,17 @@ impl Config {
             );
         }
 
-        let include_patient_name = match get("ALERTCALL_SPEAK_PATIENT_NAME").as_deref() {
-            None | Some("true") | Some("1") | Some("yes") => true,
+        let mut flag = |name: &str, default: bool| match get(name).as_deref() {
+            None => default,
+            Some("true") | Some("1") | Some("yes") => true,
             Some("false") | Some("0") | Some("no") => false,
             Some(v) => {
-                errors.push(format!(
-                    "ALERTCALL_SPEAK_PATIENT_NAME={v:?} must be true or false"
-                ));
-                true
+                errors.push(format!("{name}={v:?} must be true or false"));
+                default
             }
         };
+        let include_patient_name = flag("ALERTCALL_SPEAK_PATIENT_NAME", true);
+        let protect_metrics = flag("ALERTCALL_PROTECT_METRICS", false);
         let messages_from_env = (
             get("ALERTCALL_HOSPITAL_NAME").is_some(),
             get("ALERTCALL_SPEAK_PATIENT_NAME").is_some(),
@@ -350,6 +356,8 @@ impl Config {
             lease,
             webhook_max_age,
             api_token: get("ALERTCALL_API_TOKEN").map(Secret),
+            admin_password: get("ALERTCALL_ADMIN_PASSWORD").map(Secret),
+            protect_metrics,
             config_file,
             log_json,
         })

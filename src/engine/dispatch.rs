@@ -96,6 +96,7 @@ pub(super) fn spawn_page(engine: Arc<Engine>, page: Page, lease: Lease) {
             && let Err(e) = work(&engine, &page, &lease).await
         {
             // The lease runs out and the page is retried, by this or another instance.
+            engine.metrics.database_error();
             tracing::warn!(alert_id = %page.alert_id, error = %e, "could not process alert; it will be retried");
         }
         drop(guard);
@@ -321,6 +322,9 @@ async fn notify(
             }
         }
     }
+    if placed > 0 {
+        engine.metrics.escalation_step();
+    }
     match retry {
         Some((wait, reason)) if placed == 0 => Ok(Notified::Retry {
             due: engine.now() + chrono::Duration::from_std(wait).unwrap_or_default(),
@@ -412,6 +416,13 @@ async fn call_person(
                 .store
                 .call_placed(call.id, &placed.provider_call_id, now, None, &[audit])
                 .await?;
+            let provider = engine.provider.name();
+            engine.metrics.call_placed(provider, "placed");
+            if step == 0 && round == 0 {
+                engine
+                    .metrics
+                    .first_dial((now - alert.triggered_at).as_seconds_f64());
+            }
             tracing::info!(
                 alert_id = %alert.id,
                 call_id = %placed.provider_call_id,
@@ -436,6 +447,13 @@ async fn call_person(
                 .store
                 .call_failed(call.id, &err.to_string(), now, None, &[audit])
                 .await?;
+            let (result, kind) = match &err {
+                ProviderError::Permanent(_) => ("refused", "permanent"),
+                ProviderError::Config(_) => ("error", "configuration"),
+                ProviderError::Transient { .. } => ("error", "transient"),
+            };
+            engine.metrics.call_placed(engine.provider.name(), result);
+            engine.metrics.provider_error(engine.provider.name(), kind);
             Ok(match &err {
                 ProviderError::Permanent(_) => {
                     tracing::error!(alert_id = %alert.id, to = %to.masked(), error = %err, "the provider refused this call for good");

@@ -138,6 +138,9 @@ pub(super) async fn hang_up(
                 )
             }
             Err(e) => {
+                engine
+                    .metrics
+                    .provider_error(engine.provider.name(), "hang_up");
                 tracing::warn!(alert_id, call_id = provider_call_id, error = %e, "could not hang up a call")
             }
         }
@@ -202,6 +205,7 @@ pub(super) async fn sms_fallback(
     };
     match engine.provider.send_sms(&request).await {
         Ok(message_id) => {
+            engine.metrics.sms(engine.provider.name(), "sent");
             tracing::info!(alert_id = %alert.id, person, to = %number.masked(), "SMS sent");
             engine
                 .store
@@ -216,6 +220,8 @@ pub(super) async fn sms_fallback(
                 .await?;
         }
         Err(e) => {
+            engine.metrics.sms(engine.provider.name(), "error");
+            engine.metrics.provider_error(engine.provider.name(), "sms");
             tracing::error!(alert_id = %alert.id, person, error = %e, "SMS could not be sent");
             engine.store.sms_sent(id, None, "failed", now).await?;
             engine
@@ -340,17 +346,22 @@ pub(super) async fn mark_exhausted(
         &json!({"status": "exhausted", "policy": policy.name, "at": crate::domain::call::rfc3339(now)}),
     )
     .await?;
-    tx.record(&AuditEvent {
-        alert_id: Some(alert.id.clone()),
-        call_id: None,
-        source: "engine".into(),
-        kind: "escalation.exhausted".into(),
-        dedupe_key: Some(format!("exhausted:{}", alert.id)),
-        detail: json!({"policy": policy.name}),
-        at: now,
-    })
-    .await?;
-    tx.commit().await
+    let first = tx
+        .record(&AuditEvent {
+            alert_id: Some(alert.id.clone()),
+            call_id: None,
+            source: "engine".into(),
+            kind: "escalation.exhausted".into(),
+            dedupe_key: Some(format!("exhausted:{}", alert.id)),
+            detail: json!({"policy": policy.name}),
+            at: now,
+        })
+        .await?;
+    tx.commit().await?;
+    if first {
+        engine.metrics.escalation_exhausted();
+    }
+    Ok(())
 }
 
 impl Engine {

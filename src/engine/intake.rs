@@ -53,7 +53,10 @@ pub(super) async fn run(engine: Arc<Engine>) {
             match engine.store.wake_closed(engine.now()).await {
                 Ok(0) => {}
                 Ok(_) => engine.wake(),
-                Err(e) => tracing::warn!(error = %e, "could not look for alerts closed elsewhere"),
+                Err(e) => {
+                    engine.metrics.database_error();
+                    tracing::warn!(error = %e, "could not look for alerts closed elsewhere");
+                }
             }
         }
     }
@@ -89,6 +92,7 @@ pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
                 continue;
             }
             tracing::info!(alert_id = %page.alert_id, "new critical alert");
+            engine.metrics.alert_detected();
             super::dispatch::spawn_page(engine.clone(), page, lease.clone());
         }
         if only.is_some() || !full_batch {

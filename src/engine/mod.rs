@@ -8,18 +8,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::auth::{Access, ApiToken, Role, User};
 use crate::config::Config;
 use crate::config::file::{Directory, Person};
 use crate::domain::escalation::{Matcher, Policy, Step, Target};
 use crate::store::DynStore;
 use crate::telephony::Provider;
 
+mod actions;
 mod dispatch;
 mod escalate;
 mod events;
 mod intake;
 pub mod limiter;
 
+pub use actions::acknowledge;
 pub use events::{EventOutcome, Source};
 
 /// How many pages are worked on at once by one instance.
@@ -30,6 +33,9 @@ pub struct Engine {
     pub store: DynStore,
     pub provider: Arc<dyn Provider>,
     pub config: Arc<Config>,
+    pub metrics: crate::metrics::Metrics,
+    /// Dashboards listening for changes: bumped whenever the audit trail grows.
+    changes: tokio::sync::watch::Sender<i64>,
     /// Identifies this process's leases.
     owner: String,
     wake: Notify,
@@ -41,6 +47,8 @@ pub struct Engine {
     db_ok: AtomicBool,
     /// Staff, schedules and policies; replaced whole on a reload.
     directory: std::sync::RwLock<Arc<Directory>>,
+    /// The credentials from the environment, added to alertcall.toml's on every reload.
+    env_access: Access,
 }
 
 impl Engine {
@@ -50,7 +58,8 @@ impl Engine {
         config: Arc<Config>,
         directory: Directory,
     ) -> Arc<Engine> {
-        let directory = with_default_policy(directory, &config);
+        let env_access = env_access(&config);
+        let directory = complete(directory, &config, &env_access);
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -61,12 +70,15 @@ impl Engine {
             store,
             provider,
             config,
+            metrics: crate::metrics::Metrics::new(),
+            changes: tokio::sync::watch::Sender::new(0),
             owner,
             wake: Notify::new(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             working: std::sync::Mutex::new(std::collections::HashMap::new()),
             db_ok: AtomicBool::new(true),
             directory: std::sync::RwLock::new(Arc::new(directory)),
+            env_access,
         })
     }
 
@@ -92,7 +104,7 @@ impl Engine {
     /// Replaces staff, schedules and policies; escalations in flight keep their step and
     /// continue under the new definitions.
     pub fn reload(&self, directory: Directory) {
-        let directory = with_default_policy(directory, &self.config);
+        let directory = complete(directory, &self.config, &self.env_access);
         *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
@@ -107,6 +119,9 @@ impl Engine {
     }
 
     fn set_database_ok(&self, ok: bool) {
+        if !ok {
+            self.metrics.database_error();
+        }
         let was = self.db_ok.swap(ok, Ordering::Relaxed);
         if was && !ok {
             tracing::error!(
@@ -126,15 +141,82 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
         let intake = tokio::spawn(intake::run(self.clone()));
         let dispatch = tokio::spawn(dispatch::run(self.clone()));
+        let changes = tokio::spawn(watch_changes(self.clone()));
         shutdown.await;
         intake.abort();
         dispatch.abort();
+        changes.abort();
+    }
+
+    /// Changes for live dashboards: the newest audit-trail id, whenever it grows.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.changes.subscribe()
     }
 }
 
-/// Without policies in alertcall.toml, the seed's setup: one step calling
-/// `NURSE_PHONE_NUMBER`, waiting `ALERTCALL_ACK_WAIT`.
-fn with_default_policy(mut directory: Directory, config: &Config) -> Directory {
+/// How often the audit trail is checked for news while a dashboard listens.
+const CHANGES_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Follows the audit trail, which every instance appends to, so dashboards connected to any
+/// instance see every change; queries only while someone listens.
+async fn watch_changes(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(CHANGES_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if engine.changes.receiver_count() == 0 {
+            continue;
+        }
+        match engine.store.last_event_id().await {
+            Ok(id) => {
+                engine.changes.send_if_modified(|last| {
+                    let grew = id != *last;
+                    *last = id;
+                    grew
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the audit trail for dashboards"),
+        }
+    }
+}
+
+/// `ALERTCALL_API_TOKEN` (an admin token) and `ALERTCALL_ADMIN_PASSWORD` (user `admin`).
+fn env_access(config: &Config) -> Access {
+    Access {
+        users: config
+            .admin_password
+            .iter()
+            .map(|password| User {
+                name: "admin".into(),
+                role: Role::Admin,
+                password_hash: crate::auth::hash_password(password.expose()),
+            })
+            .collect(),
+        tokens: config
+            .api_token
+            .iter()
+            .map(|token| ApiToken {
+                name: "ALERTCALL_API_TOKEN".into(),
+                role: Role::Admin,
+                sha256: crate::auth::token_hash(token.expose()),
+            })
+            .collect(),
+    }
+}
+
+/// alertcall.toml's directory with what the environment adds: credentials, and without
+/// policies, the seed's setup: one step calling `NURSE_PHONE_NUMBER`, waiting
+/// `ALERTCALL_ACK_WAIT`.
+fn complete(mut directory: Directory, config: &Config, env_access: &Access) -> Directory {
+    for user in &env_access.users {
+        if directory.access.user(&user.name).is_none() {
+            directory.access.users.push(user.clone());
+        }
+    }
+    directory
+        .access
+        .tokens
+        .extend(env_access.tokens.iter().cloned());
     if directory.policies.is_empty() {
         directory
             .staff

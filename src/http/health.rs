@@ -1,9 +1,10 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::{AppState, HttpError};
 
 /// Alive: answers as soon as the server is up (scripts and supervisors wait on this).
 pub async fn healthz() -> &'static str {
@@ -27,4 +28,26 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// Prometheus metrics (OpenMetrics text). Open unless `ALERTCALL_PROTECT_METRICS=true`, when
+/// it takes a token or a sign-in like the API.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, HttpError> {
+    if state.engine.config.protect_metrics
+        && super::auth::principal(&state, &headers).await?.is_none()
+    {
+        return Err(HttpError::Unauthorized(
+            "metrics are protected (ALERTCALL_PROTECT_METRICS): send Authorization: Bearer <API token>".into(),
+        ));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.engine.metrics.encode(),
+    ))
 }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -14,8 +15,10 @@ use crate::engine::Engine;
 use crate::store::StoreError;
 use crate::telephony::simulator::{SimError, Simulator};
 
+pub mod api;
+pub mod auth;
+mod dashboard;
 mod health;
-mod oncall;
 mod sim;
 mod webhooks;
 
@@ -26,17 +29,51 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub sim: Option<Arc<Simulator>>,
+    pub lockout: Arc<auth::Lockout>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, sim: Option<Arc<Simulator>>) -> AppState {
+        AppState {
+            engine,
+            sim,
+            lockout: Arc::default(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+    let webhooks = Router::new()
         .route("/api/alerts/call-response", post(webhooks::input))
         .route("/api/alerts/call-event", post(webhooks::event))
         .route("/api/sms/inbound", post(webhooks::inbound_sms))
         .route("/api/sms/status", post(webhooks::sms_status))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_webhooks,
+        ));
+    let mut router = Router::new()
+        .merge(webhooks)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/api/v1/oncall", get(oncall::oncall));
+        .route("/metrics", get(health::metrics))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/api/v1/openapi.json", get(api::openapi_json))
+        .route("/api/v1/me", get(api::me))
+        .route(
+            "/api/v1/alerts",
+            get(api::list_alerts).post(api::raise_alert),
+        )
+        .route("/api/v1/alerts/{id}", get(api::alert_detail))
+        .route("/api/v1/alerts/{id}/acknowledge", post(api::acknowledge))
+        .route("/api/v1/alerts/{id}/resolve", post(api::resolve))
+        .route("/api/v1/calls", get(api::calls))
+        .route("/api/v1/analytics", get(api::analytics))
+        .route("/api/v1/oncall", get(api::oncall))
+        .route("/api/v1/events", get(dashboard::events));
     if state.sim.is_some() {
         router = router
             .route("/api/sim/calls", get(sim::list))
@@ -49,37 +86,49 @@ pub fn router(state: AppState) -> Router {
             .route("/api/sim/sms/reply", post(sim::reply));
     }
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_database_errors,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// With `ALERTCALL_API_TOKEN` set, the API needs `Authorization: Bearer <token>`.
-pub(crate) fn require_token(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), HttpError> {
-    let Some(token) = &state.engine.config.api_token else {
-        return Ok(());
+/// `alertcall_webhooks_total{kind, result}`: every provider webhook, by what became of it.
+async fn count_webhooks(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let kind = match request.uri().path() {
+        "/api/alerts/call-response" => "call_input",
+        "/api/alerts/call-event" => "call_event",
+        "/api/sms/inbound" => "sms_inbound",
+        _ => "sms_status",
     };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compared in constant time: a token is a secret.
-    let matches = given.is_some_and(|g| {
-        g.len() == token.expose().len()
-            && g.bytes()
-                .zip(token.expose().bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(HttpError::Unauthorized(
-            "this needs Authorization: Bearer <ALERTCALL_API_TOKEN>".into(),
-        ))
+    let response = next.run(request).await;
+    let result = match response.status() {
+        s if s.is_success() => "ok",
+        StatusCode::UNAUTHORIZED => "rejected_signature",
+        StatusCode::BAD_REQUEST => "malformed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "error",
+    };
+    state.engine.metrics.webhook(kind, result);
+    response
+}
+
+/// Marks a response that failed on the database (see `HttpError`), for the metrics.
+#[derive(Clone, Copy)]
+struct DatabaseFailed;
+
+async fn count_database_errors(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.extensions().get::<DatabaseFailed>().is_some() {
+        state.engine.metrics.database_error();
     }
+    response
 }
 
 /// Every error an HTTP handler answers with. Internal errors are logged once here and
@@ -90,6 +139,9 @@ pub enum HttpError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// Signed in, but the role or the CSRF token does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -126,6 +178,7 @@ impl IntoResponse for HttpError {
         let status = match &self {
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
             HttpError::Unavailable(e) => {
@@ -137,6 +190,10 @@ impl IntoResponse for HttpError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
+        if matches!(self, HttpError::Unavailable(_) | HttpError::Internal(_)) {
+            response.extensions_mut().insert(DatabaseFailed);
+        }
+        response
     }
 }

@@ -4,16 +4,24 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use serde::Deserialize;
 
 use super::{AppState, HttpError};
 use crate::engine::Source;
 use crate::telephony::simulator::{SimCall, SimSms, Simulator};
 
-/// The simulator, for callers that pass the API token check.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Simulator>, HttpError> {
-    super::require_token(state, headers)?;
+/// The simulator's phones. With ALERTCALL_API_TOKEN set they need a credential like the API
+/// (the token, or a dashboard session); without, they are open like the phones they stand
+/// for, so `alertcall sim ...` works out of the box. They exist only with the simulator.
+async fn authorize(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Arc<Simulator>, HttpError> {
+    if state.engine.config.api_token.is_some() {
+        super::auth::authorize(state, method, headers).await?;
+    }
     state
         .sim
         .clone()
@@ -22,25 +30,30 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Simulator>, Ht
 
 pub async fn list(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Json<Vec<SimCall>>, HttpError> {
-    Ok(Json(authorize(&state, &headers)?.list()))
+    Ok(Json(authorize(&state, &method, &headers).await?.list()))
 }
 
 pub async fn show(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(authorize(&state, &headers)?.get(&id)?))
+    Ok(Json(authorize(&state, &method, &headers).await?.get(&id)?))
 }
 
 pub async fn answer(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(authorize(&state, &headers)?.answer(&id)?))
+    Ok(Json(
+        authorize(&state, &method, &headers).await?.answer(&id)?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -50,11 +63,12 @@ pub struct Keys {
 
 pub async fn press(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(keys): Json<Keys>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let sim = authorize(&state, &headers)?;
+    let sim = authorize(&state, &method, &headers).await?;
     let input = sim.press(&id, &keys.keys)?;
     let reply = state.engine.handle_input(&input, Source::Simulator).await?;
     Ok(Json(sim.hear(&id, &reply)?))
@@ -62,10 +76,11 @@ pub async fn press(
 
 pub async fn silence(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let sim = authorize(&state, &headers)?;
+    let sim = authorize(&state, &method, &headers).await?;
     let input = sim.silence(&id)?;
     let reply = state.engine.handle_input(&input, Source::Simulator).await?;
     Ok(Json(sim.hear(&id, &reply)?))
@@ -73,17 +88,21 @@ pub async fn silence(
 
 pub async fn hang_up(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(authorize(&state, &headers)?.hang_up(&id)?))
+    Ok(Json(
+        authorize(&state, &method, &headers).await?.hang_up(&id)?,
+    ))
 }
 
 pub async fn messages(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Json<Vec<SimSms>>, HttpError> {
-    Ok(Json(authorize(&state, &headers)?.messages()))
+    Ok(Json(authorize(&state, &method, &headers).await?.messages()))
 }
 
 #[derive(Deserialize)]
@@ -95,10 +114,11 @@ pub struct Reply {
 /// A simulated phone texts back, through the same path as an inbound SMS webhook.
 pub async fn reply(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Json(reply): Json<Reply>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &method, &headers).await?;
     let acknowledged = state
         .engine
         .handle_inbound_sms(&reply.from, &reply.text)

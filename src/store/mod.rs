@@ -242,10 +242,61 @@ pub enum AckOutcome {
     NoSuchAlert,
 }
 
+/// Which alerts to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
+    pub id: Option<String>,
     pub status: Option<String>,
+    pub severity: Option<String>,
+    /// `triggered_at` at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// `triggered_at` before this instant.
+    pub until: Option<DateTime<Utc>>,
     pub limit: i64,
+}
+
+/// An alert with what alertcall knows about it: the call status mirrored into its metadata
+/// (the seed's monitoring queries read it) and its page.
+#[derive(Debug, Clone)]
+pub struct AlertView {
+    pub alert: Alert,
+    pub call_status: Option<String>,
+    pub page: Option<PageView>,
+}
+
+/// An alert's escalation as stored: where it stands and which policy (the unit) it follows.
+#[derive(Debug, Clone)]
+pub struct PageView {
+    pub state: PageState,
+    pub step: i32,
+    pub round: i32,
+    pub policy: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Which calls to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub alert_id: Option<String>,
+    /// Created at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// The staff id called.
+    pub person: Option<String>,
+    pub status: Option<String>,
+    /// The policy (unit) of the call's alert.
+    pub unit: Option<String>,
+    pub limit: i64,
+}
+
+/// A signed-in person's session; the token itself is never stored, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub role: String,
+    /// The token every form action must carry (X-CSRF-Token).
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -299,7 +350,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
     async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError>;
-    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        Ok(self
+            .alert_views(filter)
+            .await?
+            .into_iter()
+            .map(|v| v.alert)
+            .collect())
+    }
+    async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError>;
+    /// Marks an active or acknowledged alert resolved; false when it was neither.
+    async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError>;
     /// Acknowledges an alert outside a call (CLI, API, dashboard).
     async fn acknowledge_alert(
         &self,
@@ -406,7 +467,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         alert_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<CallRecord>, StoreError>;
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        self.call_history(&CallFilter {
+            alert_id: alert_id.map(str::to_string),
+            limit,
+            ..CallFilter::default()
+        })
+        .await
+    }
+    async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError>;
 
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
     async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
@@ -416,6 +485,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(fresh)
     }
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The newest audit-trail id: it grows with every step any instance records.
+    async fn last_event_id(&self) -> Result<i64, StoreError>;
+
+    async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError>;
+    /// The unexpired session with this token hash.
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Ends a session, and any that have expired.
+    async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -466,6 +547,34 @@ pub(crate) struct AlertRow {
     triggered_at: DateTime<Utc>,
     acknowledged_at: Option<DateTime<Utc>>,
     acknowledged_by: Option<String>,
+    /// The call status mirrored into `metadata.call`, and the page, if any.
+    call_status: Option<String>,
+    page_state: Option<String>,
+    page_step: Option<i32>,
+    page_round: Option<i32>,
+    page_policy: Option<String>,
+    page_due_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<AlertRow> for AlertView {
+    type Error = StoreError;
+    fn try_from(mut r: AlertRow) -> Result<Self, StoreError> {
+        let page = match r.page_state.take() {
+            None => None,
+            Some(state) => Some(PageView {
+                state: PageState::parse(&state)?,
+                step: r.page_step.unwrap_or(0),
+                round: r.page_round.unwrap_or(0),
+                policy: r.page_policy.take(),
+                due_at: r.page_due_at,
+            }),
+        };
+        Ok(AlertView {
+            call_status: r.call_status.take(),
+            page,
+            alert: r.into(),
+        })
+    }
 }
 
 impl From<AlertRow> for Alert {

@@ -14,7 +14,10 @@ use sqlx::AssertSqlSafe;
 use super::*;
 use crate::domain::alert::CRITICAL;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_init.sql")),
+    (2, include_str!("migrations/postgres/0002_sessions.sql")),
+];
 
 /// Serialises migrations across instances starting at once.
 const MIGRATION_LOCK: i64 = 0x616c_6572_7463_616c;
@@ -564,17 +567,46 @@ impl Store for PgStore {
         .doing("inserting an alert")
     }
 
-    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+    async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
         let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
             "{ALERT_SELECT} WHERE ($1::text IS NULL OR a.status = $1) \
-             ORDER BY a.triggered_at DESC LIMIT $2"
+               AND ($2::text IS NULL OR a.severity = $2) \
+               AND ($3::timestamptz IS NULL OR a.triggered_at >= $3) \
+               AND ($4::timestamptz IS NULL OR a.triggered_at < $4) \
+               AND ($6::text IS NULL OR a.id = {}) \
+             ORDER BY a.triggered_at DESC LIMIT $5",
+            self.id_param(6)
         )))
         .bind(&filter.status)
+        .bind(&filter.severity)
+        .bind(filter.since)
+        .bind(filter.until)
         .bind(filter.limit)
+        .bind(&filter.id)
         .fetch_all(&self.pool)
-        .await
-        .doing("listing alerts")?;
-        Ok(rows.into_iter().map(Alert::from).collect())
+        .await;
+        match rows {
+            Ok(rows) => rows.into_iter().map(AlertView::try_from).collect(),
+            // An id that cannot be one of this table's ids matches nothing.
+            Err(e) if is_bad_id(&e) => Ok(Vec::new()),
+            Err(e) => Err(e).doing("listing alerts"),
+        }
+    }
+
+    async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alerts SET status = 'resolved' \
+             WHERE id = {} AND status IN ('active', 'acknowledged')",
+            self.id_param(1)
+        )))
+        .bind(alert_id)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            Err(e) if is_bad_id(&e) => Ok(false),
+            Err(e) => Err(e).doing("resolving the alert"),
+        }
     }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
@@ -714,17 +746,24 @@ impl Store for PgStore {
         .doing("finding the message a reply answers")
     }
 
-    async fn list_calls(
-        &self,
-        alert_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<CallRecord>, StoreError> {
+    async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CALL_COLUMNS} FROM alertcall.calls WHERE ($1::text IS NULL OR alert_id = $1) \
-             ORDER BY created_at DESC LIMIT $2"
+            "SELECT {CALL_COLUMNS} FROM alertcall.calls c WHERE ($1::text IS NULL OR c.alert_id = $1) \
+               AND ($2::timestamptz IS NULL OR c.created_at >= $2) \
+               AND ($3::timestamptz IS NULL OR c.created_at < $3) \
+               AND ($4::text IS NULL OR c.person = $4) \
+               AND ($5::text IS NULL OR c.status = $5) \
+               AND ($6::text IS NULL OR c.alert_id IN \
+                    (SELECT alert_id FROM alertcall.pages WHERE policy = $6)) \
+             ORDER BY c.created_at DESC LIMIT $7"
         )))
-        .bind(alert_id)
-        .bind(limit)
+        .bind(&filter.alert_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(&filter.person)
+        .bind(&filter.status)
+        .bind(&filter.unit)
+        .bind(filter.limit)
         .fetch_all(&self.pool)
         .await
         .doing("listing calls")?;
@@ -742,6 +781,61 @@ impl Store for PgStore {
         .doing("listing audit events")?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alertcall.call_events")
+            .fetch_one(&self.pool)
+            .await
+            .doing("reading the newest audit entry")
+    }
+
+    async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall.sessions (token_hash, username, role, csrf, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(&session.user)
+        .bind(&session.role)
+        .bind(&session.csrf)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await
+        .doing("starting a session")?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT username, role, csrf, expires_at FROM alertcall.sessions \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("looking up a session")?;
+        Ok(row.map(|(user, role, csrf, expires_at)| Session {
+            user,
+            role,
+            csrf,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM alertcall.sessions WHERE token_hash = $1 OR expires_at <= $2")
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .doing("ending a session")?;
+        Ok(())
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patient_id, \
@@ -749,10 +843,14 @@ const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patie
      a.severity::text AS severity, a.status::text AS status, a.alert_type::text AS alert_type, \
      a.title::text AS title, a.message::text AS message, a.triggered_at::timestamptz AS triggered_at, \
      a.acknowledged_at::timestamptz AS acknowledged_at, \
-     a.acknowledged_by::text AS acknowledged_by \
+     a.acknowledged_by::text AS acknowledged_by, \
+     a.metadata->'call'->>'call_status' AS call_status, pg.state AS page_state, \
+     pg.step AS page_step, pg.round AS page_round, pg.policy AS page_policy, \
+     pg.due_at AS page_due_at \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id::text = a.patient_id::text \
-     LEFT JOIN rooms r ON r.room_id::text = a.room_id::text";
+     LEFT JOIN rooms r ON r.room_id::text = a.room_id::text \
+     LEFT JOIN alertcall.pages pg ON pg.alert_id = a.id::text";
 
 /// LISTEN on the notify trigger's channel. Notifications sent while disconnected are lost,
 /// so every (re)connection starts with a sweep.

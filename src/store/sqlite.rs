@@ -17,7 +17,10 @@ use sqlx::AssertSqlSafe;
 use super::*;
 use crate::domain::alert::CRITICAL;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (2, include_str!("migrations/sqlite/0002_sessions.sql")),
+];
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
      step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
@@ -510,17 +513,37 @@ impl Store for SqliteStore {
         .doing("inserting an alert")
     }
 
-    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+    async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
         let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
             "{ALERT_SELECT} WHERE (?1 IS NULL OR a.status = ?1) \
-             ORDER BY julianday(a.triggered_at) DESC LIMIT ?2"
+               AND (?2 IS NULL OR a.severity = ?2) \
+               AND (?3 IS NULL OR julianday(a.triggered_at) >= julianday(?3)) \
+               AND (?4 IS NULL OR julianday(a.triggered_at) < julianday(?4)) \
+               AND (?6 IS NULL OR CAST(a.id AS TEXT) = ?6) \
+             ORDER BY julianday(a.triggered_at) DESC LIMIT ?5"
         )))
         .bind(&filter.status)
+        .bind(&filter.severity)
+        .bind(ts_opt(filter.since))
+        .bind(ts_opt(filter.until))
         .bind(filter.limit)
+        .bind(&filter.id)
         .fetch_all(&self.pool)
         .await
         .doing("listing alerts")?;
-        Ok(rows.into_iter().map(Alert::from).collect())
+        rows.into_iter().map(AlertView::try_from).collect()
+    }
+
+    async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alerts SET status = 'resolved' \
+             WHERE CAST(id AS TEXT) = ? AND status IN ('active', 'acknowledged')",
+        )
+        .bind(alert_id)
+        .execute(&self.pool)
+        .await
+        .doing("resolving the alert")?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
@@ -660,17 +683,24 @@ impl Store for SqliteStore {
         .doing("finding the message a reply answers")
     }
 
-    async fn list_calls(
-        &self,
-        alert_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<CallRecord>, StoreError> {
+    async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {CALL_COLUMNS} FROM alertcall_calls WHERE (?1 IS NULL OR alert_id = ?1) \
-             ORDER BY created_at DESC LIMIT ?2"
+            "SELECT {CALL_COLUMNS} FROM alertcall_calls c WHERE (?1 IS NULL OR c.alert_id = ?1) \
+               AND (?2 IS NULL OR c.created_at >= ?2) \
+               AND (?3 IS NULL OR c.created_at < ?3) \
+               AND (?4 IS NULL OR c.person = ?4) \
+               AND (?5 IS NULL OR c.status = ?5) \
+               AND (?6 IS NULL OR c.alert_id IN \
+                    (SELECT alert_id FROM alertcall_pages WHERE policy = ?6)) \
+             ORDER BY c.created_at DESC LIMIT ?7"
         )))
-        .bind(alert_id)
-        .bind(limit)
+        .bind(&filter.alert_id)
+        .bind(ts_opt(filter.since))
+        .bind(ts_opt(filter.until))
+        .bind(&filter.person)
+        .bind(&filter.status)
+        .bind(&filter.unit)
+        .bind(filter.limit)
         .fetch_all(&self.pool)
         .await
         .doing("listing calls")?;
@@ -688,15 +718,75 @@ impl Store for SqliteStore {
         .doing("listing audit events")?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+
+    async fn last_event_id(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alertcall_call_events")
+            .fetch_one(&self.pool)
+            .await
+            .doing("reading the newest audit entry")
+    }
+
+    async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall_sessions (token_hash, username, role, csrf, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(&session.user)
+        .bind(&session.role)
+        .bind(&session.csrf)
+        .bind(ts(session.expires_at))
+        .execute(&self.pool)
+        .await
+        .doing("starting a session")?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError> {
+        let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT username, role, csrf, expires_at FROM alertcall_sessions \
+             WHERE token_hash = ? AND expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .doing("looking up a session")?;
+        Ok(row.map(|(user, role, csrf, expires_at)| Session {
+            user,
+            role,
+            csrf,
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM alertcall_sessions WHERE token_hash = ? OR expires_at <= ?")
+            .bind(token_hash)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .doing("ending a session")?;
+        Ok(())
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \
      p.name AS patient_name, CAST(a.room_id AS TEXT) AS room_id, r.room_name AS room_name, \
      a.severity, a.status, a.alert_type, a.title, a.message, a.triggered_at, a.acknowledged_at, \
-     a.acknowledged_by \
+     a.acknowledged_by, \
+     CASE WHEN json_valid(a.metadata) THEN json_extract(a.metadata, '$.call.call_status') END \
+       AS call_status, \
+     pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
+     pg.policy AS page_policy, pg.due_at AS page_due_at \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id = a.patient_id \
-     LEFT JOIN rooms r ON r.room_id = a.room_id";
+     LEFT JOIN rooms r ON r.room_id = a.room_id \
+     LEFT JOIN alertcall_pages pg ON pg.alert_id = CAST(a.id AS TEXT)";
 
 /// Notices commits by other processes: `PRAGMA data_version` changes whenever another
 /// connection commits to the file, and costs no I/O to read.

@@ -14,6 +14,10 @@ use alertcall::startup::Application;
 use crate::db::TestDb;
 use crate::fake_vonage::{self, FakeVonage};
 
+/// The password of user `admin` on every test server (ALERTCALL_ADMIN_PASSWORD), so that no
+/// server writes a first-admin password file.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
@@ -40,6 +44,7 @@ impl TestApp {
             ("ALERTCALL_CALLS_PER_SECOND".into(), "0".into()),
             ("ALERTCALL_HOSPITAL_NAME".into(), "Haven Hospital".into()),
             ("ALERTCALL_SQLITE_WATCH_INTERVAL".into(), "10ms".into()),
+            ("ALERTCALL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
         ]);
         if let Some(v) = vonage {
             vars.extend(v.env().into_iter().map(|(k, v)| (k.to_string(), v)));

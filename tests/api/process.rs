@@ -27,6 +27,7 @@ impl Serve {
             .env("DATABASE_URL", &db.url)
             .env("ALERTCALL_LISTEN", &addr)
             .env("ALERTCALL_CALLS_PER_SECOND", "0")
+            .env("ALERTCALL_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
             .env(
                 "RUST_LOG",
                 std::env::var("ALERTCALL_TEST_LOG").unwrap_or("error".into()),

@@ -1,0 +1,743 @@
+//! The JSON API under `/api/v1/`, which the dashboard uses too. Its OpenAPI document is
+//! generated from these handlers and types (`/api/v1/openapi.json`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use super::auth::{Admin, Viewer};
+use super::{AppState, HttpError};
+use crate::analytics::{self, Analytics};
+use crate::domain::alert::{Acknowledger, NewAlert};
+use crate::domain::call::CallRecord;
+use crate::domain::phone::Phone;
+use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
+
+/// Every error answer: what went wrong and what to do.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Who is signed in, and what the dashboard needs to act for them.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub name: String,
+    /// `viewer` or `admin`.
+    pub role: String,
+    /// Send as `X-CSRF-Token` with every POST made with the session cookie.
+    pub csrf_token: Option<String>,
+    /// Whether calls go to the built-in phone simulator (the dashboard shows virtual phones).
+    pub simulator: bool,
+    pub hospital_name: String,
+}
+
+/// Someone being called right now, or a call as history keeps it.
+#[derive(Serialize, ToSchema)]
+pub struct CallSummary {
+    pub id: String,
+    pub alert_id: String,
+    /// Staff id (`nurse` for NURSE_PHONE_NUMBER).
+    pub person: Option<String>,
+    pub person_name: Option<String>,
+    /// The number called, masked (`+1385*****51`).
+    pub to: String,
+    /// pending, initiated, ringing, in_progress, answered (pressed 1), machine, completed,
+    /// unanswered, busy, timeout, rejected, cancelled, failed.
+    pub status: String,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub step: i32,
+    pub round: i32,
+    pub created_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// Where an alert's escalation stands.
+#[derive(Serialize, ToSchema)]
+pub struct Escalation {
+    /// due, waiting, acknowledged, cancelled, exhausted, failed, stale.
+    pub state: String,
+    /// 0-based step of the policy.
+    pub step: i32,
+    pub round: i32,
+    /// The policy followed: the unit.
+    pub unit: Option<String>,
+    /// When the current wait ends or the next attempt is due.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertSummary {
+    pub id: String,
+    pub severity: String,
+    /// active, acknowledged, resolved, or what the hospital app wrote.
+    pub status: String,
+    pub alert_type: Option<String>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub room: Option<String>,
+    /// Hidden (null) when `[dashboard] show_patient_name = false`.
+    pub patient: Option<String>,
+    pub triggered_at: DateTime<Utc>,
+    pub age_seconds: f64,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    /// `metadata.call.call_status`, as the seed's queries read it.
+    pub call_status: Option<String>,
+    /// ringing, answered, acknowledged, exhausted, ... : one word for the board.
+    pub live_status: String,
+    pub escalation: Option<Escalation>,
+    /// Calls still ringing or in progress.
+    pub calling: Vec<CallSummary>,
+}
+
+/// One entry of an alert's timeline.
+#[derive(Serialize, ToSchema)]
+pub struct TimelineEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// e.g. alert.triggered, call.placed, call.ringing, input, sms.sent, alert.acknowledged.
+    pub kind: String,
+    /// engine, vonage, simulator, cli, dashboard, api.
+    pub source: String,
+    pub call_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertDetail {
+    pub alert: AlertSummary,
+    pub calls: Vec<CallSummary>,
+    pub timeline: Vec<TimelineEntry>,
+    /// Triggered to acknowledged.
+    pub time_to_acknowledge_seconds: Option<f64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RaiseAlert {
+    /// Default `critical` (the severity alertcall pages for).
+    pub severity: Option<String>,
+    pub message: String,
+    pub title: Option<String>,
+    pub alert_type: Option<String>,
+    /// A `rooms.room_id` or `rooms.room_name`.
+    pub room: Option<String>,
+    pub patient_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Raised {
+    pub id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// active (default), acknowledged, resolved or all.
+    status: Option<String>,
+    /// At most this many (default 200, up to 5000).
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallsQuery {
+    /// RFC 3339; default 7 days ago.
+    from: Option<String>,
+    /// RFC 3339; default now.
+    to: Option<String>,
+    /// The policy (unit) of the call's alert.
+    unit: Option<String>,
+    /// Staff id.
+    nurse: Option<String>,
+    /// A call status, e.g. answered, unanswered, busy.
+    outcome: Option<String>,
+    alert: Option<String>,
+    /// At most this many (default 200, up to 5000).
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RangeQuery {
+    /// RFC 3339; default 24 hours ago.
+    from: Option<String>,
+    /// RFC 3339; default now.
+    to: Option<String>,
+}
+
+const MAX_LIMIT: i64 = 5000;
+const MAX_TEXT: usize = 2000;
+
+/// Text from a request: bounded, and without NUL (which no database column takes).
+fn text(field: &str, value: &str) -> Result<String, HttpError> {
+    if value.len() > MAX_TEXT || value.contains('\0') {
+        return Err(HttpError::BadRequest(format!(
+            "{field} must be at most {MAX_TEXT} bytes without NUL characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+fn opt_text(field: &str, value: &Option<String>) -> Result<Option<String>, HttpError> {
+    value.as_deref().map(|v| text(field, v)).transpose()
+}
+
+fn instant(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, HttpError> {
+    value
+        .as_deref()
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    HttpError::BadRequest(format!(
+                        "{field}={v:?} is not an RFC 3339 instant such as 2026-03-12T19:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+fn range(
+    from: &Option<String>,
+    to: &Option<String>,
+    default_span: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), HttpError> {
+    let to = instant("to", to)?.unwrap_or(now);
+    let from = instant("from", from)?.unwrap_or(to - default_span);
+    if from > to {
+        return Err(HttpError::BadRequest("from must not be after to".into()));
+    }
+    Ok((from, to))
+}
+
+fn limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(200).clamp(1, MAX_LIMIT)
+}
+
+impl AppState {
+    fn call_summary(&self, call: CallRecord) -> CallSummary {
+        let directory = self.engine.directory();
+        let person_name = call
+            .person
+            .as_ref()
+            .and_then(|p| directory.staff.get(p))
+            .map(|p| p.name.clone());
+        CallSummary {
+            id: call.id.to_string(),
+            to: Phone::parse(&call.to_number)
+                .map(|p| p.masked().to_string())
+                .unwrap_or_else(|_| "(invalid number)".into()),
+            status: call.status.as_str().into(),
+            alert_id: call.alert_id,
+            person: call.person,
+            person_name,
+            provider: call.provider,
+            provider_call_id: call.provider_call_id,
+            step: call.step,
+            round: call.round,
+            created_at: call.created_at,
+            answered_at: call.answered_at,
+            ended_at: call.ended_at,
+            error: call.error,
+        }
+    }
+
+    async fn alert_summary(&self, view: AlertView) -> Result<AlertSummary, HttpError> {
+        let calls = self
+            .engine
+            .store
+            .list_calls(Some(&view.alert.id), 50)
+            .await?;
+        let calling: Vec<CallSummary> = calls
+            .into_iter()
+            .filter(|c| !c.status.is_terminal())
+            .map(|c| self.call_summary(c))
+            .collect();
+        Ok(self.summary_with(view, calling))
+    }
+
+    fn summary_with(&self, view: AlertView, calling: Vec<CallSummary>) -> AlertSummary {
+        let show_patient = self.engine.directory().show_patient_name != Some(false);
+        let a = view.alert;
+        let live_status = live_status(a.status.as_str(), &view.page, &calling);
+        AlertSummary {
+            age_seconds: (self.engine.now() - a.triggered_at).as_seconds_f64(),
+            status: a.status.as_str().into(),
+            id: a.id,
+            severity: a.severity,
+            alert_type: a.alert_type,
+            title: a.title,
+            message: a.message,
+            room: a.room_name.or(a.room_id),
+            patient: if show_patient {
+                a.patient_name.or(a.patient_id)
+            } else {
+                None
+            },
+            triggered_at: a.triggered_at,
+            acknowledged_at: a.acknowledged_at,
+            acknowledged_by: a.acknowledged_by,
+            call_status: view.call_status,
+            live_status,
+            escalation: view.page.map(|p| Escalation {
+                state: p.state.as_str().into(),
+                step: p.step,
+                round: p.round,
+                unit: p.policy,
+                due_at: p.due_at,
+            }),
+            calling,
+        }
+    }
+}
+
+/// One word for the board: the alert's state if it is closed, else what its calls are doing.
+fn live_status(
+    status: &str,
+    page: &Option<crate::store::PageView>,
+    calling: &[CallSummary],
+) -> String {
+    use crate::store::PageState;
+    if status != "active" {
+        return status.to_string();
+    }
+    if page
+        .as_ref()
+        .is_some_and(|p| p.state == PageState::Exhausted)
+    {
+        return "exhausted".into();
+    }
+    if calling.iter().any(|c| c.status == "in_progress") {
+        return "answered".into();
+    }
+    if calling.iter().any(|c| c.status == "ringing") {
+        return "ringing".into();
+    }
+    if !calling.is_empty() {
+        return "calling".into();
+    }
+    match page {
+        Some(p) => p.state.as_str().into(),
+        None => "not paged".into(),
+    }
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 0,
+        "high" => 1,
+        "medium" => 2,
+        "low" => 3,
+        _ => 4,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "access",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, Viewer(who): Viewer) -> Json<Me> {
+    Json(Me {
+        name: who.name,
+        role: who.role.as_str().into(),
+        csrf_token: who.csrf,
+        simulator: state.sim.is_some(),
+        hospital_name: state.engine.messages().hospital_name,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertsQuery),
+    description = "Alerts, most urgent first: by severity, exhausted escalations first, then oldest first.",
+    responses((status = 200, body = [AlertSummary]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Query(q): Query<AlertsQuery>,
+) -> Result<Json<Vec<AlertSummary>>, HttpError> {
+    let status = match q.status.as_deref() {
+        None | Some("active") => Some("active".to_string()),
+        Some("all") => None,
+        Some(s @ ("acknowledged" | "resolved")) => Some(s.to_string()),
+        Some(other) => {
+            return Err(HttpError::BadRequest(format!(
+                "status={other:?}: use active, acknowledged, resolved or all"
+            )));
+        }
+    };
+    let views = state
+        .engine
+        .store
+        .alert_views(&AlertFilter {
+            status,
+            limit: limit(q.limit),
+            ..AlertFilter::default()
+        })
+        .await?;
+    let mut out = Vec::with_capacity(views.len());
+    for view in views {
+        out.push(state.alert_summary(view).await?);
+    }
+    out.sort_by(|a, b| {
+        (
+            severity_rank(&a.severity),
+            a.live_status != "exhausted",
+            a.triggered_at,
+        )
+            .cmp(&(
+                severity_rank(&b.severity),
+                b.live_status != "exhausted",
+                b.triggered_at,
+            ))
+    });
+    Ok(Json(out))
+}
+
+async fn view_of(state: &AppState, id: &str) -> Result<AlertView, HttpError> {
+    let id = text("id", id)?;
+    state
+        .engine
+        .store
+        .alert_views(&AlertFilter {
+            id: Some(id.clone()),
+            limit: 1,
+            ..AlertFilter::default()
+        })
+        .await?
+        .pop()
+        .ok_or_else(|| HttpError::NotFound(format!("no alert {id}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    description = "One alert with every call and its timeline: each call attempt, text, webhook event and action, with exact times.",
+    responses((status = 200, body = AlertDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn alert_detail(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Path(id): Path<String>,
+) -> Result<Json<AlertDetail>, HttpError> {
+    let view = view_of(&state, &id).await?;
+    let alert_id = view.alert.id.clone();
+    let triggered = view.alert.triggered_at;
+    let calls = state.engine.store.list_calls(Some(&alert_id), 500).await?;
+    let events = state.engine.store.list_events(&alert_id).await?;
+    let calling = calls
+        .iter()
+        .filter(|c| !c.status.is_terminal())
+        .cloned()
+        .map(|c| state.call_summary(c))
+        .collect();
+    let alert = state.summary_with(view, calling);
+    let mut timeline = vec![TimelineEntry {
+        id: 0,
+        at: triggered,
+        kind: "alert.triggered".into(),
+        source: "hospital".into(),
+        call_id: None,
+        detail: serde_json::json!({"severity": alert.severity}),
+    }];
+    timeline.extend(events.into_iter().map(|e: StoredEvent| TimelineEntry {
+        id: e.id,
+        at: e.created_at,
+        kind: e.kind,
+        source: e.source,
+        call_id: e.call_id,
+        detail: e.detail,
+    }));
+    let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
+    calls.reverse();
+    Ok(Json(AlertDetail {
+        time_to_acknowledge_seconds: alert
+            .acknowledged_at
+            .map(|at| (at - triggered).as_seconds_f64()),
+        alert,
+        calls,
+        timeline,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = RaiseAlert,
+    description = "Inserts an alert the way the hospital app would; a critical one is paged at once.",
+    responses((status = 201, body = Raised), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn raise_alert(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+    Json(body): Json<RaiseAlert>,
+) -> Result<(StatusCode, Json<Raised>), HttpError> {
+    let message = text("message", &body.message)?;
+    if message.trim().is_empty() {
+        return Err(HttpError::BadRequest("message must not be empty".into()));
+    }
+    let alert = NewAlert {
+        severity: opt_text("severity", &body.severity)?
+            .unwrap_or_else(|| crate::domain::alert::CRITICAL.into()),
+        patient_id: opt_text("patient_id", &body.patient_id)?,
+        room: opt_text("room", &body.room)?,
+        alert_type: opt_text("alert_type", &body.alert_type)?,
+        title: opt_text("title", &body.title)?,
+        message: Some(message),
+    };
+    let id = state
+        .engine
+        .store
+        .insert_alert(&alert)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Invalid(msg) => HttpError::BadRequest(msg),
+            other => other.into(),
+        })?;
+    let (via, name) = who.actor();
+    tracing::info!(alert_id = %id, via, user = name, "alert raised");
+    state.engine.wake();
+    Ok((StatusCode::CREATED, Json(Raised { id })))
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    description = "Acknowledges an active alert as the signed-in person or token (`dashboard:<name>` / `api:<name>`); escalation stops and ringing calls are hung up.",
+    responses((status = 200, body = AlertSummary), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<AlertSummary>, HttpError> {
+    let id = text("id", &id)?;
+    let (via, name) = who.actor();
+    let by = Acknowledger::named(via, name);
+    match state.engine.acknowledge_as(&id, &by, via).await? {
+        AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => {}
+        AckOutcome::AlreadyHandled => {
+            return Err(HttpError::Conflict(format!(
+                "alert {id} is not active (already acknowledged or resolved)"
+            )));
+        }
+        AckOutcome::NoSuchAlert => return Err(HttpError::NotFound(format!("no alert {id}"))),
+    }
+    let view = view_of(&state, &id).await?;
+    Ok(Json(state.alert_summary(view).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    description = "Marks an active or acknowledged alert resolved; recorded in its timeline with who did it.",
+    responses((status = 200, body = AlertSummary), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<AlertSummary>, HttpError> {
+    let id = text("id", &id)?;
+    let (via, name) = who.actor();
+    let by = Acknowledger::named(via, name);
+    if !state.engine.resolve_as(&id, &by, via).await? {
+        // Tell "no such alert" from "already closed".
+        view_of(&state, &id).await?;
+        return Err(HttpError::Conflict(format!(
+            "alert {id} is already resolved"
+        )));
+    }
+    let view = view_of(&state, &id).await?;
+    Ok(Json(state.alert_summary(view).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery),
+    description = "Call history, newest first, filtered by time range, unit, nurse and outcome.",
+    responses((status = 200, body = [CallSummary]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn calls(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Query(q): Query<CallsQuery>,
+) -> Result<Json<Vec<CallSummary>>, HttpError> {
+    let (since, until) = range(
+        &q.from,
+        &q.to,
+        chrono::Duration::days(7),
+        state.engine.now(),
+    )?;
+    let calls = state
+        .engine
+        .store
+        .call_history(&CallFilter {
+            alert_id: opt_text("alert", &q.alert)?,
+            since: Some(since),
+            until: Some(until),
+            person: opt_text("nurse", &q.nurse)?,
+            status: opt_text("outcome", &q.outcome)?,
+            unit: opt_text("unit", &q.unit)?,
+            limit: limit(q.limit),
+        })
+        .await?;
+    Ok(Json(
+        calls.into_iter().map(|c| state.call_summary(c)).collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(RangeQuery),
+    description = "Response-time analytics over alerts triggered and calls made in the range. `monitoring` is the seed's response-rate query and `per_hour` its alerts-per-hour query over the same rows.",
+    responses((status = 200, body = Analytics), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn analytics(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Query(q): Query<RangeQuery>,
+) -> Result<Json<Analytics>, HttpError> {
+    let (from, to) = range(
+        &q.from,
+        &q.to,
+        chrono::Duration::hours(24),
+        state.engine.now(),
+    )?;
+    const ROWS: i64 = 1_000_000;
+    let alerts = state
+        .engine
+        .store
+        .alert_views(&AlertFilter {
+            since: Some(from),
+            until: Some(to),
+            limit: ROWS,
+            ..AlertFilter::default()
+        })
+        .await?;
+    let calls = state
+        .engine
+        .store
+        .call_history(&CallFilter {
+            since: Some(from),
+            until: Some(to),
+            limit: ROWS,
+            ..CallFilter::default()
+        })
+        .await?;
+    let directory = state.engine.directory();
+    Ok(Json(analytics::compute(from, to, &alerts, &calls, |p| {
+        directory.staff.get(p).map(|s| s.name.clone())
+    })))
+}
+
+/// Who is on call per schedule, with the next handover.
+#[derive(Serialize, ToSchema)]
+pub struct OnCallEntry {
+    pub schedule: String,
+    pub person: String,
+    pub name: String,
+    pub shift: String,
+    pub from: String,
+    pub until: String,
+    pub next_handover: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OnCallQuery {
+    schedule: Option<String>,
+    /// RFC 3339 instant; default now.
+    at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/oncall", tag = "on call", params(OnCallQuery),
+    description = "Who is on call at an instant (default now), per schedule, and the next handover; the same answer as `alertcall oncall`.",
+    responses((status = 200, body = [OnCallEntry]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn oncall(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Query(query): Query<OnCallQuery>,
+) -> Result<Json<Vec<OnCallEntry>>, HttpError> {
+    let at = match &query.at {
+        None => jiff::Timestamp::now(),
+        Some(text) => text.parse().map_err(|_| {
+            HttpError::BadRequest(format!(
+                "at={text:?} is not an RFC 3339 instant such as 2026-03-12T19:00:00Z"
+            ))
+        })?,
+    };
+    let directory = state.engine.directory();
+    if let Some(name) = &query.schedule
+        && directory.schedule(name).is_none()
+    {
+        return Err(HttpError::NotFound(format!("no schedule {name:?}")));
+    }
+    let mut out = Vec::new();
+    for schedule in directory
+        .schedules
+        .iter()
+        .filter(|s| query.schedule.as_ref().is_none_or(|n| &s.name == n))
+    {
+        let next = schedule.next_handover(at).map(|t| t.to_string());
+        for c in schedule.on_call(at) {
+            out.push(OnCallEntry {
+                schedule: schedule.name.clone(),
+                name: directory
+                    .staff
+                    .get(&c.person)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                person: c.person,
+                shift: c.shift,
+                from: c.from.to_string(),
+                until: c.until.to_string(),
+                next_handover: next.clone(),
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::auth::SESSION_COOKIE,
+                "From signing in at /login; POSTs also need X-CSRF-Token (GET /api/v1/me)",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "alertcall",
+        description = "Alerts, calls, timelines, on-call and analytics of alertcall. \
+            Authenticate with `Authorization: Bearer <API token>` or the session cookie \
+            from /login. Live changes: GET /api/v1/events (server-sent events, `change` \
+            events carry the newest audit id)."
+    ),
+    paths(me, list_alerts, alert_detail, raise_alert, acknowledge, resolve, calls, analytics, oncall),
+    modifiers(&Security),
+    security(("token" = []), ("session" = []))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document, generated from the handlers above.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
