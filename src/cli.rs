@@ -200,6 +200,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         provider,
         nurse = %engine.config.nurse_phone.masked(),
         webhooks = %engine.config.event_url(),
+        dashboard = %format!("http://{}/", app.local_addr()),
         "alertcall is running"
     );
     if provider == "simulator" {

@@ -44,16 +44,7 @@ impl Engine {
         let outcome = acknowledge(&*self.store, alert_id, by, via, now).await?;
         if outcome == AckOutcome::Acknowledged {
             tracing::info!(alert_id, via, "ACKNOWLEDGED ({})", by.as_str());
-            let triggered = self
-                .store
-                .load_alert(alert_id)
-                .await?
-                .map(|a| a.triggered_at);
-            self.metrics.acknowledged(
-                via,
-                "acknowledged",
-                triggered.map(|t| (now - t).as_seconds_f64()),
-            );
+            self.acknowledged_metric(alert_id, via, now).await?;
             self.closed(alert_id).await?;
         }
         Ok(outcome)
@@ -85,6 +76,27 @@ impl Engine {
         self.metrics.acknowledged(via, "resolved", None);
         self.closed(alert_id).await?;
         Ok(true)
+    }
+
+    /// Counts an acknowledgement (`via` phone, sms, dashboard, api) and its time since the
+    /// alert was triggered.
+    pub(super) async fn acknowledged_metric(
+        &self,
+        alert_id: &str,
+        via: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let triggered = self
+            .store
+            .load_alert(alert_id)
+            .await?
+            .map(|a| a.triggered_at);
+        self.metrics.acknowledged(
+            via,
+            "acknowledged",
+            triggered.map(|t| (now - t).as_seconds_f64()),
+        );
+        Ok(())
     }
 
     /// An alert was closed here: hang up its calls now and let the dispatcher close its page.

@@ -279,6 +279,7 @@ impl Engine {
             return Ok(None);
         }
         tracing::info!(alert_id = %sms.alert_id, "ACKNOWLEDGED by SMS (replied 1)");
+        self.acknowledged_metric(&sms.alert_id, "sms", now).await?;
         self.store
             .record_event(&AuditEvent {
                 alert_id: Some(sms.alert_id.clone()),

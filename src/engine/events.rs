@@ -96,6 +96,10 @@ impl Engine {
             .await?;
         match changed {
             Some(updated) => {
+                if updated.status.is_terminal() {
+                    self.metrics
+                        .call_ended(&updated.provider, updated.status.as_str());
+                }
                 tracing::info!(
                     alert_id = %updated.alert_id,
                     call_id = %event.provider_call_id,
@@ -212,6 +216,9 @@ impl Engine {
                     call_id = call.provider_call_id.as_deref().unwrap_or(""),
                     "ACKNOWLEDGED by phone (pressed 1)"
                 );
+                self.metrics.call_ended(&call.provider, "answered");
+                self.acknowledged_metric(&call.alert_id, "phone", now)
+                    .await?;
                 // Everyone else still being called can stop.
                 super::escalate::hang_up(self, &call.alert_id, &live).await?;
                 menu::ACKNOWLEDGED

@@ -218,6 +218,18 @@ impl CallTx for SqliteCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
+        if done.rows_affected() == 0 {
+            // Closed meanwhile (pressed 1 before this was written): still keep which policy
+            // (unit) it followed, for the dashboard and analytics.
+            sqlx::query(
+                "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
+            )
+            .bind(&outcome.alert_id)
+            .bind(&update.policy)
+            .execute(&mut *self.tx)
+            .await
+            .doing("recording a page's policy")?;
+        }
         Ok(done.rows_affected() == 1)
     }
 

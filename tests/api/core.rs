@@ -320,7 +320,7 @@ both_backends!(core::a_restart_mid_flow_loses_nothing);
 
 pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
     let fake = FakeVonage::start().await;
-    let app = TestApp::spawn(&db, Some(&fake), &[]).await;
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_API_TOKEN", "t0ken")]).await;
     for i in 0..3 {
         db.insert_alert("critical", "P001", "R2", &format!("Alert {i}"))
             .await;
@@ -380,6 +380,125 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
     let unanswered = db.row(&seed_query(&third)).await;
     assert_eq!(unanswered[0].as_deref(), Some("active"));
     assert_eq!(unanswered[3].as_deref(), Some("unanswered"));
+
+    // The dashboard's analytics over the same rows agree with both queries.
+    let analytics: Value = app
+        .http
+        .get(app.url("/api/v1/analytics"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = &analytics["monitoring"];
+    let seed_row: Vec<Option<String>> = [&m["total_calls"], &m["answered"], &m["acknowledged"]]
+        .iter()
+        .map(|v| Some(v.to_string()))
+        .collect();
+    assert_eq!(
+        seed_row, row,
+        "analytics.monitoring = the seed's response-rate query"
+    );
+    let mut per_hour: Vec<Vec<Option<String>>> = analytics["per_hour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            vec![
+                h["severity"].as_str().map(str::to_string),
+                Some(h["count"].to_string()),
+            ]
+        })
+        .collect();
+    let mut hourly_rows = db.rows(hourly).await;
+    per_hour.sort();
+    hourly_rows.sort();
+    assert_eq!(
+        per_hour, hourly_rows,
+        "analytics.per_hour = the seed's per-hour query"
+    );
+    assert_eq!(analytics["alerts"], 4);
+    assert_eq!(analytics["alerts_paged"], 3);
+    assert_eq!(analytics["calls"], 3);
+    assert_eq!(analytics["calls_answered"], 2);
+    assert_eq!(analytics["acknowledged"], 2);
+    assert_eq!(
+        analytics["exhausted"], 1,
+        "the unanswered alert ran out its policy"
+    );
+    assert_eq!(analytics["time_to_acknowledge"]["count"], 2);
+    assert_eq!(analytics["per_nurse"][0]["person"], "nurse");
+    assert_eq!(analytics["per_nurse"][0]["calls"], 3);
+    assert_eq!(analytics["per_unit"][0]["unit"], "default");
+
+    // The metrics count exactly what happened.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let expect = [
+        ("alertcall_alerts_detected_total", 3.0),
+        (
+            r#"alertcall_calls_placed_total{provider="vonage",result="placed"}"#,
+            3.0,
+        ),
+        (
+            r#"alertcall_call_outcomes_total{provider="vonage",outcome="answered"}"#,
+            2.0,
+        ),
+        (
+            r#"alertcall_call_outcomes_total{provider="vonage",outcome="unanswered"}"#,
+            1.0,
+        ),
+        (
+            r#"alertcall_webhooks_total{kind="call_input",result="ok"}"#,
+            2.0,
+        ),
+        (
+            r#"alertcall_webhooks_total{kind="call_event",result="ok"}"#,
+            1.0,
+        ),
+        (
+            r#"alertcall_acknowledgements_total{via="phone",action="acknowledged"}"#,
+            2.0,
+        ),
+        ("alertcall_escalation_steps_total", 3.0),
+        ("alertcall_escalations_exhausted_total", 1.0),
+        ("alertcall_alert_to_dial_seconds_count", 3.0),
+        ("alertcall_alert_to_acknowledge_seconds_count", 2.0),
+        ("alertcall_database_errors_total", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(
+            metric(&metrics, series),
+            Some(value),
+            "{series} in\n{metrics}"
+        );
+    }
+    // A forged webhook is counted as rejected.
+    let r = app
+        .webhook(
+            &event_url(&calls[0]),
+            &event_body(&third, "completed"),
+            Some("forged"),
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"alertcall_webhooks_total{kind="call_event",result="rejected_signature"}"#
+        ),
+        Some(1.0)
+    );
     app.stop().await;
+}
+
+/// The value of one series in a Prometheus text exposition.
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 both_backends!(core::monitoring_queries_count_phone_acknowledgements);

@@ -3,6 +3,7 @@
 
 mod cli;
 mod core;
+mod dashboard;
 mod db;
 mod escalation;
 mod fake_vonage;

@@ -1,0 +1,691 @@
+//! The dashboard and its JSON API: sign-in, roles, CSRF, every endpoint against the OpenAPI
+//! document it serves, acting on alerts, timelines and call history.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::db::TestDb;
+use crate::helpers::{ADMIN_PASSWORD, TestApp, wait_until};
+
+const ADMIN_TOKEN: &str = "admin-t0ken";
+const VIEWER_TOKEN: &str = "viewer-t0ken";
+const VIEWER_PASSWORD: &str = "viewer-password-1";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An alertcall.toml with a viewer person and a viewer token (the admin comes from
+/// ALERTCALL_ADMIN_PASSWORD and ALERTCALL_API_TOKEN).
+fn access_file() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "[[users]]\nname = \"vera\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n\n\
+             [[api_tokens]]\nname = \"grafana\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+            alertcall::auth::hash_password(VIEWER_PASSWORD),
+            alertcall::auth::token_hash(VIEWER_TOKEN),
+        ),
+    )
+    .unwrap();
+    file
+}
+
+async fn spawn(db: &TestDb, file: &tempfile::NamedTempFile) -> TestApp {
+    TestApp::spawn(
+        db,
+        None,
+        &[
+            ("ALERTCALL_CONFIG", file.path().to_str().unwrap()),
+            ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await
+}
+
+/// A browser-like client that keeps cookies and does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(app: &TestApp, client: &reqwest::Client, name: &str, password: &str) -> u16 {
+    let r = client
+        .post(app.url("/login"))
+        .form(&[("username", name), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    if to == "/" { 200 } else { 401 }
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = app.http.request(method, app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+async fn raise(app: &TestApp, message: &str) -> String {
+    let r = call(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/alerts",
+        Some(ADMIN_TOKEN),
+        Some(json!({"message": message})),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every route of the OpenAPI document refuses requests without credentials; viewers may
+/// read but not act; tokens and roles are checked.
+pub async fn api_needs_credentials_and_the_right_role(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 8, "{paths:?}");
+    for (path, ops) in paths {
+        let path = path.replace("{id}", "no-such-alert");
+        for method in ops.as_object().unwrap().keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let r = call(&app, method.clone(), &path, None, Some(json!({}))).await;
+            assert_eq!(r.status(), 401, "{method} {path} without credentials");
+            let r = call(&app, method.clone(), &path, Some("wrong"), Some(json!({}))).await;
+            assert_eq!(r.status(), 401, "{method} {path} with an unknown token");
+            if method == reqwest::Method::POST {
+                let r = call(
+                    &app,
+                    method.clone(),
+                    &path,
+                    Some(VIEWER_TOKEN),
+                    Some(json!({"message": "x"})),
+                )
+                .await;
+                assert_eq!(r.status(), 403, "{method} {path} as a viewer");
+            }
+        }
+    }
+    let r = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/alerts",
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let me: Value = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/me",
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(me["role"], "viewer");
+    assert_eq!(me["name"], "grafana");
+    assert_eq!(me["csrf_token"], Value::Null, "tokens need no CSRF token");
+    // Health and metrics stay open by default.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    app.stop().await;
+}
+both_backends!(dashboard::api_needs_credentials_and_the_right_role);
+
+/// People sign in with a password; the session cookie works only with the CSRF token for
+/// changes, only from the same origin, and signing out ends it.
+pub async fn sign_in_sessions_and_csrf(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let alert = raise(&app, "Sign-in test").await;
+
+    let anonymous = browser();
+    let r = anonymous.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 303, "the dashboard sends strangers to sign in");
+    assert_eq!(r.headers()["location"], "/login");
+    let login = anonymous.get(app.url("/login")).send().await.unwrap();
+    assert!(
+        login
+            .text()
+            .await
+            .unwrap()
+            .contains("<form method=\"post\" action=\"/login\">")
+    );
+    assert_eq!(
+        sign_in(&app, &anonymous, "admin", "wrong password").await,
+        401
+    );
+    assert_eq!(
+        sign_in(&app, &anonymous, "nobody", ADMIN_PASSWORD).await,
+        401
+    );
+    let r = anonymous.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let admin = browser();
+    assert_eq!(sign_in(&app, &admin, "admin", ADMIN_PASSWORD).await, 200);
+    let page = admin.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(page.text().await.unwrap().contains("/assets/app.js"));
+    let me: Value = admin
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["simulator"], true);
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+
+    let ack = app.url(&format!("/api/v1/alerts/{alert}/acknowledge"));
+    let r = admin.post(&ack).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a change without the CSRF token is refused"
+    );
+    let r = admin
+        .post(&ack)
+        .header("x-csrf-token", &csrf)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a cross-site change is refused");
+    let r = admin
+        .post(&ack)
+        .header("x-csrf-token", &csrf)
+        .header("origin", format!("http://{}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "acknowledged");
+    assert_eq!(body["acknowledged_by"], "dashboard:admin");
+    let r = admin
+        .post(&ack)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "acknowledging twice is a conflict");
+
+    // A viewer signs in, reads, and may not act.
+    let viewer = browser();
+    assert_eq!(sign_in(&app, &viewer, "vera", VIEWER_PASSWORD).await, 200);
+    let me: Value = viewer
+        .get(app.url("/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "viewer");
+    let r = viewer
+        .post(app.url(&format!("/api/v1/alerts/{alert}/resolve")))
+        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Signing out ends the session.
+    let r = admin
+        .post(app.url("/logout"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = admin.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}
+both_backends!(dashboard::sign_in_sessions_and_csrf);
+
+/// The lockout: after ten failures for a name, even the right password is refused for now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_sign_ins_lock_the_name() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let client = browser();
+    for _ in 0..10 {
+        assert_eq!(sign_in(&app, &client, "admin", "guess").await, 401);
+    }
+    assert_eq!(sign_in(&app, &client, "admin", ADMIN_PASSWORD).await, 401);
+    assert_eq!(
+        sign_in(&app, &client, "vera", VIEWER_PASSWORD).await,
+        200,
+        "other names are not locked"
+    );
+    app.stop().await;
+}
+
+/// Resolves `$ref`s of the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Checks `value` against the OpenAPI schema: types, required properties, nullability.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
+    let schema = resolve(doc, schema);
+    if let Some(options) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        let ok = options.iter().any(|option| {
+            let mut p = Vec::new();
+            conforms(doc, option, value, at, &mut p);
+            p.is_empty()
+        });
+        if !ok {
+            problems.push(format!("{at}: {value} matches none of {options:?}"));
+        }
+        return;
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return,
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let fits = types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+    if !fits {
+        problems.push(format!("{at}: {kind} where the schema says {types:?}"));
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            for name in schema["required"].as_array().into_iter().flatten() {
+                let name = name.as_str().unwrap();
+                if !fields.contains_key(name) {
+                    problems.push(format!("{at}.{name}: required but missing"));
+                }
+            }
+            for (name, field) in fields {
+                let property = &schema["properties"][name];
+                if property.is_null() {
+                    if schema["properties"].is_object() {
+                        problems.push(format!("{at}.{name}: not in the schema"));
+                    }
+                } else {
+                    conforms(doc, property, field, &format!("{at}.{name}"), problems);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                conforms(doc, &schema["items"], item, &format!("{at}[{i}]"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every GET of the document answers 200 with a body that matches its documented schema,
+/// on a database with an acknowledged alert, a ringing one, and calls.
+pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let first = raise(&app, "First").await;
+    let _second = raise(&app, "Second").await;
+    wait_until("both alerts are being called", WAIT, || async {
+        app.engine.store.list_calls(None, 10).await.unwrap().len() >= 2
+    })
+    .await;
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{first}/acknowledge"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    let gets = [
+        "/api/v1/me".to_string(),
+        "/api/v1/alerts".into(),
+        "/api/v1/alerts?status=all".into(),
+        format!("/api/v1/alerts/{first}"),
+        "/api/v1/calls".into(),
+        "/api/v1/analytics".into(),
+        "/api/v1/oncall".into(),
+    ];
+    for path in gets {
+        let template = if path.starts_with("/api/v1/alerts/") {
+            "/api/v1/alerts/{id}".to_string()
+        } else {
+            path.split('?').next().unwrap().to_string()
+        };
+        let r = call(&app, reqwest::Method::GET, &path, Some(VIEWER_TOKEN), None).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        let body: Value = r.json().await.unwrap();
+        let schema = &doc["paths"][&template]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"];
+        assert!(!schema.is_null(), "GET {template} documents its 200 body");
+        let mut problems = Vec::new();
+        conforms(&doc, schema, &body, &template, &mut problems);
+        assert!(problems.is_empty(), "GET {path}: {problems:#?}\n{body:#}");
+    }
+    // Errors are documented bodies too.
+    for (path, status) in [
+        ("/api/v1/alerts/no-such-alert", 404),
+        ("/api/v1/alerts?status=bogus", 400),
+        ("/api/v1/calls?from=yesterday", 400),
+        (
+            "/api/v1/analytics?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            400,
+        ),
+    ] {
+        let r = call(&app, reqwest::Method::GET, path, Some(VIEWER_TOKEN), None).await;
+        assert_eq!(r.status(), status, "GET {path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    }
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/alerts",
+        Some(ADMIN_TOKEN),
+        Some(json!({"message": "bad\u{0}byte"})),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        400,
+        "a NUL byte is refused, not a database error"
+    );
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/alerts",
+        Some(ADMIN_TOKEN),
+        Some(json!({"message": "x", "room": "no such room"})),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "an unknown room is the caller's mistake");
+    app.stop().await;
+}
+both_backends!(dashboard::every_endpoint_answers_as_its_openapi_document_says);
+
+/// Acknowledging from the dashboard stops the escalation, hangs up the ringing call, and
+/// shows in the timeline with who did it; resolving is recorded the same way.
+pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let engine = app.engine.clone();
+    let alert = raise(&app, "Fall detected").await;
+    wait_until("the nurse's phone rings", WAIT, || async {
+        let calls = engine.store.list_calls(Some(&alert), 10).await.unwrap();
+        calls.iter().any(|c| c.status.as_str() == "ringing")
+    })
+    .await;
+    let board: Value = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/alerts",
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let row = &board[0];
+    assert_eq!(row["id"], alert.as_str());
+    assert_eq!(row["live_status"], "ringing");
+    assert_eq!(row["escalation"]["unit"], "default");
+    assert_eq!(row["calling"][0]["person"], "nurse");
+    assert!(
+        row["calling"][0]["to"].as_str().unwrap().contains('*'),
+        "numbers are masked"
+    );
+
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{alert}/acknowledge"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    wait_until(
+        "the ringing call is hung up and the page closed",
+        WAIT,
+        || async {
+            let calls = engine.store.list_calls(Some(&alert), 10).await.unwrap();
+            let live = calls.iter().any(|c| !c.status.is_terminal());
+            let page = app.page_state(&alert).await;
+            !live && matches!(page.as_deref(), Some("acknowledged" | "cancelled"))
+        },
+    )
+    .await;
+    let detail: Value = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/alerts/{alert}"),
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        detail["alert"]["acknowledged_by"],
+        "api:ALERTCALL_API_TOKEN"
+    );
+    assert!(detail["time_to_acknowledge_seconds"].as_f64().unwrap() >= 0.0);
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "alert.triggered",
+        "call.placed",
+        "call.ringing",
+        "alert.acknowledged",
+        "call.hung_up",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let times: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(times[0], detail["alert"]["triggered_at"].as_str().unwrap());
+    assert_eq!(detail["calls"].as_array().unwrap().len(), 1);
+
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{alert}/resolve"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "resolved");
+    let r = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/alerts/{alert}/resolve"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    app.assert_audit(&alert, &["alert.resolved"]).await;
+    let board: Value = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/alerts",
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(board, json!([]), "nothing is active any more");
+    app.stop().await;
+}
+both_backends!(dashboard::dashboard_actions_stop_the_escalation_and_show_in_the_timeline);
+
+async fn history(app: &TestApp, query: &str) -> Vec<Value> {
+    let r = call(
+        app,
+        reqwest::Method::GET,
+        &format!("/api/v1/calls{query}"),
+        Some(VIEWER_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{query}");
+    r.json().await.unwrap()
+}
+
+async fn sim_calls(app: &TestApp) -> Vec<Value> {
+    call(
+        app,
+        reqwest::Method::GET,
+        "/api/sim/calls",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+async fn sim_action(app: &TestApp, id: &str, action: &str, body: Option<Value>) -> u16 {
+    let path = format!("/api/sim/calls/{id}/{action}");
+    call(app, reqwest::Method::POST, &path, Some(ADMIN_TOKEN), body)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// Call history filters by time range, unit, nurse and outcome.
+pub async fn call_history_filters(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let acked = raise(&app, "One").await;
+    let other = raise(&app, "Two").await;
+    wait_until("both phones ring", WAIT, || async {
+        sim_calls(&app)
+            .await
+            .iter()
+            .filter(|c| c["state"] == "ringing")
+            .count()
+            == 2
+    })
+    .await;
+    let acked_call = app.engine.store.list_calls(Some(&acked), 10).await.unwrap()[0].id;
+    for c in sim_calls(&app).await {
+        let id = c["id"].as_str().unwrap();
+        if c["call_id"] == acked_call.to_string() {
+            assert_eq!(sim_action(&app, id, "answer", None).await, 200);
+            assert_eq!(
+                sim_action(&app, id, "press", Some(json!({"keys": "1"}))).await,
+                200
+            );
+        } else {
+            assert_eq!(sim_action(&app, id, "hangup", None).await, 200);
+        }
+    }
+    wait_until("both calls have ended", WAIT, || async {
+        history(&app, "")
+            .await
+            .iter()
+            .all(|c| c["ended_at"] != Value::Null || c["status"] == "answered")
+    })
+    .await;
+    assert_eq!(history(&app, "").await.len(), 2);
+    let answered = history(&app, "?outcome=answered").await;
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["alert_id"], acked.as_str());
+    let not_answered = history(&app, &format!("?alert={other}")).await;
+    assert_eq!(not_answered.len(), 1);
+    assert_ne!(not_answered[0]["status"], "answered");
+    assert_eq!(history(&app, "?nurse=nurse").await.len(), 2);
+    assert_eq!(history(&app, "?nurse=ben").await.len(), 0);
+    assert_eq!(history(&app, "?unit=default").await.len(), 2);
+    assert_eq!(history(&app, "?unit=icu").await.len(), 0);
+    let hour = chrono::Duration::hours(1);
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (soon, later) = (chrono::Utc::now() + hour, chrono::Utc::now() + hour * 2);
+    assert_eq!(
+        history(&app, &format!("?from={}&to={}", at(soon), at(later)))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        history(&app, &format!("?to={}", at(chrono::Utc::now() - hour)))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(history(&app, "?limit=1").await.len(), 1);
+    app.stop().await;
+}
+both_backends!(dashboard::call_history_filters);
