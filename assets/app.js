@@ -83,7 +83,7 @@ function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
 function badge(text, kind) {
-  return el("span", { class: `badge ${kind || text}`.replace(/\s+/g, "-") }, text);
+  return el("span", { class: `badge ${String(kind || text).replace(/\s+/g, "-")}` }, text);
 }
 
 // ---- the alert board ----------------------------------------------------------------------

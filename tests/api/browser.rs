@@ -1,0 +1,84 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium`, driven by playwright-core
+//! from npm): tests/browser/dashboard.mjs against the real server. Screenshots are kept in
+//! test-artifacts/browser/. Without node, playwright-core or Chromium the test says so
+//! loudly and skips, unless ALERTCALL_REQUIRE_BROWSER=1 (set by .ci/run), when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::db::{Backend, TestDb};
+use crate::helpers::{ADMIN_PASSWORD, TestApp};
+
+fn missing_tools(root: &Path, chromium: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node (Debian package nodejs)".to_string());
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        missing.push("playwright-core (npm ci --prefix tests/browser)".to_string());
+    }
+    if !chromium.exists() {
+        missing.push(format!("{} (Debian package chromium)", chromium.display()));
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    let missing = missing_tools(&root, &chromium);
+    if !missing.is_empty() {
+        let message = format!("browser test needs: {}", missing.join(", "));
+        if std::env::var("ALERTCALL_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("{message}");
+        }
+        eprintln!("\n!!! SKIPPED browser::dashboard_in_chromium: {message} !!!\n");
+        return;
+    }
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let app = TestApp::spawn(&db, None, &[]).await;
+    let shots = root.join("test-artifacts/browser");
+    let script = root.join("tests/browser/dashboard.mjs");
+    let url = app.url("");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .env("ALERTCALL_URL", url)
+            .env("ALERTCALL_PASSWORD", ADMIN_PASSWORD)
+            .env("SCREENSHOTS", &shots)
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser flow failed:\n{stdout}\n{stderr}"
+    );
+    // What the browser did is what the database says.
+    let acknowledged = db
+        .count("SELECT count(*) FROM alerts WHERE status = 'acknowledged' AND acknowledged_by LIKE 'phone:+%'")
+        .await;
+    assert_eq!(acknowledged, 1, "{stdout}");
+    for shot in [
+        "1-signed-in",
+        "2-ringing",
+        "3-timeline",
+        "4-analytics",
+        "5-history",
+    ] {
+        assert!(
+            root.join(format!("test-artifacts/browser/{shot}.png"))
+                .exists(),
+            "screenshot {shot}"
+        );
+    }
+    app.stop().await;
+}

@@ -1,0 +1,112 @@
+// The dashboard in a real headless Chromium: sign in, raise a test alert, watch it appear
+// without a reload, press 1 on the virtual phone, see it acknowledged with its timeline,
+// open analytics and see the chart. Run by the Rust test `browser::dashboard_in_chromium`,
+// which starts `alertcall` and passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const url = process.env.ALERTCALL_URL;
+const password = process.env.ALERTCALL_PASSWORD;
+const shots = process.env.SCREENSHOTS;
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+if (!url || !password || !shots) throw new Error("ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS are required");
+mkdirSync(shots, { recursive: true });
+
+const TIMEOUT = 15_000;
+const step = (what) => console.log(`- ${what}`);
+
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+const failures = [];
+let page;
+try {
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") failures.push(`console error: ${m.text()} at ${JSON.stringify(m.location())}`); });
+  page.on("response", (r) => { if (r.status() >= 400 && !r.url().endsWith("/login")) failures.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
+
+  step("signed-out visitors are sent to the sign-in page");
+  await page.goto(`${url}/`);
+  await page.waitForURL(/\/login$/);
+  await page.fill("input[name=username]", "admin");
+  await page.fill("input[name=password]", "not the password");
+  await page.click("button[type=submit]");
+  await page.waitForSelector("text=Wrong name or password.");
+
+  step("sign in");
+  await page.fill("input[name=username]", "admin");
+  await page.fill("input[name=password]", password);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${url}/`);
+  await page.waitForSelector("#live.on");
+  await page.waitForFunction(() => document.body.dataset.loaded === "board");
+  // Survives only if the page is never reloaded.
+  await page.evaluate(() => { window.__noReload = true; });
+  await page.screenshot({ path: join(shots, "1-signed-in.png"), fullPage: true });
+
+  step("raise a test alert from the form");
+  const message = `Browser test ${Date.now()}: seizure activity`;
+  await page.fill("#raise input[name=message]", message);
+  await page.click("#raise button[type=submit]");
+
+  step("it appears on the board without a reload, ringing");
+  const row = page.locator("#alerts tbody tr", { hasText: message });
+  await row.waitFor();
+  const alertId = await row.getAttribute("data-alert");
+  await page.locator(`#alerts tbody tr[data-alert="${alertId}"] .badge.ringing`).waitFor();
+  await page.locator(".phone.ringing").first().waitFor();
+  await page.screenshot({ path: join(shots, "2-ringing.png"), fullPage: true });
+
+  step("answer the virtual phone and press 1");
+  await page.locator(".phone.ringing button.answer").first().click();
+  const one = page.locator('.phone button.key[data-key="1"]:not([disabled])').first();
+  await one.waitFor();
+  await page.locator(".phone .heard p").first().waitFor();
+  await one.click();
+
+  step("the alert leaves the active board");
+  await page.locator(`#alerts tbody tr[data-alert="${alertId}"]`).waitFor({ state: "detached" });
+
+  step("its timeline shows who acknowledged and how long it took");
+  await page.evaluate((id) => { window.location.hash = `#/alert/${encodeURIComponent(id)}`; }, alertId);
+  await page.waitForFunction(() => document.body.dataset.loaded === "alert");
+  await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by").textContent));
+  const timeline = await page.locator("#timeline").innerText();
+  for (const kind of ["alert.triggered", "call.placed", "call.ringing", "input", "alert.acknowledged"]) {
+    if (!timeline.includes(kind)) failures.push(`timeline lacks ${kind}:\n${timeline}`);
+  }
+  const tta = await page.locator("#time-to-ack").innerText();
+  if (!/\d/.test(tta)) failures.push(`no time to acknowledge shown: ${tta}`);
+  await page.screenshot({ path: join(shots, "3-timeline.png"), fullPage: true });
+
+  step("analytics show the chart");
+  await page.click('nav a[data-view="analytics"]');
+  await page.waitForFunction(() => document.body.dataset.loaded === "analytics");
+  await page.locator("#hours-svg rect.bar").first().waitFor();
+  await page.locator("#units-svg rect.p50").first().waitFor();
+  const acknowledged = await page.locator("#kpi-acknowledged .value").innerText();
+  if (!acknowledged.startsWith("1 ")) failures.push(`analytics: acknowledged shows ${acknowledged}`);
+  await page.screenshot({ path: join(shots, "4-analytics.png"), fullPage: true });
+
+  step("on call and call history render");
+  await page.click('nav a[data-view="history"]');
+  await page.waitForFunction(() => document.body.dataset.loaded === "history");
+  await page.locator("#history tbody tr .badge.answered").first().waitFor();
+  await page.screenshot({ path: join(shots, "5-history.png"), fullPage: true });
+
+  if (!(await page.evaluate(() => window.__noReload === true))) failures.push("the page was reloaded");
+} catch (e) {
+  failures.push(e.stack || String(e));
+  if (page) {
+    await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+    failures.push(`page at failure: ${await page.locator("body").innerText().catch(() => "?")}`);
+  }
+} finally {
+  await browser.close();
+}
+if (failures.length) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
+console.log("dashboard flow ok");
