@@ -55,6 +55,9 @@ pub(super) async fn run(engine: Arc<Engine>) {
                 Ok(_) => engine.wake(),
                 Err(e) => tracing::warn!(error = %e, "could not look for alerts closed elsewhere"),
             }
+            if let Err(e) = engine.end_conferences().await {
+                tracing::warn!(error = %e, "could not look for conferences of closed alerts");
+            }
         }
     }
 }

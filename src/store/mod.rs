@@ -416,6 +416,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(fresh)
     }
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The alerts with an audit event of `kind` recorded since `since` (e.g. the alerts whose
+    /// responders' conference may still be on).
+    async fn alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

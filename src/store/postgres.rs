@@ -742,6 +742,22 @@ impl Store for PgStore {
         .doing("listing audit events")?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+
+    async fn alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT alert_id FROM alertcall.call_events \
+             WHERE kind = $1 AND created_at >= $2 AND alert_id IS NOT NULL",
+        )
+        .bind(kind)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing alerts with an audit event")
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patient_id, \

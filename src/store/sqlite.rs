@@ -688,6 +688,22 @@ impl Store for SqliteStore {
         .doing("listing audit events")?;
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
+
+    async fn alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT alert_id FROM alertcall_call_events \
+             WHERE kind = ? AND created_at >= ? AND alert_id IS NOT NULL",
+        )
+        .bind(kind)
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing alerts with an audit event")
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \
