@@ -733,6 +733,9 @@ mod tests {
         assert_eq!(dir.schedules.len(), 2);
         assert_eq!(dir.policies.len(), 3);
         assert_eq!(dir.policies[0].steps[0].wait, Duration::from_secs(30));
+        assert_eq!(dir.rooms.len(), 2);
+        assert_eq!(dir.speech_min_confidence, Some(0.6));
+        assert_eq!(dir.staff["cho"].language.as_deref(), Some("en-GB"));
         assert_eq!(
             dir.staff["ana"].phone.as_ref().map(Phone::e164),
             Some("+13854019951")
