@@ -108,8 +108,8 @@ pub(super) async fn hang_up_live(engine: &Engine, alert_id: &str) -> Result<(), 
 /// The audit kind of a call joining the alert's responders' conference (key 5).
 pub(super) const CONFERENCE_JOINED: &str = "conference.joined";
 
-/// How far back the sweep looks for conferences that may still be on (a call lasts at most
-/// its length timer, minutes).
+/// How far back the sweep looks for calls that may still be in a conference (a call lasts at
+/// most its length timer, minutes).
 const CONFERENCE_HORIZON: chrono::Duration = chrono::Duration::hours(2);
 
 /// Our ids of the alert's calls that joined its responders' conference.
@@ -189,7 +189,7 @@ impl Engine {
         let since = self.now() - CONFERENCE_HORIZON;
         for alert_id in self
             .store
-            .alerts_with_event(CONFERENCE_JOINED, since)
+            .live_alerts_with_event(CONFERENCE_JOINED, since)
             .await?
         {
             if !conference_over(self.store.load_alert(&alert_id).await?.as_ref()) {

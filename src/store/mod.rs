@@ -416,9 +416,9 @@ pub trait Store: Send + Sync + 'static {
         Ok(fresh)
     }
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
-    /// The alerts with an audit event of `kind` recorded since `since` (e.g. the alerts whose
-    /// responders' conference may still be on).
-    async fn alerts_with_event(
+    /// The alerts with a call created since `since` that is still ringing or in progress, and
+    /// an audit event of `kind` (e.g. the alerts whose responders' conference may still be on).
+    async fn live_alerts_with_event(
         &self,
         kind: &str,
         since: DateTime<Utc>,

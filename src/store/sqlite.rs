@@ -689,20 +689,24 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
-    async fn alerts_with_event(
+    async fn live_alerts_with_event(
         &self,
         kind: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
+        // Recent calls first (indexed by created_at), then their alert's events (indexed by
+        // alert): never a scan of the whole audit trail.
         sqlx::query_scalar(
-            "SELECT DISTINCT alert_id FROM alertcall_call_events \
-             WHERE kind = ? AND created_at >= ? AND alert_id IS NOT NULL",
+            "SELECT DISTINCT c.alert_id FROM alertcall_calls c \
+             WHERE c.created_at >= ?2 \
+               AND c.status IN ('pending', 'initiated', 'ringing', 'in_progress') \
+               AND EXISTS (SELECT 1 FROM alertcall_call_events e WHERE e.alert_id = c.alert_id AND e.kind = ?1)",
         )
         .bind(kind)
         .bind(ts(since))
         .fetch_all(&self.pool)
         .await
-        .doing("listing alerts with an audit event")
+        .doing("listing alerts with live calls and an audit event")
     }
 }
 
