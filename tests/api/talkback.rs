@@ -279,7 +279,7 @@ pub async fn details_on_request_by_voice_or_key_9(db: TestDb) {
         alert,
     } = setup(&db, "R2", &[]).await;
     let primary = call_to(&fake, PRIMARY).await;
-    call_to(&fake, BACKUP).await;
+    let backup = call_to(&fake, BACKUP).await;
     let details = say(&app, &primary, "what are the details?", "0.88").await;
     assert_eq!(
         actions(&details),
@@ -310,6 +310,17 @@ pub async fn details_on_request_by_voice_or_key_9(db: TestDb) {
     let choices = events(&app, &alert, "menu.choice").await;
     assert_eq!(choices[0].detail["choice"], "details");
     assert_eq!(choices[1].detail["via"], "dtmf");
+    // Same language as the announcement: each nurse's own.
+    assert_eq!(details[0]["language"], "en-GB");
+    assert_eq!(details[1]["speech"]["language"], "en-GB");
+    let theirs = press(&app, &backup, "9").await;
+    assert_eq!(theirs[0]["language"], "en-US");
+    assert_eq!(theirs[1]["speech"]["language"], "en-US");
+    assert!(
+        spoken(&theirs).contains("Also called: Primary nurse, is being called."),
+        "{}",
+        spoken(&theirs)
+    );
     app.stop().await;
 }
 both_backends!(talkback::details_on_request_by_voice_or_key_9);
@@ -356,8 +367,17 @@ pub async fn an_unconfigured_room_keeps_the_call(db: TestDb) {
         _file,
         app,
         alert,
-    } = setup(&db, "R7", &[]).await;
+    } = setup(&db, "R7", &[("ALERTCALL_LANGUAGE", "en-AU")]).await;
     let primary = call_to(&fake, PRIMARY).await;
+    let backup = call_to(&fake, BACKUP).await;
+    assert_eq!(
+        primary.body["ncco"][0]["language"], "en-AU",
+        "ALERTCALL_LANGUAGE overrides [hospital] language"
+    );
+    assert_eq!(
+        backup.body["ncco"][0]["language"], "en-US",
+        "a nurse's own language wins"
+    );
     assert!(
         !spoken(&primary.body["ncco"]).contains("Press 4"),
         "the menu offers no connection for Room 7"
