@@ -384,6 +384,7 @@ function route() {
   const alertMatch = hash.match(/^#\/alert\/(.+)$/);
   state.view = alertMatch ? "alert" : { "#/oncall": "oncall", "#/history": "history", "#/analytics": "analytics" }[hash] || "board";
   state.alertId = alertMatch ? decodeURIComponent(alertMatch[1]) : null;
+  delete document.body.dataset.loaded;
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${state.view}`;
   for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.dataset.view === state.view);
   refresh();
@@ -397,14 +398,16 @@ async function refresh() {
     again = true;
     return refreshing;
   }
+  const view = state.view;
   refreshing = (async () => {
     try {
-      if (state.view === "board") await Promise.all([loadBoard(), loadPhones()]);
-      else if (state.view === "alert") await Promise.all([loadAlert(state.alertId), loadPhones()]);
-      else if (state.view === "oncall") await loadOnCall();
-      else if (state.view === "history") await loadHistory();
-      else if (state.view === "analytics") await loadAnalytics();
-      document.body.dataset.loaded = state.view;
+      if (view === "board") await Promise.all([loadBoard(), loadPhones()]);
+      else if (view === "alert") await Promise.all([loadAlert(state.alertId), loadPhones()]);
+      else if (view === "oncall") await loadOnCall();
+      else if (view === "history") await loadHistory();
+      else if (view === "analytics") await loadAnalytics();
+      // Tells tests (and nothing else) which view finished loading.
+      if (view === state.view) document.body.dataset.loaded = view;
     } catch (e) {
       console.error(e);
     }

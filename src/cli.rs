@@ -125,8 +125,17 @@ enum SimCommand {
     List,
     /// Pick up a ringing simulated call.
     Answer { call: String },
-    /// Press keys on an answered simulated call (1 acknowledges, 2 repeats).
+    /// Press keys on an answered simulated call (1 acknowledges, 2 repeats, 3 declines,
+    /// 4 connects to the room, 5 joins the responders' call, 9 gives details).
     Press { call: String, keys: String },
+    /// Say something on an answered simulated call, e.g. `sim say <id> "on my way"`.
+    Say {
+        call: String,
+        text: String,
+        /// The recogniser's confidence, 0 to 1 (below the threshold is not understood).
+        #[arg(long, default_value_t = 1.0)]
+        confidence: f64,
+    },
     /// Let the keypad time out without pressing anything.
     Silence { call: String },
     /// Hang up (or decline a ringing call).
@@ -292,11 +301,12 @@ async fn check() -> anyhow::Result<ExitCode> {
     match (&config.config_file, config.directory()) {
         (None, _) => println!("✓ alertcall.toml: none (one nurse: NURSE_PHONE_NUMBER)"),
         (Some(path), Ok(dir)) => println!(
-            "✓ {}: {} staff, {} schedules, {} policies",
+            "✓ {}: {} staff, {} schedules, {} policies, {} rooms",
             path.display(),
             dir.staff.len(),
             dir.schedules.len(),
-            dir.policies.len()
+            dir.policies.len(),
+            dir.rooms.len()
         ),
         (Some(path), Err(errors)) => {
             println!("✗ {}", path.display());
@@ -496,6 +506,15 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
             format!("{base}/{call}/press"),
             Some(serde_json::json!({ "keys": keys })),
         ),
+        SimCommand::Say {
+            call,
+            text,
+            confidence,
+        } => (
+            reqwest::Method::POST,
+            format!("{base}/{call}/say"),
+            Some(serde_json::json!({ "text": text, "confidence": confidence })),
+        ),
         SimCommand::Silence { call } => (
             reqwest::Method::POST,
             format!("{base}/{call}/silence"),
@@ -571,6 +590,12 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
             for line in heard {
                 println!("    \u{1f50a} {}", line.as_str().unwrap_or(""));
             }
+        }
+        if let Some(to) = call.get("connected_to").and_then(|v| v.as_str()) {
+            println!("    \u{2194} connected to {to}");
+        }
+        if let Some(name) = call.get("conference").and_then(|v| v.as_str()) {
+            println!("    \u{260e} in conference {name}");
         }
     }
     Ok(())

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::parse_duration;
+use crate::domain::alert::Alert;
 use crate::domain::escalation::{Matcher, Policy, Step, Target};
+use crate::domain::menu::Destination;
 use crate::domain::phone::Phone;
 use crate::domain::schedule::{Override, Schedule, Shift, local_instant};
 
@@ -22,6 +24,19 @@ pub struct Person {
     pub name: String,
     pub phone: Option<Phone>,
     pub sms: Option<Phone>,
+    /// BCP-47 language of this person's calls (spoken and recognised), e.g. "en-GB".
+    pub language: Option<String>,
+}
+
+/// `[[rooms]]`: what a call about an alert in this room can do besides the menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLink {
+    /// The room's id or name as alerts carry it (compared without regard to case).
+    pub room: String,
+    /// Where key 4 connects the nurse: the bedside intercom or a video room's SIP gateway.
+    pub connect: Option<Destination>,
+    /// Whether the details (key 9) repeat the patient's name; unset: as the announcement.
+    pub include_patient_name_in_details: Option<bool>,
 }
 
 /// Everything `alertcall.toml` describes, checked and resolved.
@@ -30,6 +45,15 @@ pub struct Directory {
     /// `[messages]`: what calls and texts say.
     pub hospital_name: Option<String>,
     pub include_patient_name: Option<bool>,
+    /// `[hospital] language`: what calls speak and understand (ALERTCALL_LANGUAGE wins).
+    pub language: Option<String>,
+    /// `[hospital] time_zone`, for the clock times calls say.
+    pub time_zone: Option<TimeZone>,
+    /// `[speech] enabled`: whether calls understand spoken answers (default on).
+    pub speech: Option<bool>,
+    /// `[speech] min_confidence`: speech results below this are not acted on.
+    pub speech_min_confidence: Option<f64>,
+    pub rooms: Vec<RoomLink>,
     pub staff: HashMap<String, Person>,
     pub schedules: Vec<Schedule>,
     pub policies: Vec<Policy>,
@@ -42,6 +66,15 @@ pub struct Directory {
 impl Directory {
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.iter().find(|s| s.name == name)
+    }
+
+    /// The `[[rooms]]` entry for the alert's room (by id, then by name).
+    pub fn room(&self, alert: &Alert) -> Option<&RoomLink> {
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        [alert.room_id.as_deref(), alert.room_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|key| self.rooms.iter().find(|r| same(&r.room, key)))
     }
 }
 
@@ -58,6 +91,10 @@ struct FileDoc {
     schedules: Vec<ScheduleDoc>,
     #[serde(default)]
     policies: Vec<PolicyDoc>,
+    #[serde(default)]
+    speech: SpeechDoc,
+    #[serde(default)]
+    rooms: Vec<RoomDoc>,
     #[serde(default)]
     users: Vec<UserDoc>,
     #[serde(default)]
@@ -92,10 +129,27 @@ struct DashboardDoc {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct SpeechDoc {
+    enabled: Option<bool>,
+    min_confidence: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomDoc {
+    room: Spanned<String>,
+    connect: Option<Spanned<String>>,
+    include_patient_name_in_details: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct HospitalDoc {
     time_zone: Option<Spanned<String>>,
     /// E.g. "1": numbers written without `+` get this country calling code.
     default_country_code: Option<Spanned<String>>,
+    /// BCP-47, e.g. "en-GB": the language calls speak and understand.
+    language: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -114,6 +168,7 @@ struct PersonDoc {
     name: String,
     phone: Option<Spanned<String>>,
     sms: Option<Spanned<String>>,
+    language: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +333,11 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         };
         let voice = number("phone", &person.phone);
         let sms = number("sms", &person.sms);
+        let language = checked_language(
+            &mut p,
+            &person.language,
+            &format!("staff[{i}].language ({id})"),
+        );
         if person.phone.is_none() && person.sms.is_none() {
             p.at(
                 &person.id,
@@ -292,6 +352,7 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
                 name: person.name.clone(),
                 phone: voice,
                 sms,
+                language,
             },
         );
     }
@@ -494,11 +555,56 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         });
     }
 
+    let language = checked_language(&mut p, &doc.hospital.language, "hospital.language");
+    let speech_min_confidence = doc.speech.min_confidence.as_ref().and_then(|c| {
+        let v = *c.get_ref();
+        if (0.0..=1.0).contains(&v) {
+            Some(v)
+        } else {
+            p.at(
+                c,
+                "speech.min_confidence",
+                "must be between 0.0 and 1.0 (the recogniser's confidence), e.g. 0.6",
+            );
+            None
+        }
+    });
+    let mut rooms: Vec<RoomLink> = Vec::new();
+    for (i, r) in doc.rooms.iter().enumerate() {
+        let name = r.room.get_ref().trim().to_string();
+        let field = format!("rooms[{i}]");
+        if name.is_empty() {
+            p.at(&r.room, &format!("{field}.room"), "must not be empty");
+        } else if rooms.iter().any(|o| o.room.eq_ignore_ascii_case(&name)) {
+            p.at(
+                &r.room,
+                &format!("{field}.room"),
+                format!("{name:?} is listed twice"),
+            );
+        }
+        let connect = r.connect.as_ref().and_then(|c| {
+            destination(c.get_ref(), country.as_deref())
+                .map_err(|e| p.at(c, &format!("{field}.connect ({name})"), e))
+                .ok()
+        });
+        rooms.push(RoomLink {
+            room: name,
+            connect,
+            include_patient_name_in_details: r.include_patient_name_in_details,
+        });
+    }
+
     let access = access(&mut p, &doc);
+
     if p.list.is_empty() {
         Ok(Directory {
             hospital_name: doc.messages.hospital_name.clone(),
             include_patient_name: doc.messages.include_patient_name,
+            language,
+            time_zone: doc.hospital.time_zone.as_ref().and(default_tz),
+            speech: doc.speech.enabled,
+            speech_min_confidence,
+            rooms,
             staff,
             schedules,
             policies,
@@ -608,6 +714,47 @@ fn phone(text: &str, country: Option<&str>) -> Result<Phone, String> {
     }
 }
 
+/// Where key 4 connects: a `sip:`/`sips:` URI, or a phone number as staff numbers are written.
+fn destination(text: &str, country: Option<&str>) -> Result<Destination, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        return Destination::parse(text);
+    }
+    phone(text, country)
+        .map(Destination::Phone)
+        .map_err(|e| format!("must be a phone number or a sip: URI ({e})"))
+}
+
+/// A BCP-47 language tag such as "en-GB" or "es-419".
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    first_ok
+        && tag.len() <= 35
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+fn checked_language(
+    p: &mut Problems,
+    value: &Option<Spanned<String>>,
+    field: &str,
+) -> Option<String> {
+    let v = value.as_ref()?;
+    let tag = v.get_ref().trim();
+    if is_language_tag(tag) {
+        Some(tag.to_string())
+    } else {
+        p.at(
+            v,
+            field,
+            format!("{tag:?} is not a language tag such as en-US or en-GB"),
+        );
+        None
+    }
+}
+
 /// `person:ana`, `oncall:icu`, `everyone:icu`.
 fn target(text: &str) -> Option<Target> {
     let (kind, name) = text.split_once(':')?;
@@ -694,6 +841,9 @@ mod tests {
         assert_eq!(dir.schedules.len(), 2);
         assert_eq!(dir.policies.len(), 3);
         assert_eq!(dir.policies[0].steps[0].wait, Duration::from_secs(30));
+        assert_eq!(dir.rooms.len(), 2);
+        assert_eq!(dir.speech_min_confidence, Some(0.6));
+        assert_eq!(dir.staff["cho"].language.as_deref(), Some("en-GB"));
         assert_eq!(
             dir.staff["ana"].phone.as_ref().map(Phone::e164),
             Some("+13854019951")
@@ -772,5 +922,83 @@ wait = "soon"
             phone("+447911123456", Some("1")).unwrap().e164(),
             "+447911123456"
         );
+    }
+
+    #[test]
+    fn rooms_languages_and_speech_are_checked() {
+        let text = r#"
+[hospital]
+default_country_code = "1"
+language = "en-GB"
+
+[speech]
+enabled = true
+min_confidence = 0.7
+
+[[staff]]
+id = "ana"
+name = "Ana"
+phone = "+13854019951"
+language = "es-US"
+
+[[rooms]]
+room = "Room 2"
+connect = "sip:room2@intercom.example.org"
+include_patient_name_in_details = false
+
+[[rooms]]
+room = "R7"
+connect = "385-555-0107"
+"#;
+        let dir = parse("alertcall.toml", text).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(dir.language.as_deref(), Some("en-GB"));
+        assert_eq!(dir.speech, Some(true));
+        assert_eq!(dir.speech_min_confidence, Some(0.7));
+        assert_eq!(dir.staff["ana"].language.as_deref(), Some("es-US"));
+        assert_eq!(dir.rooms.len(), 2);
+        assert_eq!(
+            dir.rooms[0].connect,
+            Some(Destination::Sip("sip:room2@intercom.example.org".into()))
+        );
+        assert_eq!(dir.rooms[0].include_patient_name_in_details, Some(false));
+        assert_eq!(
+            dir.rooms[1].connect,
+            Some(Destination::Phone(Phone::parse("+13855550107").unwrap()))
+        );
+
+        let broken = r#"
+[hospital]
+language = "English"
+
+[speech]
+min_confidence = 1.5
+
+[[staff]]
+id = "ana"
+name = "Ana"
+phone = "+13854019951"
+language = "en_US"
+
+[[rooms]]
+room = "Room 2"
+connect = "sip:"
+
+[[rooms]]
+room = "room 2"
+connect = "call me maybe"
+"#;
+        let errors = parse("alertcall.toml", broken).unwrap_err();
+        let all = errors.join("\n");
+        for want in [
+            "alertcall.toml:3: hospital.language:",
+            "alertcall.toml:6: speech.min_confidence:",
+            "alertcall.toml:12: staff[0].language (ana):",
+            "alertcall.toml:16: rooms[0].connect (Room 2):",
+            "alertcall.toml:19: rooms[1].room: \"room 2\" is listed twice",
+            "alertcall.toml:20: rooms[1].connect (room 2):",
+        ] {
+            assert!(all.contains(want), "{want} missing from\n{all}");
+        }
+        assert_eq!(errors.len(), 6, "{all}");
     }
 }

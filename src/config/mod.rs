@@ -33,6 +33,8 @@ pub struct Config {
     /// Which of `messages` came from the environment (they win over alertcall.toml).
     pub messages_from_env: (bool, bool),
     pub language: String,
+    /// Whether `ALERTCALL_LANGUAGE` was given (it wins over `[hospital] language`).
+    pub language_from_env: bool,
     /// How often the database is swept for alerts a notification missed.
     pub sweep_interval: Duration,
     /// How often SQLite's `data_version` is checked for writes by other processes.
@@ -346,6 +348,7 @@ impl Config {
             messages,
             messages_from_env,
             language: get("ALERTCALL_LANGUAGE").unwrap_or_else(|| "en-US".into()),
+            language_from_env: get("ALERTCALL_LANGUAGE").is_some(),
             sweep_interval,
             sqlite_watch_interval,
             max_alert_age,

@@ -194,14 +194,16 @@ impl CallEventKind {
     }
 }
 
-/// A DTMF (keypad) result from the call menu.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A keypad (DTMF) or speech result from the call menu.
+#[derive(Debug, Clone, PartialEq)]
 pub struct InputEvent {
     pub provider_call_id: String,
     pub call_id: Option<Uuid>,
     /// Empty when nothing was pressed.
     pub digits: String,
     pub timed_out: bool,
+    /// What the recogniser heard, best first; empty when nothing was said (or speech is off).
+    pub speech: Vec<crate::domain::intent::SpeechResult>,
     pub at: Option<String>,
 }
 

@@ -21,7 +21,123 @@ pub fn announcement(alert: &Alert, settings: &MessageSettings) -> String {
         capitalise(&clean(&alert.severity)),
         clean(&settings.hospital_name)
     );
-    let room = alert
+    let place = place(alert, settings);
+    if !place.is_empty() {
+        out.push(' ');
+        out.push_str(&place);
+        out.push('.');
+    }
+    if let Some(what) = what(alert) {
+        out.push(' ');
+        out.push_str(&what);
+    }
+    out.push_str(" Please respond immediately.");
+    truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
+}
+
+/// How another person called about the alert has responded, for the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    Acknowledged,
+    Declined,
+    InConference,
+    OnThePhone,
+    BeingCalled,
+    NoAnswer,
+    Unreachable,
+}
+
+impl Response {
+    fn words(self) -> &'static str {
+        match self {
+            Response::Acknowledged => "acknowledged",
+            Response::Declined => "declined",
+            Response::InConference => "is in the responders' call",
+            Response::OnThePhone => "answered but has not acknowledged",
+            Response::BeingCalled => "is being called",
+            Response::NoAnswer => "did not respond",
+            Response::Unreachable => "could not be reached",
+        }
+    }
+}
+
+/// What the details say besides the alert itself (gathered by the engine).
+#[derive(Debug, Clone)]
+pub struct DetailFacts {
+    /// How long ago the alert was triggered, in whole minutes.
+    pub minutes_ago: i64,
+    /// The local clock time it was triggered, e.g. "20:15", when the hospital's zone is known.
+    pub local_time: Option<String>,
+    pub escalations: usize,
+    /// Everyone else called, by name, with how they responded.
+    pub others: Vec<(String, Response)>,
+    /// Whether this unit lets patient names be repeated in the details.
+    pub include_patient_name: bool,
+}
+
+/// "Details. This is a seizure alert, triggered 4 minutes ago, at 20:15. It has been escalated
+/// 1 time. Also called: Ben Okafor, did not respond. Room 2, patient Dheeraj Vislawath.
+/// Seizure activity detected."
+pub fn details(alert: &Alert, facts: &DetailFacts) -> String {
+    let kind = alert
+        .alert_type
+        .as_deref()
+        .or(alert.title.as_deref())
+        .map(clean)
+        .filter(|k| !k.is_empty())
+        .map(|k| k.replace('_', " "))
+        .unwrap_or_else(|| clean(&alert.severity));
+    let ago = match facts.minutes_ago {
+        m if m <= 0 => "less than a minute ago".to_string(),
+        1 => "1 minute ago".to_string(),
+        m => format!("{m} minutes ago"),
+    };
+    let mut out = format!("Details. This is a {kind} alert, triggered {ago}");
+    if let Some(at) = &facts.local_time {
+        out.push_str(&format!(", at {}", clean(at)));
+    }
+    out.push('.');
+    out.push_str(&match facts.escalations {
+        0 => " It has not been escalated.".to_string(),
+        1 => " It has been escalated 1 time.".to_string(),
+        n => format!(" It has been escalated {n} times."),
+    });
+    if facts.others.is_empty() {
+        out.push_str(" Nobody else has been called.");
+    } else {
+        let others: Vec<String> = facts
+            .others
+            .iter()
+            .map(|(name, response)| format!("{}, {}", clean(name), response.words()))
+            .collect();
+        out.push_str(&format!(" Also called: {}.", others.join("; ")));
+    }
+    let place = place(
+        alert,
+        &MessageSettings {
+            hospital_name: String::new(),
+            include_patient_name: facts.include_patient_name,
+        },
+    );
+    if !place.is_empty() {
+        out.push(' ');
+        out.push_str(&place);
+        out.push('.');
+    }
+    if let Some(what) = what(alert) {
+        out.push(' ');
+        out.push_str(&what);
+    }
+    truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
+}
+
+/// "Room 2", or the room id when the room has no name.
+pub fn room_label(alert: &Alert) -> String {
+    room(alert).unwrap_or_else(|| "The room".to_string())
+}
+
+fn room(alert: &Alert) -> Option<String> {
+    alert
         .room_name
         .as_deref()
         .or(alert.room_id.as_deref())
@@ -33,35 +149,35 @@ pub fn announcement(alert: &Alert, settings: &MessageSettings) -> String {
             } else {
                 format!("Room {r}")
             }
-        });
+        })
+}
+
+/// "Room 2, patient Dheeraj Vislawath" (the name only when the settings allow it).
+fn place(alert: &Alert, settings: &MessageSettings) -> String {
     let patient = settings
         .include_patient_name
         .then(|| alert.patient_name.as_deref().map(clean))
         .flatten()
         .filter(|p| !p.is_empty())
         .map(|p| format!("patient {p}"));
-    let place: Vec<String> = room.into_iter().chain(patient).collect();
-    if !place.is_empty() {
-        out.push(' ');
-        out.push_str(&place.join(", "));
-        out.push('.');
-    }
+    let place: Vec<String> = room(alert).into_iter().chain(patient).collect();
+    place.join(", ")
+}
+
+/// The alert's own words, ending with a full stop.
+fn what(alert: &Alert) -> Option<String> {
     let what = alert
         .message
         .as_deref()
         .or(alert.title.as_deref())
         .or(alert.alert_type.as_deref())
         .map(clean)
-        .filter(|m| !m.is_empty());
-    if let Some(what) = what {
-        out.push(' ');
-        out.push_str(&what);
-        if !what.ends_with(['.', '!', '?']) {
-            out.push('.');
-        }
-    }
-    out.push_str(" Please respond immediately.");
-    truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
+        .filter(|m| !m.is_empty())?;
+    Some(if what.ends_with(['.', '!', '?']) {
+        what
+    } else {
+        format!("{what}.")
+    })
 }
 
 /// Text from the database is spoken by a TTS engine: drop control characters and markup
@@ -154,6 +270,45 @@ mod tests {
         assert_eq!(
             announcement(&a, &settings(true)).chars().count(),
             MAX_ANNOUNCEMENT_CHARS
+        );
+    }
+
+    fn facts(include_patient_name: bool) -> DetailFacts {
+        DetailFacts {
+            minutes_ago: 4,
+            local_time: Some("20:15".into()),
+            escalations: 1,
+            others: vec![
+                ("Ben Okafor".into(), Response::NoAnswer),
+                ("Eve Lind".into(), Response::InConference),
+            ],
+            include_patient_name,
+        }
+    }
+
+    #[test]
+    fn details_say_what_when_who_and_where() {
+        assert_eq!(
+            details(&alert(), &facts(true)),
+            "Details. This is a seizure alert, triggered 4 minutes ago, at 20:15. It has been \
+             escalated 1 time. Also called: Ben Okafor, did not respond; Eve Lind, is in the \
+             responders' call. Room 2, patient Dheeraj Vislawath. Seizure activity detected."
+        );
+        let private = details(&alert(), &facts(false));
+        assert!(!private.contains("Dheeraj"), "{private}");
+        assert!(private.contains("Room 2."), "{private}");
+        let mut quiet = facts(false);
+        quiet.others.clear();
+        quiet.escalations = 0;
+        quiet.minutes_ago = 0;
+        quiet.local_time = None;
+        let text = details(&alert(), &quiet);
+        assert!(
+            text.starts_with(
+                "Details. This is a seizure alert, triggered less than a minute ago. It has not \
+                 been escalated. Nobody else has been called."
+            ),
+            "{text}"
         );
     }
 }

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod call;
 pub mod escalation;
+pub mod intent;
 pub mod menu;
 pub mod message;
 pub mod phone;

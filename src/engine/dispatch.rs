@@ -399,7 +399,9 @@ async fn call_person(
     let request = CallRequest {
         call_id: call.id,
         to: to.clone(),
-        greeting: menu::announcement_prompt(&announcement),
+        greeting: menu::announcement_prompt(&announcement, engine.menu_options(alert)),
+        language: engine.language_for(Some(&person.id)),
+        speech: engine.speech().0,
     };
     let result = engine.provider.place_call(&request).await;
     let now = engine.now();

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::config::file::{Directory, Person};
-use crate::domain::alert::Alert;
+use crate::domain::alert::{Alert, AlertStatus};
 use crate::domain::call::CallRecord;
 use crate::domain::escalation::{self, Action, Event, Phase, Policy, State, Target};
 use crate::store::{AuditEvent, LiveCall, Page, PageState, PageUpdate, StoreError};
@@ -105,14 +105,50 @@ pub(super) async fn hang_up_live(engine: &Engine, alert_id: &str) -> Result<(), 
     hang_up(engine, alert_id, &live).await
 }
 
+/// The audit kind of a call joining the alert's responders' conference (key 5).
+pub(super) const CONFERENCE_JOINED: &str = "conference.joined";
+
+/// How far back the sweep looks for calls that may still be in a conference (a call lasts at
+/// most its length timer, minutes).
+const CONFERENCE_HORIZON: chrono::Duration = chrono::Duration::hours(2);
+
+/// Our ids of the alert's calls that joined its responders' conference.
+async fn conference_calls(
+    engine: &Engine,
+    alert_id: &str,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    Ok(engine
+        .store
+        .list_events(alert_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == CONFERENCE_JOINED)
+        .filter_map(|e| e.call_id)
+        .collect())
+}
+
+/// The responders' conference ends with the alert: when it is resolved or otherwise closed
+/// (or gone). An acknowledgement alone leaves the responders talking.
+pub(super) fn conference_over(alert: Option<&Alert>) -> bool {
+    !alert.is_some_and(|a| matches!(a.status, AlertStatus::Active | AlertStatus::Acknowledged))
+}
+
 /// Hangs up these calls (someone acknowledged, or the alert was resolved). Each call is
-/// hung up once, however many paths (webhook, dispatcher, instances) ask for it.
+/// hung up once, however many paths (webhook, dispatcher, instances) ask for it. Calls in the
+/// alert's responders' conference are left on until the alert is closed.
 pub(super) async fn hang_up(
     engine: &Engine,
     alert_id: &str,
     calls: &[LiveCall],
 ) -> Result<(), StoreError> {
-    for call in calls {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let mut keep = conference_calls(engine, alert_id).await?;
+    if !keep.is_empty() && conference_over(engine.store.load_alert(alert_id).await?.as_ref()) {
+        keep.clear();
+    }
+    for call in calls.iter().filter(|c| !keep.contains(&c.id)) {
         let provider_call_id = call.provider_call_id.as_str();
         let first = engine
             .store
@@ -146,6 +182,62 @@ pub(super) async fn hang_up(
         }
     }
     Ok(())
+}
+
+impl Engine {
+    /// Ends the responders' conference of every alert closed since someone joined it: its
+    /// calls are hung up. Runs with the sweep, because a resolution after an acknowledgement
+    /// wakes no page.
+    pub(super) async fn end_conferences(&self) -> Result<(), StoreError> {
+        let since = self.now() - CONFERENCE_HORIZON;
+        for alert_id in self
+            .store
+            .live_alerts_with_event(CONFERENCE_JOINED, since)
+            .await?
+        {
+            if !conference_over(self.store.load_alert(&alert_id).await?.as_ref()) {
+                continue;
+            }
+            let members = conference_calls(self, &alert_id).await?;
+            let live: Vec<LiveCall> = self
+                .store
+                .list_calls(Some(&alert_id), 100)
+                .await?
+                .into_iter()
+                .filter(|c| !c.status.is_terminal() && members.contains(&c.id.to_string()))
+                .filter_map(|c| {
+                    Some(LiveCall {
+                        id: c.id.to_string(),
+                        provider_call_id: c.provider_call_id?,
+                    })
+                })
+                .collect();
+            if live.is_empty() {
+                continue;
+            }
+            let first = self
+                .store
+                .record_event(&AuditEvent {
+                    alert_id: Some(alert_id.clone()),
+                    call_id: None,
+                    source: "engine".into(),
+                    kind: "conference.ended".into(),
+                    dedupe_key: Some(format!("conference-ended:{alert_id}")),
+                    detail: json!({"conference": crate::domain::menu::conference_name(&alert_id), "calls": live.len()}),
+                    at: self.now(),
+                })
+                .await?;
+            if first {
+                tracing::info!(
+                    alert_id,
+                    calls = live.len(),
+                    "the alert is closed: ending its responders' conference"
+                );
+            }
+            hang_up(self, &alert_id, &live).await?;
+        }
+        Ok(())
+    }
 }
 
 /// How long a reply to a text can acknowledge its alert.

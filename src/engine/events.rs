@@ -1,13 +1,18 @@
 //! Applying what a provider reports about a call (status events and keypad input), from
 //! webhooks or the simulator alike. Idempotent: a repeated delivery changes nothing.
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::Engine;
 use crate::domain::alert::Acknowledger;
-use crate::domain::call::{CallEvent, CallRecord, InputEvent};
+use crate::domain::call::{CallEvent, CallRecord, CallStatus, InputEvent};
 use crate::domain::escalation::Event;
+use crate::domain::intent::{self, SpeechResult, Understood, Via};
 use crate::domain::menu::{self, MenuChoice, Reply};
+use crate::domain::message::{self, DetailFacts, Response};
 use crate::store::{AckAudit, AckOutcome, AuditEvent, StoreError};
 
 /// Where an event came from, for the audit trail and the dedupe key.
@@ -127,68 +132,165 @@ impl Engine {
         }
     }
 
-    /// A key press (or silence) on the call menu; returns what the nurse hears next.
+    /// A key press, a spoken answer or silence on the call menu; returns what the nurse
+    /// hears next, and in which language.
     pub async fn handle_input(
         &self,
         input: &InputEvent,
         source: Source,
-    ) -> Result<Reply, StoreError> {
+    ) -> Result<Turn, StoreError> {
         let now = self.now();
         let Some(call) = self
             .store
             .find_call(&input.provider_call_id, input.call_id)
             .await?
         else {
-            tracing::warn!(provider_call_id = %input.provider_call_id, "keypad input for an unknown call; ignored");
-            return Ok(Reply::Say {
-                text: menu::UNKNOWN_CALL.into(),
+            tracing::warn!(provider_call_id = %input.provider_call_id, "menu input for an unknown call; ignored");
+            return Ok(Turn {
+                reply: Reply::Say {
+                    text: menu::UNKNOWN_CALL.into(),
+                },
+                language: self.language_for(None),
             });
         };
+        let language = self.language_for(call.person.as_deref());
+        let reply = self.answer(&call, input, source, now).await?;
+        Ok(Turn { reply, language })
+    }
+
+    async fn answer(
+        &self,
+        call: &CallRecord,
+        input: &InputEvent,
+        source: Source,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        let (speech_on, min_confidence) = self.speech();
+        let speech: &[SpeechResult] = if speech_on { &input.speech } else { &[] };
+        let mut understood = intent::understand(&input.digits, speech, min_confidence);
+        // Voicemail never acknowledges: once the call is known to be a machine, what it
+        // "says" is a greeting, not an answer.
+        if call.status == CallStatus::Machine && understood.via == Via::Speech {
+            understood.choice = MenuChoice::NotUnderstood;
+        }
+        let dedupe = input
+            .at
+            .as_ref()
+            .map(|at| format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id));
         let input_audit = AuditEvent {
             alert_id: Some(call.alert_id.clone()),
             call_id: Some(call.id),
             source: source.as_str().into(),
             kind: "input".into(),
-            dedupe_key: input
-                .at
-                .as_ref()
-                .map(|at| format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id)),
+            dedupe_key: dedupe.clone(),
             detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
             at: now,
         };
-        let choice = MenuChoice::from_digits(&input.digits);
-        if choice == MenuChoice::Acknowledge {
-            return self.acknowledge(&call, input_audit, now).await;
+        self.record_choice(call, &understood, source, dedupe.as_deref(), now)
+            .await?;
+        match understood.choice {
+            MenuChoice::Acknowledge => {
+                return self
+                    .acknowledge(call, input_audit, understood.via, now)
+                    .await;
+            }
+            MenuChoice::ConnectRoom => {
+                return self
+                    .connect_room(call, input_audit, understood.via, now)
+                    .await;
+            }
+            _ => {}
         }
         let fresh = self.store.record_event(&input_audit).await?;
-        if choice == MenuChoice::Repeat {
-            return self.repeat(&call).await;
-        }
-        if choice == MenuChoice::Decline {
-            tracing::info!(alert_id = %call.alert_id, "declined on the phone (pressed 3): escalating");
-            if fresh {
-                let others_live = self.others_live(&call).await?;
-                self.escalation_event(&call, Event::Declined { others_live })
-                    .await?;
+        match understood.choice {
+            MenuChoice::Repeat => self.repeat(call).await,
+            MenuChoice::Details => self.details(call, now).await,
+            MenuChoice::JoinConference => self.join_conference(call, now).await,
+            MenuChoice::Decline => {
+                tracing::info!(alert_id = %call.alert_id, via = understood.via.as_str(), "declined on the phone: escalating");
+                if fresh {
+                    let others_live = self.others_live(call).await?;
+                    self.escalation_event(call, Event::Declined { others_live })
+                        .await?;
+                }
+                Ok(Reply::Say {
+                    text: menu::DECLINED.into(),
+                })
             }
-            return Ok(Reply::Say {
-                text: menu::DECLINED.into(),
-            });
+            MenuChoice::NotUnderstood | MenuChoice::Acknowledge | MenuChoice::ConnectRoom => {
+                let before = if fresh {
+                    self.store.bump_prompts(call.id).await?
+                } else {
+                    call.prompts - 1
+                };
+                let options = self.options_for(&call.alert_id).await?;
+                Ok(menu::reprompt_or_goodbye(before, options))
+            }
         }
-        let before = if fresh {
-            self.store.bump_prompts(call.id).await?
-        } else {
-            call.prompts - 1
-        };
-        Ok(menu::reprompt_or_goodbye(before))
     }
 
-    async fn acknowledge(
+    /// Records a menu choice, and how it was made, in the alert's timeline. Every choice on
+    /// every call passes through here once (a repeated webhook is recorded once): the place
+    /// to count choices.
+    async fn record_choice(
+        &self,
+        call: &CallRecord,
+        understood: &Understood,
+        source: Source,
+        dedupe: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        tracing::info!(
+            alert_id = %call.alert_id,
+            call_id = call.provider_call_id.as_deref().unwrap_or(""),
+            choice = understood.choice.as_str(),
+            via = understood.via.as_str(),
+            "menu choice"
+        );
+        let fresh = self
+            .store
+            .record_event(&AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: source.as_str().into(),
+                kind: "menu.choice".into(),
+                dedupe_key: dedupe.map(|d| format!("choice:{d}")),
+                detail: json!({
+                    "choice": understood.choice.as_str(),
+                    "via": understood.via.as_str(),
+                    "text": understood.text,
+                    "confidence": understood.confidence,
+                }),
+                at: now,
+            })
+            .await?;
+        if fresh {
+            self.metrics
+                .menu_choice(understood.choice.as_str(), understood.via.as_str());
+        }
+        Ok(fresh)
+    }
+
+    /// The menu's options for the alert's calls (the plain menu if the alert is gone).
+    async fn options_for(&self, alert_id: &str) -> Result<menu::MenuOptions, StoreError> {
+        Ok(match self.store.load_alert(alert_id).await? {
+            Some(alert) => self.menu_options(&alert),
+            None => menu::MenuOptions {
+                connect: false,
+                speech: self.speech().0,
+            },
+        })
+    }
+
+    /// Acknowledges the alert on this call, in one transaction with the input; hangs up the
+    /// others still being called.
+    async fn acknowledge_call(
         &self,
         call: &CallRecord,
         input: AuditEvent,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Reply, StoreError> {
+        via: Via,
+        now: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
         let by = match call.phone() {
             Some(phone) => Acknowledger::phone(&phone),
             None => Acknowledger::named("phone", &call.to_number),
@@ -201,7 +303,7 @@ impl Engine {
                 source: "engine".into(),
                 kind: "alert.acknowledged".into(),
                 dedupe_key: Some(format!("ack:{}", call.alert_id)),
-                detail: json!({"by": by.as_str(), "via": "phone"}),
+                detail: json!({"by": by.as_str(), "via": "phone", "input": via.as_str()}),
                 at: now,
             },
         };
@@ -209,39 +311,258 @@ impl Engine {
             .store
             .acknowledge_by_call(call.id, &by, now, &audit)
             .await?;
-        let text = match outcome {
-            AckOutcome::Acknowledged => {
-                tracing::info!(
-                    alert_id = %call.alert_id,
-                    call_id = call.provider_call_id.as_deref().unwrap_or(""),
-                    "ACKNOWLEDGED by phone (pressed 1)"
-                );
-                self.metrics.call_ended(&call.provider, "answered");
-                self.acknowledged_metric(&call.alert_id, "phone", now)
-                    .await?;
-                // Everyone else still being called can stop.
-                super::escalate::hang_up(self, &call.alert_id, &live).await?;
-                menu::ACKNOWLEDGED
-            }
-            AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,
+        if outcome == AckOutcome::Acknowledged {
+            tracing::info!(
+                alert_id = %call.alert_id,
+                call_id = call.provider_call_id.as_deref().unwrap_or(""),
+                input = via.as_str(),
+                "ACKNOWLEDGED by phone"
+            );
+            self.metrics.call_ended(&call.provider, "answered");
+            self.acknowledged_metric(&call.alert_id, "phone", now)
+                .await?;
+            // Everyone else still being called can stop.
+            super::escalate::hang_up(self, &call.alert_id, &live).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn acknowledge(
+        &self,
+        call: &CallRecord,
+        input: AuditEvent,
+        via: Via,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        let text = match self.acknowledge_call(call, input, via, now).await? {
+            AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,
             AckOutcome::AlreadyHandled => menu::ALREADY_HANDLED,
             AckOutcome::NoSuchAlert => menu::UNKNOWN_CALL,
         };
         Ok(Reply::Say { text: text.into() })
     }
 
-    async fn repeat(&self, call: &CallRecord) -> Result<Reply, StoreError> {
-        let active = self
+    /// Key 4: acknowledges, then connects the call to the room's configured destination. A
+    /// room without one is said so, acknowledges nothing, and the menu goes on.
+    async fn connect_room(
+        &self,
+        call: &CallRecord,
+        input: AuditEvent,
+        via: Via,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        let Some(alert) = self.store.load_alert(&call.alert_id).await? else {
+            self.store.record_event(&input).await?;
+            return Ok(Reply::Say {
+                text: menu::UNKNOWN_CALL.into(),
+            });
+        };
+        let room = message::room_label(&alert);
+        let destination = self
+            .directory()
+            .room(&alert)
+            .and_then(|r| r.connect.clone());
+        let Some(to) = destination else {
+            if self.store.record_event(&input).await? {
+                tracing::warn!(alert_id = %alert.id, "asked to connect to the room, but it has no [[rooms]] connect in alertcall.toml");
+                self.store
+                    .record_event(&AuditEvent {
+                        alert_id: Some(call.alert_id.clone()),
+                        call_id: Some(call.id),
+                        source: "engine".into(),
+                        kind: "call.bridge_unavailable".into(),
+                        dedupe_key: None,
+                        detail: json!({"room": room}),
+                        at: now,
+                    })
+                    .await?;
+            }
+            return Ok(menu::no_destination(&room, self.menu_options(&alert)));
+        };
+        match self.acknowledge_call(call, input, via, now).await? {
+            AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => {
+                let first = self
+                    .store
+                    .record_event(&AuditEvent {
+                        alert_id: Some(call.alert_id.clone()),
+                        call_id: Some(call.id),
+                        source: "engine".into(),
+                        kind: "call.bridged".into(),
+                        dedupe_key: Some(format!("bridge:{}", call.id)),
+                        detail: json!({
+                            "room": room,
+                            "endpoint": to.kind(),
+                            "destination": to.masked(),
+                            "person": call.person,
+                        }),
+                        at: now,
+                    })
+                    .await?;
+                if first {
+                    tracing::info!(
+                        alert_id = %call.alert_id,
+                        call_id = call.provider_call_id.as_deref().unwrap_or(""),
+                        endpoint = to.kind(),
+                        destination = %to.masked(),
+                        "connecting the nurse to the room"
+                    );
+                }
+                Ok(Reply::Connect {
+                    text: format!("{} Connecting you to {room}.", menu::ACKNOWLEDGED),
+                    to,
+                })
+            }
+            AckOutcome::AlreadyHandled => Ok(Reply::Say {
+                text: menu::ALREADY_HANDLED.into(),
+            }),
+            AckOutcome::NoSuchAlert => Ok(Reply::Say {
+                text: menu::UNKNOWN_CALL.into(),
+            }),
+        }
+    }
+
+    /// Key 5: the call joins the alert's responders' conference (the same name for every
+    /// responder); the join goes to the timeline. It does not acknowledge: the escalation goes
+    /// on and may bring more responders.
+    async fn join_conference(
+        &self,
+        call: &CallRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, StoreError> {
+        let alert = self.store.load_alert(&call.alert_id).await?;
+        if super::escalate::conference_over(alert.as_ref()) {
+            return Ok(Reply::Say {
+                text: menu::ALREADY_HANDLED.into(),
+            });
+        }
+        let name = menu::conference_name(&call.alert_id);
+        let first = self
+            .store
+            .record_event(&AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: "engine".into(),
+                kind: super::escalate::CONFERENCE_JOINED.into(),
+                dedupe_key: Some(format!("conference:{}", call.id)),
+                detail: json!({"conference": name, "person": call.person}),
+                at: now,
+            })
+            .await?;
+        if first {
+            tracing::info!(
+                alert_id = %call.alert_id,
+                call_id = call.provider_call_id.as_deref().unwrap_or(""),
+                person = call.person.as_deref().unwrap_or(""),
+                "joined the responders' conference"
+            );
+        }
+        Ok(Reply::Conference {
+            text: menu::JOINING_CONFERENCE.into(),
+            name,
+        })
+    }
+
+    /// Key 9: what the nurse needs to decide, then the menu again.
+    async fn details(&self, call: &CallRecord, now: DateTime<Utc>) -> Result<Reply, StoreError> {
+        let Some(alert) = self
             .store
             .load_alert(&call.alert_id)
             .await?
-            .is_some_and(|a| a.status.needs_paging());
-        Ok(if active {
-            menu::announcement_prompt(&call.message)
-        } else {
-            Reply::Say {
+            .filter(|a| a.status.needs_paging())
+        else {
+            return Ok(Reply::Say {
                 text: menu::ALREADY_HANDLED.into(),
+            });
+        };
+        let directory = self.directory();
+        let mut calls = self.store.list_calls(Some(&alert.id), 100).await?;
+        calls.sort_by_key(|c| c.created_at);
+        let events = self.store.list_events(&alert.id).await?;
+        let call_ids = |pred: &dyn Fn(&crate::store::StoredEvent) -> bool| {
+            events
+                .iter()
+                .filter(|e| pred(e))
+                .filter_map(|e| e.call_id.clone())
+                .collect::<HashSet<String>>()
+        };
+        let declined = call_ids(&|e| e.kind == "menu.choice" && e.detail["choice"] == "decline");
+        let conference = call_ids(&|e| e.kind == super::escalate::CONFERENCE_JOINED);
+        let steps: HashSet<(i32, i32)> = calls.iter().map(|c| (c.step, c.round)).collect();
+        // Each other person once, with their latest call.
+        let mut others: Vec<(String, Response)> = Vec::new();
+        let mut seen: Vec<Option<String>> = Vec::new();
+        for c in calls.iter().rev() {
+            if c.id == call.id || (c.person.is_some() && c.person == call.person) {
+                continue;
             }
+            if c.person.is_some() && seen.contains(&c.person) {
+                continue;
+            }
+            seen.push(c.person.clone());
+            let id = c.id.to_string();
+            let response = if c.status == CallStatus::Answered {
+                Response::Acknowledged
+            } else if declined.contains(&id) {
+                Response::Declined
+            } else if conference.contains(&id) && !c.status.is_terminal() {
+                Response::InConference
+            } else {
+                match c.status {
+                    CallStatus::Pending | CallStatus::Initiated | CallStatus::Ringing => {
+                        Response::BeingCalled
+                    }
+                    CallStatus::InProgress => Response::OnThePhone,
+                    CallStatus::Failed => Response::Unreachable,
+                    _ => Response::NoAnswer,
+                }
+            };
+            let name = c
+                .person
+                .as_ref()
+                .and_then(|p| directory.staff.get(p))
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| "a colleague".into());
+            others.push((name, response));
+        }
+        others.reverse();
+        let include_patient_name = directory
+            .room(&alert)
+            .and_then(|r| r.include_patient_name_in_details)
+            .unwrap_or(self.messages().include_patient_name);
+        let local_time = directory.time_zone.as_ref().and_then(|tz| {
+            let at =
+                jiff::Timestamp::from_millisecond(alert.triggered_at.timestamp_millis()).ok()?;
+            Some(at.to_zoned(tz.clone()).strftime("%H:%M").to_string())
+        });
+        let facts = DetailFacts {
+            minutes_ago: (now - alert.triggered_at).num_minutes(),
+            local_time,
+            escalations: steps.len().saturating_sub(1),
+            others,
+            include_patient_name,
+        };
+        let text = message::details(&alert, &facts);
+        Ok(menu::details_prompt(&text, self.menu_options(&alert)))
+    }
+
+    async fn repeat(&self, call: &CallRecord) -> Result<Reply, StoreError> {
+        let alert = self
+            .store
+            .load_alert(&call.alert_id)
+            .await?
+            .filter(|a| a.status.needs_paging());
+        Ok(match alert {
+            Some(alert) => menu::announcement_prompt(&call.message, self.menu_options(&alert)),
+            None => Reply::Say {
+                text: menu::ALREADY_HANDLED.into(),
+            },
         })
     }
+}
+
+/// What the nurse hears next, and in which language (theirs, else the hospital's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub reply: Reply,
+    pub language: String,
 }

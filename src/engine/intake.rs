@@ -58,6 +58,9 @@ pub(super) async fn run(engine: Arc<Engine>) {
                     tracing::warn!(error = %e, "could not look for alerts closed elsewhere");
                 }
             }
+            if let Err(e) = engine.end_conferences().await {
+                tracing::warn!(error = %e, "could not look for conferences of closed alerts");
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ mod intake;
 pub mod limiter;
 
 pub use actions::acknowledge;
-pub use events::{EventOutcome, Source};
+pub use events::{EventOutcome, Source, Turn};
 
 /// How many pages are worked on at once by one instance.
 const MAX_IN_FLIGHT: usize = 64;
@@ -94,6 +94,46 @@ impl Engine {
             settings.include_patient_name = include;
         }
         settings
+    }
+
+    /// The language of calls to `person`: theirs, else `ALERTCALL_LANGUAGE`, else
+    /// `[hospital] language`, else en-US.
+    pub fn language_for(&self, person: Option<&str>) -> String {
+        let directory = self.directory();
+        person
+            .and_then(|p| directory.staff.get(p))
+            .and_then(|p| p.language.clone())
+            .or_else(|| {
+                (!self.config.language_from_env)
+                    .then(|| directory.language.clone())
+                    .flatten()
+            })
+            .unwrap_or_else(|| self.config.language.clone())
+    }
+
+    /// Whether calls understand spoken answers, and the confidence a result needs.
+    pub fn speech(&self) -> (bool, f64) {
+        let directory = self.directory();
+        (
+            directory.speech.unwrap_or(true),
+            directory
+                .speech_min_confidence
+                .unwrap_or(crate::domain::intent::DEFAULT_MIN_CONFIDENCE),
+        )
+    }
+
+    /// What the menu offers on a call about `alert`.
+    pub fn menu_options(
+        &self,
+        alert: &crate::domain::alert::Alert,
+    ) -> crate::domain::menu::MenuOptions {
+        crate::domain::menu::MenuOptions {
+            connect: self
+                .directory()
+                .room(alert)
+                .is_some_and(|r| r.connect.is_some()),
+            speech: self.speech().0,
+        }
     }
 
     /// The current staff, schedules and policies.
@@ -226,6 +266,7 @@ fn complete(mut directory: Directory, config: &Config, env_access: &Access) -> D
                 name: "Nurse on call (NURSE_PHONE_NUMBER)".into(),
                 phone: Some(config.nurse_phone.clone()),
                 sms: None,
+                language: None,
             });
         directory.policies.push(Policy {
             name: "default".into(),

@@ -454,6 +454,8 @@ pub async fn alert_detail(
         call_id: e.call_id,
         detail: e.detail,
     }));
+    // In time order; entries recorded in the same instant keep the order they were written.
+    timeline.sort_by_key(|e| (e.at, e.id));
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
     Ok(Json(AlertDetail {

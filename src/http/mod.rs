@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             .route("/api/sim/calls/{id}/answer", post(sim::answer))
             .route("/api/sim/calls/{id}/press", post(sim::press))
             .route("/api/sim/calls/{id}/silence", post(sim::silence))
+            .route("/api/sim/calls/{id}/say", post(sim::say))
             .route("/api/sim/calls/{id}/hangup", post(sim::hang_up))
             .route("/api/sim/sms", get(sim::messages))
             .route("/api/sim/sms/reply", post(sim::reply));
@@ -167,8 +168,10 @@ impl From<SimError> for HttpError {
     fn from(e: SimError) -> Self {
         match e {
             SimError::NoSuchCall(_) => HttpError::NotFound(e.to_string()),
-            SimError::BadKeys => HttpError::BadRequest(e.to_string()),
-            SimError::Ended(_) | SimError::NotAnswered(_) => HttpError::Conflict(e.to_string()),
+            SimError::BadKeys | SimError::BadSpeech => HttpError::BadRequest(e.to_string()),
+            SimError::Ended(_) | SimError::NotAnswered(_) | SimError::NotListening(_) => {
+                HttpError::Conflict(e.to_string())
+            }
         }
     }
 }

@@ -70,8 +70,30 @@ pub async fn press(
 ) -> Result<Json<SimCall>, HttpError> {
     let sim = authorize(&state, &method, &headers).await?;
     let input = sim.press(&id, &keys.keys)?;
-    let reply = state.engine.handle_input(&input, Source::Simulator).await?;
-    Ok(Json(sim.hear(&id, &reply)?))
+    let turn = state.engine.handle_input(&input, Source::Simulator).await?;
+    Ok(Json(sim.hear(&id, &turn.reply)?))
+}
+
+#[derive(Deserialize)]
+pub struct Said {
+    text: String,
+    /// The recogniser's confidence, 0–1 (default 1: heard perfectly).
+    confidence: Option<f64>,
+}
+
+/// Speaks an answer on an answered simulated call, as the provider's recogniser would
+/// report it.
+pub async fn say(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(said): Json<Said>,
+) -> Result<Json<SimCall>, HttpError> {
+    let sim = authorize(&state, &method, &headers).await?;
+    let input = sim.say(&id, &said.text, said.confidence.unwrap_or(1.0))?;
+    let turn = state.engine.handle_input(&input, Source::Simulator).await?;
+    Ok(Json(sim.hear(&id, &turn.reply)?))
 }
 
 pub async fn silence(
@@ -82,8 +104,8 @@ pub async fn silence(
 ) -> Result<Json<SimCall>, HttpError> {
     let sim = authorize(&state, &method, &headers).await?;
     let input = sim.silence(&id)?;
-    let reply = state.engine.handle_input(&input, Source::Simulator).await?;
-    Ok(Json(sim.hear(&id, &reply)?))
+    let turn = state.engine.handle_input(&input, Source::Simulator).await?;
+    Ok(Json(sim.hear(&id, &turn.reply)?))
 }
 
 pub async fn hang_up(

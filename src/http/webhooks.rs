@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{AppState, HttpError};
+use crate::config::ProviderConfig;
 use crate::engine::Source;
 use crate::store::AuditEvent;
 use crate::telephony::vonage::{self, VonageEvent, WebhookError};
@@ -59,16 +60,22 @@ pub async fn input(
 ) -> Result<Json<Value>, HttpError> {
     verify(&state, &headers, &body)?;
     let input = vonage::parse_input(&body, query.call_id()).map_err(bad_request)?;
-    let reply = state.engine.handle_input(&input, Source::Vonage).await?;
+    let turn = state.engine.handle_input(&input, Source::Vonage).await?;
     let input_url = match query.call_id() {
         Some(id) => vonage::with_call(&state.engine.config.input_url(), id),
         None => state.engine.config.input_url(),
     };
-    Ok(Json(vonage::ncco(
-        &reply,
-        &input_url,
-        &state.engine.config.language,
-    )))
+    let from = match &state.engine.config.provider {
+        ProviderConfig::Vonage(v) => v.from_number.digits().to_string(),
+        ProviderConfig::Simulator => String::new(),
+    };
+    let context = vonage::NccoContext {
+        input_url: &input_url,
+        language: &turn.language,
+        speech: state.engine.speech().0,
+        from: &from,
+    };
+    Ok(Json(vonage::ncco(&turn.reply, &context)))
 }
 
 /// Call status events: only a fast 2xx is expected.

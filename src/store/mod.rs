@@ -497,6 +497,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Session>, StoreError>;
     /// Ends a session, and any that have expired.
     async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The alerts with a call created since `since` that is still ringing or in progress, and
+    /// an audit event of `kind` (e.g. the alerts whose responders' conference may still be on).
+    async fn live_alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

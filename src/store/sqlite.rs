@@ -785,6 +785,26 @@ impl Store for SqliteStore {
             .doing("ending a session")?;
         Ok(())
     }
+
+    async fn live_alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        // Recent calls first (indexed by created_at), then their alert's events (indexed by
+        // alert): never a scan of the whole audit trail.
+        sqlx::query_scalar(
+            "SELECT DISTINCT c.alert_id FROM alertcall_calls c \
+             WHERE c.created_at >= ?2 \
+               AND c.status IN ('pending', 'initiated', 'ringing', 'in_progress') \
+               AND EXISTS (SELECT 1 FROM alertcall_call_events e WHERE e.alert_id = c.alert_id AND e.kind = ?1)",
+        )
+        .bind(kind)
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing alerts with live calls and an audit event")
+    }
 }
 
 const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \

@@ -21,6 +21,10 @@ pub struct CallRequest {
     pub to: Phone,
     /// What the nurse hears first: the announcement and the menu.
     pub greeting: Reply,
+    /// BCP-47 language the call speaks and understands (the nurse's, else the hospital's).
+    pub language: String,
+    /// Whether the menu also listens for spoken answers.
+    pub speech: bool,
 }
 
 /// The provider accepted the call.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
+use crate::domain::intent::SpeechResult;
 use crate::domain::menu::Reply;
 
 /// Simulated calls kept for inspection; the oldest ended ones are dropped beyond this.
@@ -36,8 +37,12 @@ pub struct SimCall {
     pub state: SimState,
     /// What the phone has said so far, in order.
     pub heard: Vec<String>,
-    /// Whether the phone is waiting for a key.
+    /// Whether the phone is waiting for a key (or a spoken answer).
     pub awaiting_key: bool,
+    /// Where the call was connected (key 4): the room's destination, phone numbers masked.
+    pub connected_to: Option<String>,
+    /// The responders' conference the call joined (key 5).
+    pub conference: Option<String>,
     #[serde(skip)]
     greeting: Reply,
     pub created_at: DateTime<Utc>,
@@ -51,8 +56,12 @@ pub enum SimError {
     Ended(String),
     #[error("simulated call {0} is still ringing: answer it first")]
     NotAnswered(String),
+    #[error("simulated call {0} is connected or in a conference: the menu no longer listens")]
+    NotListening(String),
     #[error("keys must be 1 to 20 of 0-9, * and #")]
     BadKeys,
+    #[error("speech must be 1 to 500 characters with a confidence between 0 and 1")]
+    BadSpeech,
 }
 
 /// A text message the simulated network delivered.
@@ -134,7 +143,7 @@ impl Simulator {
             }
             call.state = SimState::Answered;
             call.heard.push(call.greeting.text().to_string());
-            call.awaiting_key = !call.greeting.ends_call();
+            call.awaiting_key = call.greeting.awaits_input();
             call.clone()
         };
         self.emit(&call, CallEventKind::PickedUp);
@@ -153,26 +162,50 @@ impl Simulator {
         {
             return Err(SimError::BadKeys);
         }
-        self.input(id, keys, false)
+        self.input(id, keys, false, Vec::new())
     }
 
     /// Lets the keypad time out without a key, as a nurse who says nothing would.
     pub fn silence(&self, id: &str) -> Result<InputEvent, SimError> {
-        self.input(id, "", true)
+        self.input(id, "", true, Vec::new())
     }
 
-    fn input(&self, id: &str, keys: &str, timed_out: bool) -> Result<InputEvent, SimError> {
+    /// Speaks an answer, as the provider's recogniser would report it (confidence 0–1).
+    pub fn say(&self, id: &str, text: &str, confidence: f64) -> Result<InputEvent, SimError> {
+        let length = text.trim().chars().count();
+        if !(1..=500).contains(&length) || !(0.0..=1.0).contains(&confidence) {
+            return Err(SimError::BadSpeech);
+        }
+        let heard = SpeechResult {
+            text: text.trim().to_string(),
+            confidence: Some(confidence),
+        };
+        self.input(id, "", false, vec![heard])
+    }
+
+    fn input(
+        &self,
+        id: &str,
+        keys: &str,
+        timed_out: bool,
+        speech: Vec<SpeechResult>,
+    ) -> Result<InputEvent, SimError> {
         let call = self.get(id)?;
         match call.state {
             SimState::Ended => return Err(SimError::Ended(id.to_string())),
             SimState::Ringing => return Err(SimError::NotAnswered(id.to_string())),
             SimState::Answered => {}
         }
+        if !call.awaiting_key {
+            // Connected to the room or in the conference: the menu is no longer listening.
+            return Err(SimError::NotListening(id.to_string()));
+        }
         Ok(InputEvent {
             provider_call_id: call.id,
             call_id: Some(call.call_id),
             digits: keys.to_string(),
             timed_out,
+            speech,
             at: Some(format!("{}", Uuid::new_v4())),
         })
     }
@@ -185,7 +218,12 @@ impl Simulator {
                 .get_mut(id)
                 .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
             call.heard.push(reply.text().to_string());
-            call.awaiting_key = !reply.ends_call();
+            call.awaiting_key = reply.awaits_input();
+            match reply {
+                Reply::Connect { to, .. } => call.connected_to = Some(to.masked()),
+                Reply::Conference { name, .. } => call.conference = Some(name.clone()),
+                Reply::Prompt { .. } | Reply::Say { .. } => {}
+            }
             if reply.ends_call() {
                 call.state = SimState::Ended;
             }
@@ -233,6 +271,8 @@ impl Provider for Simulator {
             state: SimState::Ringing,
             heard: Vec::new(),
             awaiting_key: false,
+            connected_to: None,
+            conference: None,
             greeting: request.greeting.clone(),
             created_at: Utc::now(),
         };

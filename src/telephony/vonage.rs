@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::config::VonageConfig;
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
-use crate::domain::menu::Reply;
+use crate::domain::intent::SpeechResult;
+use crate::domain::menu::{Destination, Reply};
 
 /// Application JWTs live this long; a new one is made when less than a minute is left.
 const TOKEN_LIFETIME_SECS: i64 = 900;
@@ -23,6 +24,27 @@ const TOKEN_LIFETIME_SECS: i64 = 900;
 const INPUT_TIMEOUT_SECS: u64 = 10;
 /// A call that is picked up ends after this long even if nobody hangs up.
 const LENGTH_TIMER_SECS: u64 = 300;
+/// Speech recognition: how long to wait for the nurse to start speaking (Vonage: 1–60 s),
+/// the silence that ends an answer (0.4–10 s) and the longest answer (1–60 s).
+const SPEECH_START_TIMEOUT_SECS: u64 = 10;
+const SPEECH_END_ON_SILENCE_SECS: f64 = 1.0;
+const SPEECH_MAX_DURATION_SECS: u64 = 8;
+/// Hints for the recogniser: the answers the menu understands.
+const SPEECH_CONTEXT: &[&str] = &[
+    "yes",
+    "acknowledge",
+    "on my way",
+    "repeat",
+    "details",
+    "connect me",
+    "conference",
+    "busy",
+    "can't",
+    "decline",
+];
+/// Speech results kept from one input webhook, and the longest transcript kept.
+const MAX_SPEECH_RESULTS: usize = 10;
+const MAX_TRANSCRIPT_CHARS: usize = 500;
 
 pub struct VonageProvider {
     http: reqwest::Client,
@@ -100,10 +122,22 @@ impl VonageProvider {
     /// The create-call body (public so tests can check it against the contract).
     pub fn create_call_body(&self, request: &CallRequest) -> Value {
         let call = request.call_id;
+        let input_url = with_call(&self.input_url, call);
+        let language = if request.language.is_empty() {
+            &self.language
+        } else {
+            &request.language
+        };
+        let context = NccoContext {
+            input_url: &input_url,
+            language,
+            speech: request.speech,
+            from: self.config.from_number.digits(),
+        };
         json!({
             "to": [{"type": "phone", "number": request.to.digits()}],
             "from": {"type": "phone", "number": self.config.from_number.digits()},
-            "ncco": ncco(&request.greeting, &with_call(&self.input_url, call), &self.language),
+            "ncco": ncco(&request.greeting, &context),
             "event_url": [with_call(&self.event_url, call)],
             "event_method": "POST",
             "ringing_timer": self.ringing_timer.as_secs().clamp(1, 120),
@@ -118,21 +152,63 @@ pub fn with_call(url: &str, call_id: Uuid) -> String {
     format!("{url}?call={call_id}")
 }
 
-/// Renders a reply as an NCCO: `talk` (interruptible by the keypad) then a one-digit `input`,
-/// or a final `talk`.
-pub fn ncco(reply: &Reply, input_url: &str, language: &str) -> Value {
+/// How replies are rendered on one call.
+#[derive(Debug, Clone, Copy)]
+pub struct NccoContext<'a> {
+    /// Where the input action posts its result (with `?call=`).
+    pub input_url: &'a str,
+    /// BCP-47, for `talk` and speech recognition.
+    pub language: &'a str,
+    /// Whether `input` also listens for speech.
+    pub speech: bool,
+    /// Our Vonage number (digits), shown to a room's phone when the call is connected.
+    pub from: &'a str,
+}
+
+/// Renders a reply as an NCCO (NOTES.md §3): `talk` (interruptible by the keypad) then a
+/// one-digit `input` (also listening for speech when on); a final `talk`; a `talk` then
+/// `connect` to a phone or SIP endpoint; or a `talk` then `conversation` (a named conference).
+pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
+    let talk = |text: &str| json!({"action": "talk", "text": text, "language": cx.language});
     match reply {
-        Reply::Prompt { text } => json!([
-            {"action": "talk", "text": text, "language": language, "bargeIn": true},
-            {
+        Reply::Prompt { text } => {
+            let mut input = json!({
                 "action": "input",
                 "type": ["dtmf"],
                 "dtmf": {"maxDigits": 1, "timeOut": INPUT_TIMEOUT_SECS},
-                "eventUrl": [input_url],
+                "eventUrl": [cx.input_url],
                 "eventMethod": "POST",
+            });
+            if cx.speech {
+                input["type"] = json!(["dtmf", "speech"]);
+                input["speech"] = json!({
+                    "language": cx.language,
+                    "context": SPEECH_CONTEXT,
+                    "startTimeout": SPEECH_START_TIMEOUT_SECS,
+                    "endOnSilence": SPEECH_END_ON_SILENCE_SECS,
+                    "maxDuration": SPEECH_MAX_DURATION_SECS,
+                });
             }
+            json!([
+                {"action": "talk", "text": text, "language": cx.language, "bargeIn": true},
+                input
+            ])
+        }
+        Reply::Say { text } => json!([talk(text)]),
+        Reply::Connect { text, to } => {
+            let endpoint = match to {
+                Destination::Phone(phone) => json!({"type": "phone", "number": phone.digits()}),
+                Destination::Sip(uri) => json!({"type": "sip", "uri": uri}),
+            };
+            json!([
+                talk(text),
+                {"action": "connect", "from": cx.from, "endpoint": [endpoint]}
+            ])
+        }
+        Reply::Conference { text, name } => json!([
+            talk(text),
+            {"action": "conversation", "name": name, "startOnEnter": true, "endOnExit": false}
         ]),
-        Reply::Say { text } => json!([{"action": "talk", "text": text, "language": language}]),
     }
 }
 
@@ -486,8 +562,49 @@ pub fn parse_input(body: &[u8], call_id: Option<Uuid>) -> Result<InputEvent, Web
         call_id,
         digits,
         timed_out,
+        speech: speech_results(map.get("speech"))?,
         at: text(&map, "timestamp"),
     })
+}
+
+/// `speech: {results: [{text, confidence}], timeout_reason?, error?}`. Confidence arrives as a
+/// string ("0.9405097") or a number; a result without usable text is skipped, one without a
+/// usable confidence is kept with none (and so is not acted on).
+fn speech_results(speech: Option<&Value>) -> Result<Vec<SpeechResult>, WebhookError> {
+    let speech = match speech {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(s)) => s,
+        Some(_) => return Err(WebhookError::Malformed("speech must be an object".into())),
+    };
+    let results = match speech.get("results") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(r)) => r,
+        Some(_) => {
+            return Err(WebhookError::Malformed(
+                "speech.results must be an array".into(),
+            ));
+        }
+    };
+    Ok(results
+        .iter()
+        .take(MAX_SPEECH_RESULTS)
+        .filter_map(|r| {
+            let r = r.as_object()?;
+            let text: String = r
+                .get("text")?
+                .as_str()?
+                .chars()
+                .take(MAX_TRANSCRIPT_CHARS)
+                .collect();
+            let confidence = match r.get("confidence") {
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+                _ => None,
+            }
+            .filter(|c| c.is_finite() && (0.0..=1.0).contains(c));
+            Some(SpeechResult { text, confidence })
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -628,22 +745,111 @@ mod tests {
         }
     }
 
+    fn cx(speech: bool) -> NccoContext<'static> {
+        NccoContext {
+            input_url: "https://x/api/alerts/call-response?call=1",
+            language: "en-GB",
+            speech,
+            from: "447700900001",
+        }
+    }
+
     #[test]
     fn ncco_prompt_matches_the_documented_shape() {
-        let v = ncco(
-            &Reply::Prompt { text: "Hi".into() },
-            "https://x/api/alerts/call-response?call=1",
-            "en-GB",
-        );
+        let v = ncco(&Reply::Prompt { text: "Hi".into() }, &cx(false));
         assert_eq!(v[0]["action"], "talk");
         assert_eq!(v[0]["bargeIn"], true);
         assert_eq!(v[1]["action"], "input");
         assert_eq!(v[1]["type"], json!(["dtmf"]));
         assert_eq!(v[1]["dtmf"]["maxDigits"], 1);
         assert!(v[1]["eventUrl"].is_array());
-        let bye = ncco(&Reply::Say { text: "Bye".into() }, "u", "en-GB");
+        assert!(v[1].get("speech").is_none());
+        let bye = ncco(&Reply::Say { text: "Bye".into() }, &cx(false));
         assert_eq!(bye.as_array().unwrap().len(), 1);
         assert!(bye[0].get("bargeIn").is_none());
+    }
+
+    #[test]
+    fn ncco_listens_connects_and_conferences() {
+        let v = ncco(&Reply::Prompt { text: "Hi".into() }, &cx(true));
+        assert_eq!(v[1]["type"], json!(["dtmf", "speech"]));
+        assert_eq!(v[1]["speech"]["language"], "en-GB");
+        assert!(v[1]["speech"]["context"].as_array().unwrap().len() > 3);
+        let sip = ncco(
+            &Reply::Connect {
+                text: "Connecting".into(),
+                to: Destination::Sip("sip:room2@intercom.example.org".into()),
+            },
+            &cx(true),
+        );
+        assert_eq!(sip[1]["action"], "connect");
+        assert_eq!(
+            sip[1]["endpoint"],
+            json!([{"type": "sip", "uri": "sip:room2@intercom.example.org"}])
+        );
+        assert_eq!(sip[1]["from"], "447700900001");
+        let phone = ncco(
+            &Reply::Connect {
+                text: "Connecting".into(),
+                to: Destination::Phone(crate::domain::phone::Phone::parse("+13855550107").unwrap()),
+            },
+            &cx(true),
+        );
+        assert_eq!(
+            phone[1]["endpoint"],
+            json!([{"type": "phone", "number": "13855550107"}])
+        );
+        let conf = ncco(
+            &Reply::Conference {
+                text: "Joining".into(),
+                name: "alertcall-a1".into(),
+            },
+            &cx(true),
+        );
+        assert_eq!(conf[1]["action"], "conversation");
+        assert_eq!(conf[1]["name"], "alertcall-a1");
+    }
+
+    #[test]
+    fn parses_speech_results() {
+        let body = br#"{"uuid":"u","dtmf":{"digits":null,"timed_out":false},
+            "speech":{"timeout_reason":"end_on_silence_timeout","results":[
+              {"confidence":"0.9405097","text":"on my way"},
+              {"confidence":0.7,"text":"on my whey"},
+              {"confidence":"n/a","text":"on my weigh"},
+              {"text":5},
+              "junk"
+            ]}}"#;
+        let input = parse_input(body, None).unwrap();
+        assert_eq!(input.digits, "");
+        assert_eq!(
+            input.speech,
+            vec![
+                SpeechResult {
+                    text: "on my way".into(),
+                    confidence: Some(0.9405097)
+                },
+                SpeechResult {
+                    text: "on my whey".into(),
+                    confidence: Some(0.7)
+                },
+                SpeechResult {
+                    text: "on my weigh".into(),
+                    confidence: None
+                },
+            ]
+        );
+        let none = parse_input(br#"{"uuid":"u","speech":{"error":"ERR1"}}"#, None).unwrap();
+        assert!(none.speech.is_empty());
+        for bad in [
+            &br#"{"uuid":"u","speech":"yes"}"#[..],
+            br#"{"uuid":"u","speech":{"results":"yes"}}"#,
+        ] {
+            assert!(matches!(
+                parse_input(bad, None),
+                Err(WebhookError::Malformed(_))
+            ));
+        }
     }
 
     fn sign(claims: Value, secret: &str) -> String {
@@ -722,6 +928,10 @@ mod tests {
                             Just("timed_out".to_string()),
                             Just("call_uuid".to_string()),
                             Just("reason".to_string()),
+                            Just("speech".to_string()),
+                            Just("results".to_string()),
+                            Just("text".to_string()),
+                            Just("confidence".to_string()),
                             ".{0,8}".prop_map(String::from),
                         ],
                         inner,
@@ -745,6 +955,8 @@ mod tests {
                 let _ = parse_event(body.as_bytes(), None);
                 if let Ok(input) = parse_input(body.as_bytes(), None) {
                     prop_assert!(input.digits.len() <= 20);
+                    prop_assert!(input.speech.len() <= MAX_SPEECH_RESULTS);
+                    prop_assert!(input.speech.iter().all(|r| r.confidence.is_none_or(|c| (0.0..=1.0).contains(&c))));
                     prop_assert!(!input.provider_call_id.is_empty());
                 }
             }

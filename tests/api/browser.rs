@@ -66,13 +66,18 @@ async fn dashboard_in_chromium() {
     let acknowledged = db
         .count("SELECT count(*) FROM alerts WHERE status = 'acknowledged' AND acknowledged_by LIKE 'phone:+%'")
         .await;
-    assert_eq!(acknowledged, 1, "{stdout}");
+    assert_eq!(acknowledged, 2, "{stdout}");
+    let by_voice = db
+        .count("SELECT count(*) FROM alerts WHERE message LIKE '%fall in room 7' AND status = 'acknowledged'")
+        .await;
+    assert_eq!(by_voice, 1, "{stdout}");
     for shot in [
         "1-signed-in",
         "2-ringing",
         "3-timeline",
         "4-analytics",
         "5-history",
+        "6-said",
     ] {
         assert!(
             root.join(format!("test-artifacts/browser/{shot}.png"))

@@ -289,6 +289,37 @@ async fn sim_texts_and_replies() {
     app.stop().await;
 }
 
+/// `alertcall sim say` speaks on a simulated call: low confidence re-prompts, "on my way"
+/// acknowledges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_say_talks_back() {
+    use crate::db::{Backend, TestDb};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = crate::helpers::TestApp::spawn(&db, None, &[]).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let call = ringing_sim_call(&app, &alert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = app.addr.to_string();
+    let env = [("ALERTCALL_LISTEN", listen.as_str())];
+    let sim = |args: Vec<&str>| {
+        let out = run(&args, &env, dir.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    tokio::task::block_in_place(|| sim(vec!["sim", "answer", &call]));
+    let unsure = tokio::task::block_in_place(|| {
+        sim(vec!["sim", "say", &call, "yes", "--confidence", "0.2"])
+    });
+    assert!(unsure.contains("Sorry, I did not get that."), "{unsure}");
+    let said = tokio::task::block_in_place(|| sim(vec!["sim", "say", &call, "on my way"]));
+    assert!(said.contains("Alert acknowledged. Thank you."), "{said}");
+    assert_eq!(
+        db.scalar("SELECT status FROM alerts").await.as_deref(),
+        Some("acknowledged")
+    );
+    app.stop().await;
+}
+
 /// Waits until the alert's simulated call rings and returns its id.
 async fn ringing_sim_call(app: &crate::helpers::TestApp, alert: &str) -> String {
     let engine = app.engine.clone();

@@ -101,7 +101,8 @@ pub async fn critical_alert_is_called_and_press_1_acknowledges(db: TestDb) {
         text,
         "Critical alert at Haven Hospital. Room 2, patient Dheeraj Vislawath. Seizure activity \
          detected. Please respond immediately. Press 1 to acknowledge this alert. Press 2 to hear it again. \
-         Press 3 if you cannot respond."
+         Press 3 if you cannot respond. Press 9 for details, or 5 to join the responders' call. \
+         You can also say yes, repeat, details, or busy."
     );
     assert!(input_url(call).starts_with(&app.url("/api/alerts/call-response")));
     assert!(event_url(call).starts_with(&app.url("/api/alerts/call-event")));

@@ -446,14 +446,76 @@ fn check_body(body: &Value) -> Vec<String> {
     out
 }
 
-/// NOTES.md §3: the NCCO actions alertcall uses.
+/// NOTES.md §3 and ncco-schema.json: the NCCO actions alertcall uses (`talk`, `input`,
+/// `connect`, `conversation`), each with only its documented fields. A lean check, not a full
+/// JSON-schema validator: the shapes and ranges alertcall could get wrong.
 pub fn check_ncco(ncco: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let Some(actions) = ncco.as_array().filter(|a| !a.is_empty()) else {
         return vec!["ncco must be a non-empty array".into()];
     };
+    let url_list = |v: &Value| {
+        v.as_array().is_some_and(|a| {
+            a.len() == 1
+                && a[0]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"))
+        })
+    };
+    let method_ok = |v: Option<&Value>| v.is_none_or(|m| m == "GET" || m == "POST");
     for (i, action) in actions.iter().enumerate() {
-        match action["action"].as_str() {
+        let name = action["action"].as_str();
+        let allowed: &[&str] = match name {
+            Some("talk") => &[
+                "action", "text", "language", "style", "premium", "bargeIn", "loop", "level",
+            ],
+            Some("input") => &[
+                "action",
+                "type",
+                "dtmf",
+                "speech",
+                "eventUrl",
+                "eventMethod",
+                "mode",
+            ],
+            Some("connect") => &[
+                "action",
+                "endpoint",
+                "from",
+                "randomFromNumber",
+                "eventType",
+                "timeout",
+                "limit",
+                "machineDetection",
+                "advancedMachineDetection",
+                "eventUrl",
+                "eventMethod",
+                "ringbackTone",
+            ],
+            Some("conversation") => &[
+                "action",
+                "name",
+                "musicOnHoldUrl",
+                "startOnEnter",
+                "endOnExit",
+                "record",
+                "canSpeak",
+                "canHear",
+                "mute",
+                "eventUrl",
+                "eventMethod",
+            ],
+            other => {
+                out.push(format!("ncco[{i}] unexpected action {other:?}"));
+                continue;
+            }
+        };
+        if let Some(obj) = action.as_object() {
+            for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+                out.push(format!("ncco[{i}] {name:?} has no field {key:?}"));
+            }
+        }
+        match name {
             Some("talk") => {
                 let text = action["text"].as_str().unwrap_or("");
                 if text.is_empty() || text.chars().count() > 1500 {
@@ -489,8 +551,35 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
                 {
                     out.push(format!("ncco[{i}] dtmf.timeOut must be 0..10"));
                 }
-                if action.get("maxDigits").is_some() || action.get("timeOut").is_some() {
-                    out.push(format!("ncco[{i}] uses the legacy flat input form"));
+                if let Some(speech) = action.get("speech") {
+                    if !types.is_some_and(|t| t.iter().any(|x| x == "speech")) {
+                        out.push(format!("ncco[{i}] input.speech without type speech"));
+                    }
+                    let range = |key: &str, lo: f64, hi: f64| {
+                        speech
+                            .get(key)
+                            .is_none_or(|v| v.as_f64().is_some_and(|v| (lo..=hi).contains(&v)))
+                    };
+                    if !(range("startTimeout", 1.0, 60.0)
+                        && range("maxDuration", 1.0, 60.0)
+                        && range("endOnSilence", 0.4, 10.0)
+                        && range("sensitivity", 0.0, 100.0))
+                    {
+                        out.push(format!("ncco[{i}] input.speech timing out of range"));
+                    }
+                    if speech
+                        .get("language")
+                        .is_some_and(|l| l.as_str().is_none_or(str::is_empty))
+                    {
+                        out.push(format!("ncco[{i}] input.speech.language must be a tag"));
+                    }
+                    if speech.get("context").is_some_and(|c| {
+                        !c.as_array().is_some_and(|c| c.iter().all(Value::is_string))
+                    }) {
+                        out.push(format!(
+                            "ncco[{i}] input.speech.context must be an array of strings"
+                        ));
+                    }
                 }
                 if !action["eventUrl"]
                     .as_array()
@@ -501,7 +590,69 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
                     ));
                 }
             }
-            other => out.push(format!("ncco[{i}] unexpected action {other:?}")),
+            Some("connect") => {
+                match action["endpoint"].as_array() {
+                    Some(endpoints) if endpoints.len() == 1 => {
+                        let ep = &endpoints[0];
+                        let ok = match ep["type"].as_str() {
+                            Some("phone") => ep["number"].as_str().is_some_and(|n| {
+                                (7..=15).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit())
+                            }),
+                            Some("sip") => ep["uri"].as_str().is_some_and(|u| {
+                                (u.starts_with("sip:") || u.starts_with("sips:")) && u.len() > 4
+                            }),
+                            Some("websocket") => ep["uri"]
+                                .as_str()
+                                .is_some_and(|u| u.starts_with("ws:") || u.starts_with("wss:")),
+                            _ => false,
+                        };
+                        if !ok {
+                            out.push(format!(
+                                "ncco[{i}] connect endpoint must be phone {{number: digits}}, \
+                                 sip {{uri: sip:...}} or websocket: {ep}"
+                            ));
+                        }
+                    }
+                    _ => out.push(format!("ncco[{i}] connect.endpoint must hold one endpoint")),
+                }
+                if let Some(from) = action.get("from")
+                    && !from
+                        .as_str()
+                        .is_some_and(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
+                {
+                    out.push(format!("ncco[{i}] connect.from must be digits"));
+                }
+                if action.get("eventType").is_some_and(|t| t != "synchronous") {
+                    out.push(format!("ncco[{i}] connect.eventType must be synchronous"));
+                }
+                if action
+                    .get("limit")
+                    .is_some_and(|l| l.as_f64().is_none_or(|l| !(0.0..=7200.0).contains(&l)))
+                {
+                    out.push(format!("ncco[{i}] connect.limit must be 0..7200"));
+                }
+                if action.get("eventUrl").is_some_and(|u| !url_list(u))
+                    || !method_ok(action.get("eventMethod"))
+                {
+                    out.push(format!("ncco[{i}] connect event URL/method malformed"));
+                }
+            }
+            Some("conversation") => {
+                if action["name"].as_str().is_none_or(str::is_empty) {
+                    out.push(format!("ncco[{i}] conversation.name is required"));
+                }
+                for flag in ["startOnEnter", "endOnExit", "record", "mute"] {
+                    if action.get(flag).is_some_and(|v| !v.is_boolean()) {
+                        out.push(format!("ncco[{i}] conversation.{flag} must be a boolean"));
+                    }
+                }
+                if action.get("eventUrl").is_some_and(|u| !url_list(u))
+                    || !method_ok(action.get("eventMethod"))
+                {
+                    out.push(format!("ncco[{i}] conversation event URL/method malformed"));
+                }
+            }
+            _ => unreachable!("filtered above"),
         }
     }
     out

@@ -12,6 +12,7 @@ mod helpers;
 mod process;
 mod providers;
 mod simulator;
+mod talkback;
 mod torture;
 mod webhooks;
 

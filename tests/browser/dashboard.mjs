@@ -1,6 +1,6 @@
 // The dashboard in a real headless Chromium: sign in, raise a test alert, watch it appear
 // without a reload, press 1 on the virtual phone, see it acknowledged with its timeline,
-// open analytics and see the chart. Run by the Rust test `browser::dashboard_in_chromium`,
+// open analytics and see the chart, and acknowledge a second alert by voice (the say box). Run by the Rust test `browser::dashboard_in_chromium`,
 // which starts `alertcall` and passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -71,7 +71,7 @@ try {
   step("its timeline shows who acknowledged and how long it took");
   await page.evaluate((id) => { window.location.hash = `#/alert/${encodeURIComponent(id)}`; }, alertId);
   await page.waitForFunction(() => document.body.dataset.loaded === "alert");
-  await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by").textContent));
+  await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by")?.textContent || ""));
   const timeline = await page.locator("#timeline").innerText();
   for (const kind of ["alert.triggered", "call.placed", "call.ringing", "input", "alert.acknowledged"]) {
     if (!timeline.includes(kind)) failures.push(`timeline lacks ${kind}:\n${timeline}`);
@@ -94,6 +94,23 @@ try {
   await page.waitForFunction(() => document.body.dataset.loaded === "history");
   await page.locator("#history tbody tr .badge.answered").first().waitFor();
   await page.screenshot({ path: join(shots, "5-history.png"), fullPage: true });
+
+  step("a second alert is acknowledged by voice: the virtual phone's say box");
+  await page.click('nav a[data-view="board"]');
+  await page.waitForFunction(() => document.body.dataset.loaded === "board");
+  const spoken = `Browser test ${Date.now()}: fall in room 7`;
+  await page.fill("#raise input[name=message]", spoken);
+  await page.click("#raise button[type=submit]");
+  const second = page.locator("#alerts tbody tr", { hasText: spoken });
+  await second.waitFor();
+  const secondId = await second.getAttribute("data-alert");
+  await page.locator(".phone.ringing button.answer").first().click();
+  const say = page.locator(".phone form.say input:not([disabled])").first();
+  await say.waitFor();
+  await say.fill("on my way");
+  await page.locator(".phone form.say button").first().click();
+  await page.locator(`#alerts tbody tr[data-alert="${secondId}"]`).waitFor({ state: "detached" });
+  await page.screenshot({ path: join(shots, "6-said.png"), fullPage: true });
 
   if (!(await page.evaluate(() => window.__noReload === true))) failures.push("the page was reloaded");
 } catch (e) {
