@@ -2,8 +2,9 @@
 //! generated from these handlers and types (`/api/v1/openapi.json`).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -124,12 +125,19 @@ pub struct AlertDetail {
 #[derive(Deserialize, ToSchema)]
 pub struct RaiseAlert {
     /// Default `critical` (the severity alertcall pages for).
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub severity: Option<String>,
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub message: String,
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub title: Option<String>,
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub alert_type: Option<String>,
-    /// A `rooms.room_id` or `rooms.room_name`.
+    /// A `rooms.room_id` or `rooms.room_name` that exists (else 400).
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub room: Option<String>,
+    /// A `patients.patient_id`.
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub patient_id: Option<String>,
 }
 
@@ -138,40 +146,88 @@ pub struct Raised {
     pub id: String,
 }
 
+/// Which alerts to list.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusFilter {
+    Active,
+    Acknowledged,
+    Resolved,
+    All,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
     /// active (default), acknowledged, resolved or all.
-    status: Option<String>,
-    /// At most this many (default 200, up to 5000).
+    #[param(inline)]
+    status: Option<StatusFilter>,
+    /// At most this many (default 200; values outside 1..5000 are clamped).
     limit: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallsQuery {
-    /// RFC 3339; default 7 days ago.
+    /// RFC 3339; default 7 days before `to`.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default now.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// The policy (unit) of the call's alert.
+    #[param(pattern = r"^[^\u0000]*$")]
     unit: Option<String>,
     /// Staff id.
+    #[param(pattern = r"^[^\u0000]*$")]
     nurse: Option<String>,
     /// A call status, e.g. answered, unanswered, busy.
+    #[param(pattern = r"^[^\u0000]*$")]
     outcome: Option<String>,
+    /// Only this alert's calls.
+    #[param(pattern = r"^[^\u0000]*$")]
     alert: Option<String>,
-    /// At most this many (default 200, up to 5000).
+    /// At most this many (default 200; values outside 1..5000 are clamped).
     limit: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
-    /// RFC 3339; default 24 hours ago.
+    /// RFC 3339; default 24 hours before `to`.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default now.
+    #[param(format = DateTime)]
     to: Option<String>,
+}
+
+/// Query parameters; a malformed query is answered like every other error (JSON, 400).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| HttpError::BadRequest(e.body_text()))
+    }
+}
+
+/// A JSON body; a missing content type or malformed JSON is a 400 with the reason.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(body)| ApiJson(body))
+            .map_err(|e| HttpError::BadRequest(e.body_text()))
+    }
 }
 
 const MAX_LIMIT: i64 = 5000;
@@ -179,16 +235,21 @@ const MAX_TEXT: usize = 2000;
 
 /// Text from a request: bounded, and without NUL (which no database column takes).
 fn text(field: &str, value: &str) -> Result<String, HttpError> {
-    if value.len() > MAX_TEXT || value.contains('\0') {
+    if value.chars().count() > MAX_TEXT || value.contains('\0') {
         return Err(HttpError::BadRequest(format!(
-            "{field} must be at most {MAX_TEXT} bytes without NUL characters"
+            "{field} must be at most {MAX_TEXT} characters without NUL"
         )));
     }
     Ok(value.to_string())
 }
 
 fn opt_text(field: &str, value: &Option<String>) -> Result<Option<String>, HttpError> {
-    value.as_deref().map(|v| text(field, v)).transpose()
+    given(value).map(|v| text(field, v)).transpose()
+}
+
+/// A query value; an empty one (as a form sends) counts as not given.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
 }
 
 fn instant(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, HttpError> {
@@ -213,10 +274,8 @@ fn range(
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), HttpError> {
     let to = instant("to", to)?.unwrap_or(now);
+    // A `from` after `to` is an empty range: it matches nothing.
     let from = instant("from", from)?.unwrap_or(to - default_span);
-    if from > to {
-        return Err(HttpError::BadRequest("from must not be after to".into()));
-    }
     Ok((from, to))
 }
 
@@ -361,23 +420,19 @@ pub async fn me(State(state): State<AppState>, Viewer(who): Viewer) -> Json<Me> 
 pub async fn list_alerts(
     State(state): State<AppState>,
     Viewer(_): Viewer,
-    Query(q): Query<AlertsQuery>,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<Json<Vec<AlertSummary>>, HttpError> {
-    let status = match q.status.as_deref() {
-        None | Some("active") => Some("active".to_string()),
-        Some("all") => None,
-        Some(s @ ("acknowledged" | "resolved")) => Some(s.to_string()),
-        Some(other) => {
-            return Err(HttpError::BadRequest(format!(
-                "status={other:?}: use active, acknowledged, resolved or all"
-            )));
-        }
+    let status = match q.status.unwrap_or(StatusFilter::Active) {
+        StatusFilter::Active => Some("active"),
+        StatusFilter::Acknowledged => Some("acknowledged"),
+        StatusFilter::Resolved => Some("resolved"),
+        StatusFilter::All => None,
     };
     let views = state
         .engine
         .store
         .alert_views(&AlertFilter {
-            status,
+            status: status.map(str::to_string),
             limit: limit(q.limit),
             ..AlertFilter::default()
         })
@@ -401,8 +456,13 @@ pub async fn list_alerts(
     Ok(Json(out))
 }
 
+/// An alert id from a path: one that cannot exist is simply not found.
+fn alert_id(id: &str) -> Result<String, HttpError> {
+    text("id", id).map_err(|_| HttpError::NotFound(format!("no alert {id:?}")))
+}
+
 async fn view_of(state: &AppState, id: &str) -> Result<AlertView, HttpError> {
-    let id = text("id", id)?;
+    let id = alert_id(id)?;
     state
         .engine
         .store
@@ -471,14 +531,15 @@ pub async fn alert_detail(
 #[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = RaiseAlert,
     description = "Inserts an alert the way the hospital app would; a critical one is paged at once.",
     responses((status = 201, body = Raised), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "The room named does not exist")))]
 pub async fn raise_alert(
     State(state): State<AppState>,
     Admin(who): Admin,
-    Json(body): Json<RaiseAlert>,
+    ApiJson(body): ApiJson<RaiseAlert>,
 ) -> Result<(StatusCode, Json<Raised>), HttpError> {
     let message = text("message", &body.message)?;
-    if message.trim().is_empty() {
+    if message.is_empty() {
         return Err(HttpError::BadRequest("message must not be empty".into()));
     }
     let alert = NewAlert {
@@ -496,7 +557,8 @@ pub async fn raise_alert(
         .insert_alert(&alert)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::Invalid(msg) => HttpError::BadRequest(msg),
+            // The room named does not exist.
+            crate::store::StoreError::Invalid(msg) => HttpError::NotFound(msg),
             other => other.into(),
         })?;
     let (via, name) = who.actor();
@@ -516,7 +578,7 @@ pub async fn acknowledge(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<AlertSummary>, HttpError> {
-    let id = text("id", &id)?;
+    let id = alert_id(&id)?;
     let (via, name) = who.actor();
     let by = Acknowledger::named(via, name);
     match state.engine.acknowledge_as(&id, &by, via).await? {
@@ -543,7 +605,7 @@ pub async fn resolve(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<AlertSummary>, HttpError> {
-    let id = text("id", &id)?;
+    let id = alert_id(&id)?;
     let (via, name) = who.actor();
     let by = Acknowledger::named(via, name);
     if !state.engine.resolve_as(&id, &by, via).await? {
@@ -564,7 +626,7 @@ pub async fn resolve(
 pub async fn calls(
     State(state): State<AppState>,
     Viewer(_): Viewer,
-    Query(q): Query<CallsQuery>,
+    ApiQuery(q): ApiQuery<CallsQuery>,
 ) -> Result<Json<Vec<CallSummary>>, HttpError> {
     let (since, until) = range(
         &q.from,
@@ -597,7 +659,7 @@ pub async fn calls(
 pub async fn analytics(
     State(state): State<AppState>,
     Viewer(_): Viewer,
-    Query(q): Query<RangeQuery>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<Analytics>, HttpError> {
     let (from, to) = range(
         &q.from,
@@ -647,8 +709,11 @@ pub struct OnCallEntry {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OnCallQuery {
+    /// Only this schedule (404 if there is none by that name).
+    #[param(pattern = r"^[^\u0000]*$")]
     schedule: Option<String>,
     /// RFC 3339 instant; default now.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -659,7 +724,7 @@ pub struct OnCallQuery {
 pub async fn oncall(
     State(state): State<AppState>,
     Viewer(_): Viewer,
-    Query(query): Query<OnCallQuery>,
+    ApiQuery(query): ApiQuery<OnCallQuery>,
 ) -> Result<Json<Vec<OnCallEntry>>, HttpError> {
     let at = match &query.at {
         None => jiff::Timestamp::now(),

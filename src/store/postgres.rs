@@ -157,6 +157,9 @@ impl CallTx for PgCallTx {
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
     ) -> Result<bool, StoreError> {
+        if !id_fits(&self.id_type, alert_id) {
+            return Ok(false);
+        }
         let done = sqlx::query(AssertSqlSafe(format!(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
                metadata = CASE WHEN $4::jsonb IS NULL THEN metadata ELSE \
@@ -178,6 +181,9 @@ impl CallTx for PgCallTx {
         }
     }
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError> {
+        if !id_fits(&self.id_type, alert_id) {
+            return Ok(false);
+        }
         let found = sqlx::query_scalar::<_, i32>(AssertSqlSafe(format!(
             "SELECT 1 FROM alerts WHERE id = {}",
             self.id_cast
@@ -343,6 +349,18 @@ impl CallTx for PgCallTx {
 }
 
 /// A text id that does not parse as the alerts.id type (e.g. not a uuid): no such alert.
+/// Whether `id` can be a value of `alerts.id`'s type. Checked before using it inside a
+/// transaction, where a failed cast would abort the whole transaction.
+fn id_fits(id_type: &str, id: &str) -> bool {
+    match id_type {
+        "uuid" => Uuid::parse_str(id).is_ok(),
+        "smallint" | "int2" => id.parse::<i16>().is_ok(),
+        "integer" | "int" | "int4" => id.parse::<i32>().is_ok(),
+        "bigint" | "int8" => id.parse::<i64>().is_ok(),
+        _ => !id.contains('\0'),
+    }
+}
+
 fn is_bad_id(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("22P02"))
 }

@@ -420,10 +420,8 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         ("/api/v1/alerts/no-such-alert", 404),
         ("/api/v1/alerts?status=bogus", 400),
         ("/api/v1/calls?from=yesterday", 400),
-        (
-            "/api/v1/analytics?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
-            400,
-        ),
+        ("/api/v1/analytics?from=yesterday", 400),
+        ("/api/v1/oncall?at=", 400),
     ] {
         let r = call(&app, reqwest::Method::GET, path, Some(VIEWER_TOKEN), None).await;
         assert_eq!(r.status(), status, "GET {path}");
@@ -432,6 +430,13 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
             body["error"].as_str().is_some_and(|e| !e.is_empty()),
             "{body}"
         );
+    }
+    for id in ["0", "no-such-alert", "%00"] {
+        for action in ["acknowledge", "resolve"] {
+            let path = format!("/api/v1/alerts/{id}/{action}");
+            let r = call(&app, reqwest::Method::POST, &path, Some(ADMIN_TOKEN), None).await;
+            assert_eq!(r.status(), 404, "POST {path}");
+        }
     }
     let r = call(
         &app,
@@ -454,7 +459,7 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         Some(json!({"message": "x", "room": "no such room"})),
     )
     .await;
-    assert_eq!(r.status(), 400, "an unknown room is the caller's mistake");
+    assert_eq!(r.status(), 404, "an unknown room is not found");
     app.stop().await;
 }
 both_backends!(dashboard::every_endpoint_answers_as_its_openapi_document_says);
