@@ -21,16 +21,7 @@ pub fn announcement(alert: &Alert, settings: &MessageSettings) -> String {
         capitalise(&clean(&alert.severity)),
         clean(&settings.hospital_name)
     );
-    let place = place(alert, settings);
-    if !place.is_empty() {
-        out.push(' ');
-        out.push_str(&place);
-        out.push('.');
-    }
-    if let Some(what) = what(alert) {
-        out.push(' ');
-        out.push_str(&what);
-    }
+    push_place_and_what(&mut out, alert, settings);
     out.push_str(" Please respond immediately.");
     truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
 }
@@ -112,13 +103,20 @@ pub fn details(alert: &Alert, facts: &DetailFacts) -> String {
             .collect();
         out.push_str(&format!(" Also called: {}.", others.join("; ")));
     }
-    let place = place(
+    push_place_and_what(
+        &mut out,
         alert,
         &MessageSettings {
             hospital_name: String::new(),
             include_patient_name: facts.include_patient_name,
         },
     );
+    truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
+}
+
+/// " <room, patient>. <what happened>": the same words in the announcement and the details.
+fn push_place_and_what(out: &mut String, alert: &Alert, settings: &MessageSettings) {
+    let place = place(alert, settings);
     if !place.is_empty() {
         out.push(' ');
         out.push_str(&place);
@@ -128,7 +126,6 @@ pub fn details(alert: &Alert, facts: &DetailFacts) -> String {
         out.push(' ');
         out.push_str(&what);
     }
-    truncate_chars(out, MAX_ANNOUNCEMENT_CHARS)
 }
 
 /// "Room 2", or the room id when the room has no name.

@@ -461,6 +461,15 @@ fn alert_id(id: &str) -> Result<String, HttpError> {
     text("id", id).map_err(|_| HttpError::NotFound(format!("no alert {id:?}")))
 }
 
+/// The alert acted on, and who acts: `dashboard:<name>` or `api:<token name>`.
+fn acting(
+    who: &super::auth::Principal,
+    id: &str,
+) -> Result<(String, Acknowledger, &'static str), HttpError> {
+    let (via, name) = who.actor();
+    Ok((alert_id(id)?, Acknowledger::named(via, name), via))
+}
+
 async fn view_of(state: &AppState, id: &str) -> Result<AlertView, HttpError> {
     let id = alert_id(id)?;
     state
@@ -578,9 +587,7 @@ pub async fn acknowledge(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<AlertSummary>, HttpError> {
-    let id = alert_id(&id)?;
-    let (via, name) = who.actor();
-    let by = Acknowledger::named(via, name);
+    let (id, by, via) = acting(&who, &id)?;
     match state.engine.acknowledge_as(&id, &by, via).await? {
         AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => {}
         AckOutcome::AlreadyHandled => {
@@ -590,8 +597,9 @@ pub async fn acknowledge(
         }
         AckOutcome::NoSuchAlert => return Err(HttpError::NotFound(format!("no alert {id}"))),
     }
-    let view = view_of(&state, &id).await?;
-    Ok(Json(state.alert_summary(view).await?))
+    Ok(Json(
+        state.alert_summary(view_of(&state, &id).await?).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts",
@@ -605,9 +613,7 @@ pub async fn resolve(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<AlertSummary>, HttpError> {
-    let id = alert_id(&id)?;
-    let (via, name) = who.actor();
-    let by = Acknowledger::named(via, name);
+    let (id, by, via) = acting(&who, &id)?;
     if !state.engine.resolve_as(&id, &by, via).await? {
         // Tell "no such alert" from "already closed".
         view_of(&state, &id).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::db::{Backend, TestDb};
-use crate::helpers::{ADMIN_PASSWORD, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, run_tool, tools_present};
 
 fn missing_tools(root: &Path, chromium: &Path) -> Vec<String> {
     let mut missing = Vec::new();
@@ -31,37 +31,22 @@ async fn dashboard_in_chromium() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
     let missing = missing_tools(&root, &chromium);
-    if !missing.is_empty() {
-        let message = format!("browser test needs: {}", missing.join(", "));
-        if std::env::var("ALERTCALL_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("{message}");
-        }
-        eprintln!("\n!!! SKIPPED browser::dashboard_in_chromium: {message} !!!\n");
+    if !tools_present(
+        "browser::dashboard_in_chromium",
+        &missing,
+        "ALERTCALL_REQUIRE_BROWSER",
+    ) {
         return;
     }
     let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
     let app = TestApp::spawn(&db, None, &[]).await;
-    let shots = root.join("test-artifacts/browser");
-    let script = root.join("tests/browser/dashboard.mjs");
-    let url = app.url("");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .env("ALERTCALL_URL", url)
-            .env("ALERTCALL_PASSWORD", ADMIN_PASSWORD)
-            .env("SCREENSHOTS", &shots)
-            .env("CHROMIUM", chromium)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser flow failed:\n{stdout}\n{stderr}"
-    );
+    let mut node = Command::new("node");
+    node.arg(root.join("tests/browser/dashboard.mjs"))
+        .env("ALERTCALL_URL", app.url(""))
+        .env("ALERTCALL_PASSWORD", ADMIN_PASSWORD)
+        .env("SCREENSHOTS", root.join("test-artifacts/browser"))
+        .env("CHROMIUM", chromium);
+    let stdout = run_tool(node, "the browser flow (tests/browser/dashboard.mjs)").await;
     // What the browser did is what the database says.
     let acknowledged = db
         .count("SELECT count(*) FROM alerts WHERE status = 'acknowledged' AND acknowledged_by LIKE 'phone:+%'")

@@ -81,6 +81,24 @@ async fn call(
     req.send().await.unwrap()
 }
 
+async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    let r = call(app, reqwest::Method::GET, path, Some(token), None).await;
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.unwrap()
+}
+
+/// `/api/v1/me` for a signed-in browser.
+async fn signed_in_as(app: &TestApp, client: &reqwest::Client) -> Value {
+    let r = client.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// An admin's POST without a body (acknowledge, resolve).
+async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+    call(app, reqwest::Method::POST, path, Some(ADMIN_TOKEN), None).await
+}
+
 async fn raise(app: &TestApp, message: &str) -> String {
     let r = call(
         app,
@@ -126,26 +144,8 @@ pub async fn api_needs_credentials_and_the_right_role(db: TestDb) {
             }
         }
     }
-    let r = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/alerts",
-        Some(VIEWER_TOKEN),
-        None,
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let me: Value = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/me",
-        Some(VIEWER_TOKEN),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
+    let me = get_json(&app, "/api/v1/me", VIEWER_TOKEN).await;
     assert_eq!(me["role"], "viewer");
     assert_eq!(me["name"], "grafana");
     assert_eq!(me["csrf_token"], Value::Null, "tokens need no CSRF token");
@@ -196,14 +196,7 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
         .to_string();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(page.text().await.unwrap().contains("/assets/app.js"));
-    let me: Value = admin
-        .get(app.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = signed_in_as(&app, &admin).await;
     assert_eq!(me["role"], "admin");
     assert_eq!(me["simulator"], true);
     let csrf = me["csrf_token"].as_str().unwrap().to_string();
@@ -245,14 +238,7 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
     // A viewer signs in, reads, and may not act.
     let viewer = browser();
     assert_eq!(sign_in(&app, &viewer, "vera", VIEWER_PASSWORD).await, 200);
-    let me: Value = viewer
-        .get(app.url("/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = signed_in_as(&app, &viewer).await;
     assert_eq!(me["role"], "viewer");
     let r = viewer
         .post(app.url(&format!("/api/v1/alerts/{alert}/resolve")))
@@ -380,14 +366,7 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         app.engine.store.list_calls(None, 10).await.unwrap().len() >= 2
     })
     .await;
-    let r = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/alerts/{first}/acknowledge"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = post(&app, &format!("/api/v1/alerts/{first}/acknowledge")).await;
     assert_eq!(r.status(), 200);
 
     let gets = [
@@ -405,9 +384,7 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         } else {
             path.split('?').next().unwrap().to_string()
         };
-        let r = call(&app, reqwest::Method::GET, &path, Some(VIEWER_TOKEN), None).await;
-        assert_eq!(r.status(), 200, "GET {path}");
-        let body: Value = r.json().await.unwrap();
+        let body = get_json(&app, &path, VIEWER_TOKEN).await;
         let schema = &doc["paths"][&template]["get"]["responses"]["200"]["content"]["application/json"]
             ["schema"];
         assert!(!schema.is_null(), "GET {template} documents its 200 body");
@@ -476,17 +453,7 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         calls.iter().any(|c| c.status.as_str() == "ringing")
     })
     .await;
-    let board: Value = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/alerts",
-        Some(VIEWER_TOKEN),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let board = get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
     let row = &board[0];
     assert_eq!(row["id"], alert.as_str());
     assert_eq!(row["live_status"], "ringing");
@@ -497,14 +464,7 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         "numbers are masked"
     );
 
-    let r = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/alerts/{alert}/acknowledge"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = post(&app, &format!("/api/v1/alerts/{alert}/acknowledge")).await;
     assert_eq!(r.status(), 200);
     wait_until(
         "the ringing call is hung up and the page closed",
@@ -517,17 +477,7 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         },
     )
     .await;
-    let detail: Value = call(
-        &app,
-        reqwest::Method::GET,
-        &format!("/api/v1/alerts/{alert}"),
-        Some(VIEWER_TOKEN),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let detail: Value = get_json(&app, &format!("/api/v1/alerts/{alert}"), VIEWER_TOKEN).await;
     assert_eq!(
         detail["alert"]["acknowledged_by"],
         "api:ALERTCALL_API_TOKEN"
@@ -557,37 +507,13 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
     assert_eq!(times[0], detail["alert"]["triggered_at"].as_str().unwrap());
     assert_eq!(detail["calls"].as_array().unwrap().len(), 1);
 
-    let r = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/alerts/{alert}/resolve"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = post(&app, &format!("/api/v1/alerts/{alert}/resolve")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "resolved");
-    let r = call(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/alerts/{alert}/resolve"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = post(&app, &format!("/api/v1/alerts/{alert}/resolve")).await;
     assert_eq!(r.status(), 409);
     app.assert_audit(&alert, &["alert.resolved"]).await;
-    let board: Value = call(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/alerts",
-        Some(VIEWER_TOKEN),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let board: Value = get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
     assert_eq!(board, json!([]), "nothing is active any more");
     app.stop().await;
 }

@@ -172,3 +172,34 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Whether the external tools a test needs are there (`missing` lists what is not). When
+/// some are missing the test says so loudly and is skipped, unless the environment variable
+/// `require` is 1 (CI sets it), when it fails.
+pub fn tools_present(test: &str, missing: &[String], require: &str) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("{test} needs: {}", missing.join(", "));
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{message} ({require}=1)");
+    }
+    eprintln!("\n!!! SKIPPED {message} !!!\n");
+    false
+}
+
+/// Runs an external tool off the async threads; fails the test with its output if it fails.
+/// Returns what it printed.
+pub async fn run_tool(mut command: std::process::Command, what: &str) -> String {
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
