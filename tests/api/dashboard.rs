@@ -620,3 +620,93 @@ pub async fn call_history_filters(db: TestDb) {
     app.stop().await;
 }
 both_backends!(dashboard::call_history_filters);
+
+/// A fresh install with nobody configured writes a first admin password, owner-only, that
+/// signs in; the log says where it is, never what it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_install_writes_a_first_admin_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_alertcall"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ALERTCALL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = browser();
+    wait_until("serve is up", WAIT, || async {
+        client.get(format!("{base}/healthz")).send().await.is_ok()
+    })
+    .await;
+    let file = dir.path().join("alertcall-admin-password");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner may read it");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(password.len() >= 20);
+    let r = client
+        .post(format!("{base}/login"))
+        .form(&[("username", "admin"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    let me: Value = client
+        .get(format!("{base}/api/v1/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "admin");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("alertcall-admin-password"), "{log}");
+    assert!(!log.contains(&password), "the password is not logged");
+}
+
+/// /metrics is open by default and takes a credential with ALERTCALL_PROTECT_METRICS=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_protected() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_PROTECT_METRICS", "true"),
+            ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(app.get("/metrics").await.status(), 401);
+    let r = call(
+        &app,
+        reqwest::Method::GET,
+        "/metrics",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("alertcall_alerts_detected_total")
+    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    app.stop().await;
+}
