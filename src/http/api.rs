@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1/`, which the dashboard uses too. Its OpenAPI document is
 //! generated from these handlers and types (`/api/v1/openapi.json`).
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -312,14 +314,17 @@ impl AppState {
     }
 
     async fn alert_summary(&self, view: AlertView) -> Result<AlertSummary, HttpError> {
-        let calls = self
+        let calling = self
             .engine
             .store
-            .list_calls(Some(&view.alert.id), 50)
-            .await?;
-        let calling: Vec<CallSummary> = calls
+            .call_history(&CallFilter {
+                alert_id: Some(view.alert.id.clone()),
+                live: true,
+                limit: MAX_LIMIT,
+                ..CallFilter::default()
+            })
+            .await?
             .into_iter()
-            .filter(|c| !c.status.is_terminal())
             .map(|c| self.call_summary(c))
             .collect();
         Ok(self.summary_with(view, calling))
@@ -437,10 +442,29 @@ pub async fn list_alerts(
             ..AlertFilter::default()
         })
         .await?;
-    let mut out = Vec::with_capacity(views.len());
-    for view in views {
-        out.push(state.alert_summary(view).await?);
+    // Every call still ringing or in progress, in one query, rather than one per alert.
+    let mut live: HashMap<String, Vec<CallSummary>> = HashMap::new();
+    for call in state
+        .engine
+        .store
+        .call_history(&CallFilter {
+            live: true,
+            limit: MAX_LIMIT,
+            ..CallFilter::default()
+        })
+        .await?
+    {
+        live.entry(call.alert_id.clone())
+            .or_default()
+            .push(state.call_summary(call));
     }
+    let mut out: Vec<AlertSummary> = views
+        .into_iter()
+        .map(|view| {
+            let calling = live.remove(&view.alert.id).unwrap_or_default();
+            state.summary_with(view, calling)
+        })
+        .collect();
     out.sort_by(|a, b| {
         (
             severity_rank(&a.severity),
@@ -650,6 +674,7 @@ pub async fn calls(
             person: opt_text("nurse", &q.nurse)?,
             status: opt_text("outcome", &q.outcome)?,
             unit: opt_text("unit", &q.unit)?,
+            live: false,
             limit: limit(q.limit),
         })
         .await?;

@@ -12,6 +12,14 @@ use uuid::Uuid;
 use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
 use crate::domain::call::{CallRecord, CallStatus};
 
+/// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
+/// SQL list; a unit test keeps the two in step.
+macro_rules! live_statuses {
+    () => {
+        "('pending', 'initiated', 'ringing', 'in_progress')"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -286,6 +294,8 @@ pub struct CallFilter {
     pub status: Option<String>,
     /// The policy (unit) of the call's alert.
     pub unit: Option<String>,
+    /// Only calls still ringing or in progress (of any alert).
+    pub live: bool,
     pub limit: i64,
 }
 
@@ -926,4 +936,19 @@ pub(crate) async fn acknowledged(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod live_status_tests {
+    use crate::domain::call::CallStatus;
+
+    #[test]
+    fn the_sql_list_of_live_statuses_is_the_non_terminal_ones() {
+        let live: Vec<String> = CallStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(format!("({})", live.join(", ")), live_statuses!());
+    }
 }

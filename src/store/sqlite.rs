@@ -293,11 +293,12 @@ impl CallTx for SqliteCallTx {
         alert_id: &str,
         except: Uuid,
     ) -> Result<Vec<LiveCall>, StoreError> {
-        sqlx::query_as(
+        sqlx::query_as(concat!(
             "SELECT id, provider_call_id FROM alertcall_calls WHERE alert_id = ?1 AND id <> ?2 \
              AND provider_call_id IS NOT NULL \
-             AND status IN ('pending', 'initiated', 'ringing', 'in_progress')",
-        )
+             AND status IN ",
+            live_statuses!()
+        ))
         .bind(alert_id)
         .bind(except.to_string())
         .fetch_all(&mut *self.tx)
@@ -696,7 +697,7 @@ impl Store for SqliteStore {
     }
 
     async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
-        let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(
+        let rows: Vec<CallRow> = sqlx::query_as(AssertSqlSafe(format!(concat!(
             "SELECT {CALL_COLUMNS} FROM alertcall_calls c WHERE (?1 IS NULL OR c.alert_id = ?1) \
                AND (?2 IS NULL OR c.created_at >= ?2) \
                AND (?3 IS NULL OR c.created_at < ?3) \
@@ -704,7 +705,12 @@ impl Store for SqliteStore {
                AND (?5 IS NULL OR c.status = ?5) \
                AND (?6 IS NULL OR c.alert_id IN \
                     (SELECT alert_id FROM alertcall_pages WHERE policy = ?6)) \
+               AND (NOT ?8 OR c.status IN ",
+            live_statuses!(),
+            ") \
              ORDER BY c.created_at DESC LIMIT ?7"
+            ),
+            CALL_COLUMNS = CALL_COLUMNS
         )))
         .bind(&filter.alert_id)
         .bind(ts_opt(filter.since))
@@ -713,6 +719,7 @@ impl Store for SqliteStore {
         .bind(&filter.status)
         .bind(&filter.unit)
         .bind(filter.limit)
+        .bind(filter.live)
         .fetch_all(&self.pool)
         .await
         .doing("listing calls")?;
@@ -794,10 +801,10 @@ impl Store for SqliteStore {
         // Recent calls first (indexed by created_at), then their alert's events (indexed by
         // alert): never a scan of the whole audit trail.
         sqlx::query_scalar(
-            "SELECT DISTINCT c.alert_id FROM alertcall_calls c \
+            concat!("SELECT DISTINCT c.alert_id FROM alertcall_calls c \
              WHERE c.created_at >= ?2 \
-               AND c.status IN ('pending', 'initiated', 'ringing', 'in_progress') \
-               AND EXISTS (SELECT 1 FROM alertcall_call_events e WHERE e.alert_id = c.alert_id AND e.kind = ?1)",
+               AND c.status IN ", live_statuses!(), " \
+               AND EXISTS (SELECT 1 FROM alertcall_call_events e WHERE e.alert_id = c.alert_id AND e.kind = ?1)"),
         )
         .bind(kind)
         .bind(ts(since))

@@ -10,3 +10,6 @@ CREATE TABLE alertcall.sessions (
 CREATE INDEX sessions_expiry ON alertcall.sessions (expires_at);
 -- Call history filters by the page's policy (the unit).
 CREATE INDEX IF NOT EXISTS pages_policy ON alertcall.pages (policy);
+-- The dashboard lists the calls still ringing or in progress on every refresh.
+CREATE INDEX calls_live ON alertcall.calls (alert_id)
+    WHERE status IN ('pending', 'initiated', 'ringing', 'in_progress');

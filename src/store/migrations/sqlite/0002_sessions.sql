@@ -9,3 +9,6 @@ CREATE TABLE alertcall_sessions (
 );
 CREATE INDEX alertcall_sessions_expiry ON alertcall_sessions (expires_at);
 CREATE INDEX IF NOT EXISTS alertcall_pages_policy ON alertcall_pages (policy);
+-- The dashboard lists the calls still ringing or in progress on every refresh.
+CREATE INDEX alertcall_calls_live ON alertcall_calls (alert_id)
+    WHERE status IN ('pending', 'initiated', 'ringing', 'in_progress');
