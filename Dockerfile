@@ -22,10 +22,12 @@ RUN mkdir src \
     && cargo build --release --locked \
     && rm -rf src target/release/.fingerprint/alertcall-*
 
-# The real sources. The SQL migrations under src/store/migrations are compiled in (include_str!),
-# so src/ is all the build needs. If Cargo.toml ever declares [[bin]]/[[bench]]/[[test]] targets
-# outside src/ with explicit paths, copy those directories here too.
+# The real sources. The SQL migrations under src/store/migrations and the dashboard under
+# assets/ are compiled in (include_str!), so src/ and assets/ are all the build needs. If
+# Cargo.toml ever declares [[bin]]/[[bench]]/[[test]] targets outside src/ with explicit paths,
+# copy those directories here too.
 COPY src ./src
+COPY assets ./assets
 RUN cargo build --release --locked \
     && cp target/release/alertcall /usr/local/bin/alertcall
 

@@ -39,6 +39,12 @@ pub enum EventOutcome {
     UnknownCall,
 }
 
+/// A menu choice and its audit entry.
+struct Choice {
+    audit: AuditEvent,
+    understood: Understood,
+}
+
 impl Engine {
     /// Whether another call of the same step is still ringing or in progress.
     async fn others_live(&self, call: &CallRecord) -> Result<bool, StoreError> {
@@ -177,31 +183,41 @@ impl Engine {
             .at
             .as_ref()
             .map(|at| format!("{}:input:{}:{at}", source.as_str(), input.provider_call_id));
-        let input_audit = AuditEvent {
-            alert_id: Some(call.alert_id.clone()),
-            call_id: Some(call.id),
-            source: source.as_str().into(),
-            kind: "input".into(),
-            dedupe_key: dedupe.clone(),
-            detail: json!({"digits": input.digits, "timed_out": input.timed_out}),
-            at: now,
+        tracing::info!(
+            alert_id = %call.alert_id,
+            call_id = call.provider_call_id.as_deref().unwrap_or(""),
+            choice = understood.choice.as_str(),
+            via = understood.via.as_str(),
+            "menu choice"
+        );
+        // One audit entry per choice, with what it was made from. When the choice
+        // acknowledges, it is written in the acknowledgement's own transaction.
+        let choice = Choice {
+            audit: AuditEvent {
+                alert_id: Some(call.alert_id.clone()),
+                call_id: Some(call.id),
+                source: source.as_str().into(),
+                kind: "menu.choice".into(),
+                dedupe_key: dedupe,
+                detail: json!({
+                    "choice": understood.choice.as_str(),
+                    "via": understood.via.as_str(),
+                    "digits": input.digits,
+                    "timed_out": input.timed_out,
+                    "text": understood.text,
+                    "confidence": understood.confidence,
+                }),
+                at: now,
+            },
+            understood,
         };
-        self.record_choice(call, &understood, source, dedupe.as_deref(), now)
-            .await?;
-        match understood.choice {
-            MenuChoice::Acknowledge => {
-                return self
-                    .acknowledge(call, input_audit, understood.via, now)
-                    .await;
-            }
-            MenuChoice::ConnectRoom => {
-                return self
-                    .connect_room(call, input_audit, understood.via, now)
-                    .await;
-            }
+        match choice.understood.choice {
+            MenuChoice::Acknowledge => return self.acknowledge(call, choice, now).await,
+            MenuChoice::ConnectRoom => return self.connect_room(call, choice, now).await,
             _ => {}
         }
-        let fresh = self.store.record_event(&input_audit).await?;
+        let understood = choice.understood.clone();
+        let fresh = self.record_choice(&choice).await?;
         match understood.choice {
             MenuChoice::Repeat => self.repeat(call).await,
             MenuChoice::Details => self.details(call, now).await,
@@ -229,46 +245,20 @@ impl Engine {
         }
     }
 
-    /// Records a menu choice, and how it was made, in the alert's timeline. Every choice on
-    /// every call passes through here once (a repeated webhook is recorded once): the place
-    /// to count choices.
-    async fn record_choice(
-        &self,
-        call: &CallRecord,
-        understood: &Understood,
-        source: Source,
-        dedupe: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        tracing::info!(
-            alert_id = %call.alert_id,
-            call_id = call.provider_call_id.as_deref().unwrap_or(""),
-            choice = understood.choice.as_str(),
-            via = understood.via.as_str(),
-            "menu choice"
-        );
-        let fresh = self
-            .store
-            .record_event(&AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: source.as_str().into(),
-                kind: "menu.choice".into(),
-                dedupe_key: dedupe.map(|d| format!("choice:{d}")),
-                detail: json!({
-                    "choice": understood.choice.as_str(),
-                    "via": understood.via.as_str(),
-                    "text": understood.text,
-                    "confidence": understood.confidence,
-                }),
-                at: now,
-            })
-            .await?;
+    /// Records a menu choice that does not acknowledge; false when this delivery was already
+    /// recorded.
+    async fn record_choice(&self, choice: &Choice) -> Result<bool, StoreError> {
+        let fresh = self.store.record_event(&choice.audit).await?;
         if fresh {
-            self.metrics
-                .menu_choice(understood.choice.as_str(), understood.via.as_str());
+            self.count_choice(&choice.understood);
         }
         Ok(fresh)
+    }
+
+    /// Every choice on every call is counted here once (a repeated webhook is not).
+    fn count_choice(&self, understood: &Understood) {
+        self.metrics
+            .menu_choice(understood.choice.as_str(), understood.via.as_str());
     }
 
     /// The menu's options for the alert's calls (the plain menu if the alert is gone).
@@ -287,16 +277,16 @@ impl Engine {
     async fn acknowledge_call(
         &self,
         call: &CallRecord,
-        input: AuditEvent,
-        via: Via,
+        choice: Choice,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, StoreError> {
+        let via = choice.understood.via;
         let by = match call.phone() {
             Some(phone) => Acknowledger::phone(&phone),
             None => Acknowledger::named("phone", &call.to_number),
         };
         let audit = AckAudit {
-            input,
+            input: choice.audit,
             acknowledged: AuditEvent {
                 alert_id: Some(call.alert_id.clone()),
                 call_id: Some(call.id),
@@ -311,6 +301,9 @@ impl Engine {
             .store
             .acknowledge_by_call(call.id, &by, now, &audit)
             .await?;
+        if outcome != AckOutcome::AlreadyAcknowledgedHere {
+            self.count_choice(&choice.understood);
+        }
         if outcome == AckOutcome::Acknowledged {
             tracing::info!(
                 alert_id = %call.alert_id,
@@ -330,11 +323,10 @@ impl Engine {
     async fn acknowledge(
         &self,
         call: &CallRecord,
-        input: AuditEvent,
-        via: Via,
+        choice: Choice,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
-        let text = match self.acknowledge_call(call, input, via, now).await? {
+        let text = match self.acknowledge_call(call, choice, now).await? {
             AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => menu::ACKNOWLEDGED,
             AckOutcome::AlreadyHandled => menu::ALREADY_HANDLED,
             AckOutcome::NoSuchAlert => menu::UNKNOWN_CALL,
@@ -347,12 +339,11 @@ impl Engine {
     async fn connect_room(
         &self,
         call: &CallRecord,
-        input: AuditEvent,
-        via: Via,
+        choice: Choice,
         now: DateTime<Utc>,
     ) -> Result<Reply, StoreError> {
         let Some(alert) = self.store.load_alert(&call.alert_id).await? else {
-            self.store.record_event(&input).await?;
+            self.record_choice(&choice).await?;
             return Ok(Reply::Say {
                 text: menu::UNKNOWN_CALL.into(),
             });
@@ -363,7 +354,7 @@ impl Engine {
             .room(&alert)
             .and_then(|r| r.connect.clone());
         let Some(to) = destination else {
-            if self.store.record_event(&input).await? {
+            if self.record_choice(&choice).await? {
                 tracing::warn!(alert_id = %alert.id, "asked to connect to the room, but it has no [[rooms]] connect in alertcall.toml");
                 self.store
                     .record_event(&AuditEvent {
@@ -379,7 +370,7 @@ impl Engine {
             }
             return Ok(menu::no_destination(&room, self.menu_options(&alert)));
         };
-        match self.acknowledge_call(call, input, via, now).await? {
+        match self.acknowledge_call(call, choice, now).await? {
             AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => {
                 let first = self
                     .store

@@ -22,8 +22,10 @@ use crate::domain::menu::{Destination, Reply};
 const TOKEN_LIFETIME_SECS: i64 = 900;
 /// The keypad waits this long after the prompt for a key (Vonage allows 0–10 s).
 const INPUT_TIMEOUT_SECS: u64 = 10;
-/// A call that is picked up ends after this long even if nobody hangs up.
-const LENGTH_TIMER_SECS: u64 = 300;
+/// A call that is picked up ends after this long even if nobody hangs up: long enough for a
+/// nurse bridged to the room or in the responders' conference through an emergency, short
+/// enough that a stuck call does not run for the rest of the day.
+const LENGTH_TIMER_SECS: u64 = 3600;
 /// Speech recognition: how long to wait for the nurse to start speaking (Vonage: 1–60 s),
 /// the silence that ends an answer (0.4–10 s) and the longest answer (1–60 s).
 const SPEECH_START_TIMEOUT_SECS: u64 = 10;

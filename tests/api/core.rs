@@ -212,7 +212,7 @@ pub async fn critical_alert_is_called_and_press_1_acknowledges(db: TestDb) {
         "call.started",
         "call.ringing",
         "call.picked_up",
-        "input",
+        "menu.choice",
         "alert.acknowledged",
         "call.completed",
     ] {

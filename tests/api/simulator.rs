@@ -103,7 +103,7 @@ pub async fn simulated_phone_answers_and_acknowledges(db: TestDb) {
             "call.started",
             "call.ringing",
             "call.picked_up",
-            "input",
+            "menu.choice",
             "alert.acknowledged",
         ],
     )

@@ -227,7 +227,7 @@ pub async fn speech_on_my_way_acknowledges(db: TestDb) {
     assert_eq!(details[1]["text"], "banana");
     assert_eq!(
         details[2],
-        json!({"choice": "acknowledge", "via": "speech",
+        json!({"choice": "acknowledge", "via": "speech", "digits": "", "timed_out": false,
                "text": "uh yes I'm on my way", "confidence": 0.9405097})
     );
     let ack_event = events(&app, &alert, "alert.acknowledged").await;

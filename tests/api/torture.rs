@@ -543,7 +543,7 @@ async fn replayed_webhooks_are_harmless_and_the_age_limit_is_configurable() {
     assert_eq!(answers.len(), 1, "a replay gets the same answer");
     assert_eq!(
         db.count(&format!(
-            "SELECT count(*) FROM {} WHERE kind = 'input'",
+            "SELECT count(*) FROM {} WHERE kind = 'menu.choice'",
             db.table("call_events")
         ))
         .await,

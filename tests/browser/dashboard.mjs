@@ -73,7 +73,7 @@ try {
   await page.waitForFunction(() => document.body.dataset.loaded === "alert");
   await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by")?.textContent || ""));
   const timeline = await page.locator("#timeline").innerText();
-  for (const kind of ["alert.triggered", "call.placed", "call.ringing", "input", "alert.acknowledged"]) {
+  for (const kind of ["alert.triggered", "call.placed", "call.ringing", "menu.choice", "alert.acknowledged"]) {
     if (!timeline.includes(kind)) failures.push(`timeline lacks ${kind}:\n${timeline}`);
   }
   const tta = await page.locator("#time-to-ack").innerText();
