@@ -297,10 +297,11 @@ impl Engine {
                 at: now,
             },
         };
-        let (outcome, live) = self
+        let acked = self
             .store
             .acknowledge_by_call(call.id, &by, now, &audit)
             .await?;
+        let outcome = acked.outcome;
         if outcome != AckOutcome::AlreadyAcknowledgedHere {
             self.count_choice(&choice.understood);
         }
@@ -312,10 +313,13 @@ impl Engine {
                 "ACKNOWLEDGED by phone"
             );
             self.metrics.call_ended(&call.provider, "answered");
-            self.acknowledged_metric(&call.alert_id, "phone", now)
-                .await?;
+            self.metrics.acknowledged(
+                "phone",
+                "acknowledged",
+                acked.triggered_at.map(|t| (now - t).as_seconds_f64()),
+            );
             // Everyone else still being called can stop.
-            super::escalate::hang_up(self, &call.alert_id, &live).await?;
+            super::escalate::hang_up(self, &call.alert_id, &acked.live).await?;
         }
         Ok(outcome)
     }

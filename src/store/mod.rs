@@ -437,14 +437,14 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
-    /// that also records the key press (`input`) and, when it acknowledged, `acknowledged`.
+    /// that also records the choice (`menu.choice`) and, when it acknowledged, `acknowledged`.
     async fn acknowledge_by_call(
         &self,
         call_id: Uuid,
         by: &Acknowledger,
         at: DateTime<Utc>,
         audit: &AckAudit,
-    ) -> Result<(AckOutcome, Vec<LiveCall>), StoreError> {
+    ) -> Result<AckResult, StoreError> {
         acknowledged_by_call(self.call_tx().await?, call_id, by, at, audit).await
     }
     /// Counts one more re-prompt on a call and returns how many there were before.
@@ -767,7 +767,7 @@ pub trait CallTx: Send {
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Whether an alert with this id exists.
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
@@ -890,24 +890,24 @@ pub(crate) async fn acknowledged_by_call(
     by: &Acknowledger,
     at: DateTime<Utc>,
     audit: &AckAudit,
-) -> Result<(AckOutcome, Vec<LiveCall>), StoreError> {
+) -> Result<AckResult, StoreError> {
     let Some(call) = tx.call(call_id).await? else {
-        return Ok((AckOutcome::NoSuchAlert, vec![]));
+        return Ok(AckResult::not(AckOutcome::NoSuchAlert));
     };
     tx.record(&audit.input).await?;
     if call.status == CallStatus::Answered {
         tx.commit().await?;
-        return Ok((AckOutcome::AlreadyAcknowledgedHere, vec![]));
+        return Ok(AckResult::not(AckOutcome::AlreadyAcknowledgedHere));
     }
     let alert_id = call.alert_id.clone();
     let answered = advanced(call, CallStatus::Answered, at);
-    if !tx
+    let Some(triggered_at) = tx
         .acknowledge_alert(&alert_id, by, at, answered.as_ref())
         .await?
-    {
+    else {
         tx.commit().await?;
-        return Ok((AckOutcome::AlreadyHandled, vec![]));
-    }
+        return Ok(AckResult::not(AckOutcome::AlreadyHandled));
+    };
     if let Some(call) = &answered {
         tx.save_row(call).await?;
     }
@@ -915,7 +915,30 @@ pub(crate) async fn acknowledged_by_call(
     tx.record(&audit.acknowledged).await?;
     let live = tx.live_calls(&alert_id, call_id).await?;
     tx.commit().await?;
-    Ok((AckOutcome::Acknowledged, live))
+    Ok(AckResult {
+        outcome: AckOutcome::Acknowledged,
+        live,
+        triggered_at: Some(triggered_at),
+    })
+}
+
+/// What pressing 1 came to: the outcome, the other calls still live for the alert (to hang
+/// up), and when the alert was triggered (for the time to acknowledge).
+#[derive(Debug)]
+pub struct AckResult {
+    pub outcome: AckOutcome,
+    pub live: Vec<LiveCall>,
+    pub triggered_at: Option<DateTime<Utc>>,
+}
+
+impl AckResult {
+    fn not(outcome: AckOutcome) -> AckResult {
+        AckResult {
+            outcome,
+            live: Vec::new(),
+            triggered_at: None,
+        }
+    }
 }
 
 /// An acknowledgement from outside a call (CLI, API, dashboard).
@@ -927,7 +950,11 @@ pub(crate) async fn acknowledged(
 ) -> Result<AckOutcome, StoreError> {
     // The page stays open: the engine notices the closed alert (trigger, file watch or
     // sweep), hangs up whatever still rings for it, and closes the page itself.
-    let outcome = if tx.acknowledge_alert(alert_id, by, at, None).await? {
+    let outcome = if tx
+        .acknowledge_alert(alert_id, by, at, None)
+        .await?
+        .is_some()
+    {
         AckOutcome::Acknowledged
     } else if tx.alert_exists(alert_id).await? {
         AckOutcome::AlreadyHandled

@@ -156,27 +156,27 @@ impl CallTx for PgCallTx {
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         if !id_fits(&self.id_type, alert_id) {
-            return Ok(false);
+            return Ok(None);
         }
-        let done = sqlx::query(AssertSqlSafe(format!(
+        let done = sqlx::query_scalar(AssertSqlSafe(format!(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3, \
                metadata = CASE WHEN $4::jsonb IS NULL THEN metadata ELSE \
                  (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
                  || jsonb_build_object('call', $4::jsonb) END \
-             WHERE id = {} AND status = 'active'",
+             WHERE id = {} AND status = 'active' RETURNING triggered_at::timestamptz",
             self.id_cast
         )))
         .bind(alert_id)
         .bind(at)
         .bind(by.as_str())
         .bind(answered.map(CallRecord::metadata_call))
-        .execute(&mut *self.tx)
+        .fetch_optional(&mut *self.tx)
         .await;
         match done {
-            Ok(r) => Ok(r.rows_affected() == 1),
-            Err(e) if is_bad_id(&e) => Ok(false),
+            Ok(triggered_at) => Ok(triggered_at),
+            Err(e) if is_bad_id(&e) => Ok(None),
             Err(e) => Err(e).doing("acknowledging the alert"),
         }
     }

@@ -138,22 +138,21 @@ impl CallTx for SqliteCallTx {
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        sqlx::query_scalar(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3, \
                metadata = CASE WHEN ?4 IS NULL THEN metadata ELSE json_set( \
                  CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
                  '$.call', json(?4)) END \
-             WHERE id = ?1 AND status = 'active'",
+             WHERE id = ?1 AND status = 'active' RETURNING triggered_at",
         )
         .bind(alert_id)
         .bind(ts(at))
         .bind(by.as_str())
         .bind(answered.map(|c| c.metadata_call().to_string()))
-        .execute(&mut *self.tx)
+        .fetch_optional(&mut *self.tx)
         .await
-        .doing("acknowledging the alert")?;
-        Ok(done.rows_affected() == 1)
+        .doing("acknowledging the alert")
     }
 
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError> {
