@@ -25,8 +25,10 @@ use crate::store::{self, AckOutcome, AlertFilter};
                   (default sqlite://alertcall.db), NURSE_PHONE_NUMBER, VONAGE_APPLICATION_ID, \
                   VONAGE_PRIVATE_KEY_PATH, VONAGE_FROM_NUMBER, ALERTCALL_PUBLIC_URL, ... \
                   Without Vonage settings calls go to a built-in simulator.\n\n\
-                  Start with `alertcall serve`, then `alertcall alert raise` in another terminal, \
-                  and `alertcall sim list` to see the simulated call.",
+                  Start with `alertcall serve` and open the dashboard it serves \
+                  (http://127.0.0.1:8000/; the first start writes an admin password to \
+                  ./alertcall-admin-password), or use `alertcall alert raise` and \
+                  `alertcall sim list` in another terminal.",
     after_help = "Run `alertcall check` to validate the configuration and reach the database."
 )]
 pub struct Cli {
@@ -321,6 +323,22 @@ async fn check() -> anyhow::Result<ExitCode> {
         config.event_url(),
         config.input_url()
     );
+    let access = config.directory().map(|d| d.access).unwrap_or_default();
+    let users = access.users.len() + usize::from(config.admin_password.is_some());
+    let tokens = access.tokens.len() + usize::from(config.api_token.is_some());
+    if users + tokens == 0 {
+        println!(
+            "✓ dashboard: http://{}/ — no [[users]], [[api_tokens]], ALERTCALL_ADMIN_PASSWORD or \
+             ALERTCALL_API_TOKEN: serve writes a first admin password to ./{}",
+            config.listen,
+            crate::startup::BOOTSTRAP_PASSWORD_FILE
+        );
+    } else {
+        println!(
+            "✓ dashboard: http://{}/ — {users} user(s), {tokens} API token(s)",
+            config.listen
+        );
+    }
     let url = redact_url(&config.database_url);
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         let store = store::connect(&config.database_url).await?;
