@@ -284,6 +284,8 @@ pub async fn login(
     state.lockout.succeeded(&name);
     let token = random_token();
     let now = state.engine.now();
+    // Sessions that ran out are removed as people sign in (no token has the empty hash).
+    state.engine.store.delete_session("", now).await?;
     state
         .engine
         .store

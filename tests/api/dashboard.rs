@@ -186,8 +186,35 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
     let r = anonymous.get(app.url("/api/v1/me")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
+    // A session that ran out neither works nor stays: signing in clears it away.
+    let expired = alertcall::store::Session {
+        user: "admin".into(),
+        role: "admin".into(),
+        csrf: "c".into(),
+        expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+    };
+    let hash = alertcall::auth::token_hash("expired-token");
+    app.engine
+        .store
+        .create_session(&hash, &expired)
+        .await
+        .unwrap();
+    let stale = reqwest::Client::new()
+        .get(app.url("/api/v1/me"))
+        .header("cookie", "alertcall_session=expired-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
     let admin = browser();
     assert_eq!(sign_in(&app, &admin, "admin", ADMIN_PASSWORD).await, 200);
+    let left = db
+        .count(&format!(
+            "SELECT count(*) FROM {} WHERE token_hash = '{hash}'",
+            db.table("sessions")
+        ))
+        .await;
+    assert_eq!(left, 0, "expired sessions are removed");
     let page = admin.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"]
