@@ -116,6 +116,10 @@ async function loadBoard() {
     }),
   );
   document.getElementById("no-alerts").hidden = alerts.length > 0;
+  const exhausted = alerts.filter((a) => a.live_status === "exhausted").length;
+  const banner = document.getElementById("exhausted-banner");
+  banner.hidden = exhausted === 0;
+  banner.textContent = `${exhausted} critical alert${exhausted === 1 ? "" : "s"}: nobody acknowledged after the whole escalation. Someone must respond now.`;
 }
 
 function tickAges() {

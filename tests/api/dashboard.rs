@@ -737,3 +737,47 @@ async fn metrics_can_be_protected() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     app.stop().await;
 }
+
+/// An alert nobody acknowledged through its whole escalation is flagged on the board (the
+/// page shows a banner for it) and sorts before other alerts of its severity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_alerts_are_flagged_first() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
+            ("ALERTCALL_ACK_WAIT", "1s"),
+        ],
+    )
+    .await;
+    let ignored = raise(&app, "Nobody answers").await;
+    wait_until("the escalation runs out", WAIT, || async {
+        app.page_state(&ignored).await.as_deref() == Some("exhausted")
+    })
+    .await;
+    // An older critical alert (two days old when first seen: recorded, not called).
+    let older = db
+        .scalar(
+            "INSERT INTO alerts (severity, message, triggered_at) VALUES ('critical', 'Old', \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days')) RETURNING CAST(id AS TEXT)",
+        )
+        .await
+        .unwrap();
+    wait_until("the old alert is seen", WAIT, || async {
+        app.page_state(&older).await.is_some()
+    })
+    .await;
+    let board = get_json(&app, "/api/v1/alerts", ADMIN_TOKEN).await;
+    let ids: Vec<&str> = board
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [ignored.as_str(), older.as_str()], "exhausted first");
+    assert_eq!(board[0]["live_status"], "exhausted");
+    assert_eq!(board[0]["escalation"]["state"], "exhausted");
+    app.stop().await;
+}
