@@ -531,24 +531,7 @@ pub async fn alert_detail(
         .map(|c| state.call_summary(c))
         .collect();
     let alert = state.summary_with(view, calling);
-    let mut timeline = vec![TimelineEntry {
-        id: 0,
-        at: triggered,
-        kind: "alert.triggered".into(),
-        source: "hospital".into(),
-        call_id: None,
-        detail: serde_json::json!({"severity": alert.severity}),
-    }];
-    timeline.extend(events.into_iter().map(|e: StoredEvent| TimelineEntry {
-        id: e.id,
-        at: e.created_at,
-        kind: e.kind,
-        source: e.source,
-        call_id: e.call_id,
-        detail: e.detail,
-    }));
-    // In time order; entries recorded in the same instant keep the order they were written.
-    timeline.sort_by_key(|e| (e.at, e.id));
+    let timeline = timeline_of(triggered, &alert.severity, events);
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
     Ok(Json(AlertDetail {
@@ -559,6 +542,52 @@ pub async fn alert_detail(
         calls,
         timeline,
     }))
+}
+
+/// The alert's triggering, then every audit entry, in time order (entries recorded in the
+/// same instant keep the order they were written).
+fn timeline_of(
+    triggered: DateTime<Utc>,
+    severity: &str,
+    events: Vec<StoredEvent>,
+) -> Vec<TimelineEntry> {
+    let mut timeline = vec![TimelineEntry {
+        id: 0,
+        at: triggered,
+        kind: "alert.triggered".into(),
+        source: "hospital".into(),
+        call_id: None,
+        detail: serde_json::json!({"severity": severity}),
+    }];
+    timeline.extend(events.into_iter().map(|e| TimelineEntry {
+        id: e.id,
+        at: e.created_at,
+        kind: e.kind,
+        source: e.source,
+        call_id: e.call_id,
+        detail: e.detail,
+    }));
+    timeline.sort_by_key(|e| (e.at, e.id));
+    timeline
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts/{id}/timeline", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id")),
+    description = "The alert's timeline alone: its triggering, then every call attempt, text, webhook event, menu choice and action, in time order.",
+    responses((status = 200, body = [TimelineEntry]), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    Viewer(_): Viewer,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<TimelineEntry>>, HttpError> {
+    let view = view_of(&state, &id).await?;
+    let events = state.engine.store.list_events(&view.alert.id).await?;
+    Ok(Json(timeline_of(
+        view.alert.triggered_at,
+        &view.alert.severity,
+        events,
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = RaiseAlert,
@@ -825,7 +854,7 @@ impl Modify for Security {
             from /login. Live changes: GET /api/v1/events (server-sent events, `change` \
             events carry the newest audit id)."
     ),
-    paths(me, list_alerts, alert_detail, raise_alert, acknowledge, resolve, calls, analytics, oncall),
+    paths(me, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, calls, analytics, oncall),
     modifiers(&Security),
     security(("token" = []), ("session" = []))
 )]

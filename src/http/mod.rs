@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             get(api::list_alerts).post(api::raise_alert),
         )
         .route("/api/v1/alerts/{id}", get(api::alert_detail))
+        .route("/api/v1/alerts/{id}/timeline", get(api::timeline))
         .route("/api/v1/alerts/{id}/acknowledge", post(api::acknowledge))
         .route("/api/v1/alerts/{id}/resolve", post(api::resolve))
         .route("/api/v1/calls", get(api::calls))

@@ -401,12 +401,15 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         "/api/v1/alerts".into(),
         "/api/v1/alerts?status=all".into(),
         format!("/api/v1/alerts/{first}"),
+        format!("/api/v1/alerts/{first}/timeline"),
         "/api/v1/calls".into(),
         "/api/v1/analytics".into(),
         "/api/v1/oncall".into(),
     ];
     for path in gets {
-        let template = if path.starts_with("/api/v1/alerts/") {
+        let template = if path.ends_with("/timeline") {
+            "/api/v1/alerts/{id}/timeline".to_string()
+        } else if path.starts_with("/api/v1/alerts/") {
             "/api/v1/alerts/{id}".to_string()
         } else {
             path.split('?').next().unwrap().to_string()
