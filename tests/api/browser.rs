@@ -28,6 +28,7 @@ fn missing_tools(root: &Path, chromium: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium() {
+    let _turn = crate::helpers::heavy().await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
     let missing = missing_tools(&root, &chromium);

@@ -203,3 +203,11 @@ pub async fn run_tool(mut command: std::process::Command, what: &str) -> String 
     );
     stdout
 }
+
+/// Tests that load the machine (a process killed at random moments, three instances, a
+/// flood of requests, a browser, a fuzzer) take turns through this, so that on two cores the
+/// timing-sensitive ones are not starved by the others.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}

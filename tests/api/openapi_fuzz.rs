@@ -12,6 +12,7 @@ use crate::helpers::{TestApp, run_tool, tools_present};
 const TOKEN: &str = "fuzz-t0ken";
 
 pub async fn schemathesis_finds_nothing(db: TestDb) {
+    let _turn = crate::helpers::heavy().await;
     let program = std::env::var("SCHEMATHESIS").unwrap_or("schemathesis".into());
     let missing: Vec<String> = match Command::new(&program).arg("--version").output() {
         Ok(_) => vec![],

@@ -38,6 +38,7 @@ fn calls_per_tag(calls: &[Received], prefix: &str) -> HashMap<u64, usize> {
 }
 
 pub async fn kill_9_at_random_moments_loses_no_alert(db: TestDb) {
+    let _turn = crate::helpers::heavy().await;
     let fake = FakeVonage::start().await;
     // Some calls are slow, so that kills land while calls are in flight.
     fake.set_default(|n| {
@@ -113,6 +114,7 @@ both_backends!(torture::kill_9_at_random_moments_loses_no_alert);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_page_each_alert_once() {
+    let _turn = crate::helpers::heavy().await;
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
@@ -439,6 +441,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_malformed_requests_change_nothing() {
+    let _turn = crate::helpers::heavy().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let fake = FakeVonage::start().await;
     let count = if full() { 50_000 } else { 10_000 };
