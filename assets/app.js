@@ -60,11 +60,6 @@ function exact(iso) {
   const d = new Date(iso);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
 }
-function short(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-}
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
@@ -73,9 +68,6 @@ function duration(seconds) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
-function localInput(date) {
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
 function isoFromInput(value) {
   return value ? new Date(value).toISOString() : "";
 }
@@ -343,7 +335,12 @@ async function loadAnalytics() {
   const form = document.getElementById("analytics-range");
   const params = new URLSearchParams();
   for (const name of ["from", "to"]) if (form[name].value) params.set(name, isoFromInput(form[name].value));
+  // A preset ("last 24 h") runs up to the moment of asking: no `to`, `from` that long ago.
+  if (!form.from.value && !form.to.value && form.dataset.hours) {
+    params.set("from", new Date(Date.now() - Number(form.dataset.hours) * 3600e3).toISOString());
+  }
   const a = await api(`/api/v1/analytics?${params}`);
+  document.getElementById("range-label").textContent = `${exact(a.from)} – ${exact(a.to)}`;
   const kpi = (label, value, id) => el("div", { class: "kpi", id }, el("span", { class: "value" }, value), el("span", { class: "label" }, label));
   const t = a.time_to_acknowledge;
   document.getElementById("kpis").replaceChildren(
@@ -457,9 +454,9 @@ async function start() {
   const range = document.getElementById("analytics-range");
   range.addEventListener("submit", (e) => { e.preventDefault(); loadAnalytics(); });
   const preset = (hours) => {
-    const now = new Date();
-    range.from.value = localInput(new Date(now.getTime() - hours * 3600e3));
-    range.to.value = localInput(new Date(now.getTime() + 60e3));
+    range.dataset.hours = hours;
+    range.from.value = "";
+    range.to.value = "";
   };
   for (const button of range.querySelectorAll("[data-preset]")) {
     button.addEventListener("click", () => { preset(Number(button.dataset.preset)); loadAnalytics(); });

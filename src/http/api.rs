@@ -331,7 +331,18 @@ impl AppState {
     }
 
     fn summary_with(&self, view: AlertView, calling: Vec<CallSummary>) -> AlertSummary {
-        let show_patient = self.engine.directory().show_patient_name != Some(false);
+        let directory = self.engine.directory();
+        let show_patient = directory.show_patient_name != Some(false);
+        // A page records its policy once its first step is written; until then, the policy
+        // the dispatcher is choosing for it by the same rule.
+        let unit = view
+            .page
+            .as_ref()
+            .and_then(|p| p.policy.clone())
+            .or_else(|| {
+                crate::domain::escalation::choose(&directory.policies, &view.alert)
+                    .map(|p| p.name.clone())
+            });
         let a = view.alert;
         let live_status = live_status(a.status.as_str(), &view.page, &calling);
         AlertSummary {
@@ -357,7 +368,7 @@ impl AppState {
                 state: p.state.as_str().into(),
                 step: p.step,
                 round: p.round,
-                unit: p.policy,
+                unit,
                 due_at: p.due_at,
             }),
             calling,
