@@ -300,16 +300,22 @@ async fn check() -> anyhow::Result<ExitCode> {
         ),
     }
     println!("✓ nurse phone: {}", config.nurse_phone.masked());
-    match (&config.config_file, config.directory()) {
-        (None, _) => println!("✓ alertcall.toml: none (one nurse: NURSE_PHONE_NUMBER)"),
-        (Some(path), Ok(dir)) => println!(
-            "✓ {}: {} staff, {} schedules, {} policies, {} rooms",
-            path.display(),
-            dir.staff.len(),
-            dir.schedules.len(),
-            dir.policies.len(),
-            dir.rooms.len()
-        ),
+    let directory = match (&config.config_file, config.directory()) {
+        (None, dir) => {
+            println!("✓ alertcall.toml: none (one nurse: NURSE_PHONE_NUMBER)");
+            dir.unwrap_or_default()
+        }
+        (Some(path), Ok(dir)) => {
+            println!(
+                "✓ {}: {} staff, {} schedules, {} policies, {} rooms",
+                path.display(),
+                dir.staff.len(),
+                dir.schedules.len(),
+                dir.policies.len(),
+                dir.rooms.len()
+            );
+            dir
+        }
         (Some(path), Err(errors)) => {
             println!("✗ {}", path.display());
             for e in &errors.0 {
@@ -317,13 +323,13 @@ async fn check() -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::FAILURE);
         }
-    }
+    };
     println!(
         "✓ webhooks: {} and {}",
         config.event_url(),
         config.input_url()
     );
-    let access = config.directory().map(|d| d.access).unwrap_or_default();
+    let access = &directory.access;
     let users = access.users.len() + usize::from(config.admin_password.is_some());
     let tokens = access.tokens.len() + usize::from(config.api_token.is_some());
     if users + tokens == 0 {
@@ -429,7 +435,10 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
         AlertCommand::Ack { id, by } => {
             let by = Acknowledger::named("cli", &by);
             let now = Utc::now();
-            match crate::engine::acknowledge(&*store, &id, &by, "cli", now).await? {
+            match crate::engine::acknowledge(&*store, &id, &by, "cli", now)
+                .await?
+                .outcome
+            {
                 AckOutcome::Acknowledged => {
                     println!("acknowledged {id} as {}", by.as_str());
                 }

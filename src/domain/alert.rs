@@ -104,4 +104,34 @@ impl Acknowledger {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// For logs: a phone number in it is masked (`sms:+1385*****51`).
+    pub fn for_log(&self) -> String {
+        match self.0.split_once(':') {
+            Some((via, who)) => match crate::domain::phone::Phone::parse(who) {
+                Ok(phone) => format!("{via}:{}", phone.masked()),
+                Err(_) => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::phone::Phone;
+
+    #[test]
+    fn logs_show_who_acknowledged_with_numbers_masked() {
+        let phone = Phone::parse("+13854019951").unwrap();
+        let sms = Acknowledger::named("sms", phone.e164());
+        assert_eq!(sms.as_str(), "sms:+13854019951");
+        assert!(!sms.for_log().contains("4019951"), "{}", sms.for_log());
+        assert!(sms.for_log().starts_with("sms:+1"));
+        assert_eq!(
+            Acknowledger::named("dashboard", "eve").for_log(),
+            "dashboard:eve"
+        );
+    }
 }

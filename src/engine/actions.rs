@@ -5,18 +5,18 @@ use serde_json::json;
 
 use super::Engine;
 use crate::domain::alert::Acknowledger;
-use crate::store::{AckOutcome, AuditEvent, Store, StoreError};
+use crate::store::{AckOutcome, AckResult, AuditEvent, Store, StoreError};
 
-/// Acknowledges an active alert as `by`, and records it (`via`: dashboard, api, cli).
+/// Acknowledges an active alert as `by`, and records it (`via`: sms, dashboard, api, cli).
 pub async fn acknowledge(
     store: &dyn Store,
     alert_id: &str,
     by: &Acknowledger,
     via: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<AckOutcome, StoreError> {
-    let outcome = store.acknowledge_alert(alert_id, by, now).await?;
-    if outcome == AckOutcome::Acknowledged {
+) -> Result<AckResult, StoreError> {
+    let acked = store.acknowledge_alert(alert_id, by, now).await?;
+    if acked.outcome == AckOutcome::Acknowledged {
         store
             .record_event(&AuditEvent {
                 alert_id: Some(alert_id.to_string()),
@@ -29,11 +29,12 @@ pub async fn acknowledge(
             })
             .await?;
     }
-    Ok(outcome)
+    Ok(acked)
 }
 
 impl Engine {
-    /// Acknowledges an alert for a person or token; stops its escalation.
+    /// Acknowledges an alert for someone outside a call (SMS reply, person, token); stops its
+    /// escalation and hangs up its calls.
     pub async fn acknowledge_as(
         &self,
         alert_id: &str,
@@ -41,13 +42,14 @@ impl Engine {
         via: &str,
     ) -> Result<AckOutcome, StoreError> {
         let now = self.now();
-        let outcome = acknowledge(&*self.store, alert_id, by, via, now).await?;
-        if outcome == AckOutcome::Acknowledged {
-            tracing::info!(alert_id, via, "ACKNOWLEDGED ({})", by.as_str());
-            self.acknowledged_metric(alert_id, via, now).await?;
+        let acked = acknowledge(&*self.store, alert_id, by, via, now).await?;
+        if acked.outcome == AckOutcome::Acknowledged {
+            tracing::info!(alert_id, via, by = %by.for_log(), "ACKNOWLEDGED");
+            self.metrics
+                .acknowledged(via, "acknowledged", acked.seconds_to(now));
             self.closed(alert_id).await?;
         }
-        Ok(outcome)
+        Ok(acked.outcome)
     }
 
     /// Resolves an active or acknowledged alert; false when it was neither.
@@ -72,31 +74,10 @@ impl Engine {
                 at: now,
             })
             .await?;
-        tracing::info!(alert_id, via, "RESOLVED ({})", by.as_str());
+        tracing::info!(alert_id, via, by = %by.for_log(), "RESOLVED");
         self.metrics.acknowledged(via, "resolved", None);
         self.closed(alert_id).await?;
         Ok(true)
-    }
-
-    /// Counts an acknowledgement (`via` phone, sms, dashboard, api) and its time since the
-    /// alert was triggered.
-    pub(super) async fn acknowledged_metric(
-        &self,
-        alert_id: &str,
-        via: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError> {
-        let triggered = self
-            .store
-            .load_alert(alert_id)
-            .await?
-            .map(|a| a.triggered_at);
-        self.metrics.acknowledged(
-            via,
-            "acknowledged",
-            triggered.map(|t| (now - t).as_seconds_f64()),
-        );
-        Ok(())
     }
 
     /// An alert was closed here: hang up its calls now and let the dispatcher close its page.

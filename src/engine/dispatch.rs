@@ -407,10 +407,11 @@ async fn call_person(
     let now = engine.now();
     match result {
         Ok(placed) => {
-            let audit = call_audit(
-                alert,
-                call.id,
+            let audit = AuditEvent::on_call(
+                &call,
+                "engine",
                 "call.placed",
+                None,
                 json!({"provider_call_id": placed.provider_call_id, "person": person.id, "step": step, "round": round}),
                 now,
             );
@@ -431,17 +432,18 @@ async fn call_person(
                 person = %person.id,
                 to = %to.masked(),
                 step,
-                provider = engine.provider.name(),
+                provider,
                 latency_ms = (now - alert.triggered_at).num_milliseconds(),
                 "calling nurse"
             );
             Ok(Called::Placed)
         }
         Err(err) => {
-            let audit = call_audit(
-                alert,
-                call.id,
+            let audit = AuditEvent::on_call(
+                &call,
+                "engine",
                 "call.failed",
+                None,
                 json!({"error": err.to_string(), "person": person.id}),
                 now,
             );
@@ -472,24 +474,6 @@ async fn call_person(
                 }
             })
         }
-    }
-}
-
-fn call_audit(
-    alert: &Alert,
-    call_id: Uuid,
-    kind: &str,
-    detail: serde_json::Value,
-    at: DateTime<Utc>,
-) -> AuditEvent {
-    AuditEvent {
-        alert_id: Some(alert.id.clone()),
-        call_id: Some(call_id),
-        source: "engine".into(),
-        kind: kind.into(),
-        dedupe_key: None,
-        detail,
-        at,
     }
 }
 

@@ -363,27 +363,11 @@ impl Engine {
             return Ok(None);
         };
         let by = crate::domain::alert::Acknowledger::named("sms", phone.e164());
-        let outcome = self
-            .store
-            .acknowledge_alert(&sms.alert_id, &by, now)
-            .await?;
-        if outcome != crate::store::AckOutcome::Acknowledged {
+        if self.acknowledge_as(&sms.alert_id, &by, "sms").await?
+            != crate::store::AckOutcome::Acknowledged
+        {
             return Ok(None);
         }
-        tracing::info!(alert_id = %sms.alert_id, "ACKNOWLEDGED by SMS (replied 1)");
-        self.acknowledged_metric(&sms.alert_id, "sms", now).await?;
-        self.store
-            .record_event(&AuditEvent {
-                alert_id: Some(sms.alert_id.clone()),
-                call_id: None,
-                source: "engine".into(),
-                kind: "alert.acknowledged".into(),
-                dedupe_key: Some(format!("ack:{}", sms.alert_id)),
-                detail: json!({"by": by.as_str(), "via": "sms"}),
-                at: now,
-            })
-            .await?;
-        hang_up_live(self, &sms.alert_id).await?;
         Ok(Some(sms.alert_id))
     }
 

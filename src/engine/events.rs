@@ -85,25 +85,24 @@ impl Engine {
             None => None,
         };
         self.store
-            .record_event(&AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: source.as_str().into(),
-                kind: format!("call.{}", event.kind.name()),
-                dedupe_key: Some(format!(
+            .record_event(&AuditEvent::on_call(
+                &call,
+                source.as_str(),
+                &format!("call.{}", event.kind.name()),
+                Some(format!(
                     "{}:{}:{}:{}",
                     source.as_str(),
                     event.provider_call_id,
                     event.kind.name(),
                     event.detail.as_deref().unwrap_or("")
                 )),
-                detail: json!({
+                json!({
                     "provider_call_id": event.provider_call_id,
                     "detail": event.detail,
                     "provider_time": event.at,
                 }),
-                at: now,
-            })
+                now,
+            ))
             .await?;
         match changed {
             Some(updated) => {
@@ -193,13 +192,12 @@ impl Engine {
         // One audit entry per choice, with what it was made from. When the choice
         // acknowledges, it is written in the acknowledgement's own transaction.
         let choice = Choice {
-            audit: AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: source.as_str().into(),
-                kind: "menu.choice".into(),
-                dedupe_key: dedupe,
-                detail: json!({
+            audit: AuditEvent::on_call(
+                call,
+                source.as_str(),
+                "menu.choice",
+                dedupe,
+                json!({
                     "choice": understood.choice.as_str(),
                     "via": understood.via.as_str(),
                     "digits": input.digits,
@@ -207,8 +205,8 @@ impl Engine {
                     "text": understood.text,
                     "confidence": understood.confidence,
                 }),
-                at: now,
-            },
+                now,
+            ),
             understood,
         };
         match choice.understood.choice {
@@ -287,15 +285,14 @@ impl Engine {
         };
         let audit = AckAudit {
             input: choice.audit,
-            acknowledged: AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: "engine".into(),
-                kind: "alert.acknowledged".into(),
-                dedupe_key: Some(format!("ack:{}", call.alert_id)),
-                detail: json!({"by": by.as_str(), "via": "phone", "input": via.as_str()}),
-                at: now,
-            },
+            acknowledged: AuditEvent::on_call(
+                call,
+                "engine",
+                "alert.acknowledged",
+                Some(format!("ack:{}", call.alert_id)),
+                json!({"by": by.as_str(), "via": "phone", "input": via.as_str()}),
+                now,
+            ),
         };
         let acked = self
             .store
@@ -313,11 +310,8 @@ impl Engine {
                 "ACKNOWLEDGED by phone"
             );
             self.metrics.call_ended(&call.provider, "answered");
-            self.metrics.acknowledged(
-                "phone",
-                "acknowledged",
-                acked.triggered_at.map(|t| (now - t).as_seconds_f64()),
-            );
+            self.metrics
+                .acknowledged("phone", "acknowledged", acked.seconds_to(now));
             // Everyone else still being called can stop.
             super::escalate::hang_up(self, &call.alert_id, &acked.live).await?;
         }
@@ -361,15 +355,14 @@ impl Engine {
             if self.record_choice(&choice).await? {
                 tracing::warn!(alert_id = %alert.id, "asked to connect to the room, but it has no [[rooms]] connect in alertcall.toml");
                 self.store
-                    .record_event(&AuditEvent {
-                        alert_id: Some(call.alert_id.clone()),
-                        call_id: Some(call.id),
-                        source: "engine".into(),
-                        kind: "call.bridge_unavailable".into(),
-                        dedupe_key: None,
-                        detail: json!({"room": room}),
-                        at: now,
-                    })
+                    .record_event(&AuditEvent::on_call(
+                        call,
+                        "engine",
+                        "call.bridge_unavailable",
+                        None,
+                        json!({"room": room}),
+                        now,
+                    ))
                     .await?;
             }
             return Ok(menu::no_destination(&room, self.menu_options(&alert)));
@@ -378,20 +371,19 @@ impl Engine {
             AckOutcome::Acknowledged | AckOutcome::AlreadyAcknowledgedHere => {
                 let first = self
                     .store
-                    .record_event(&AuditEvent {
-                        alert_id: Some(call.alert_id.clone()),
-                        call_id: Some(call.id),
-                        source: "engine".into(),
-                        kind: "call.bridged".into(),
-                        dedupe_key: Some(format!("bridge:{}", call.id)),
-                        detail: json!({
+                    .record_event(&AuditEvent::on_call(
+                        call,
+                        "engine",
+                        "call.bridged",
+                        Some(format!("bridge:{}", call.id)),
+                        json!({
                             "room": room,
                             "endpoint": to.kind(),
                             "destination": to.masked(),
                             "person": call.person,
                         }),
-                        at: now,
-                    })
+                        now,
+                    ))
                     .await?;
                 if first {
                     tracing::info!(
@@ -433,15 +425,14 @@ impl Engine {
         let name = menu::conference_name(&call.alert_id);
         let first = self
             .store
-            .record_event(&AuditEvent {
-                alert_id: Some(call.alert_id.clone()),
-                call_id: Some(call.id),
-                source: "engine".into(),
-                kind: super::escalate::CONFERENCE_JOINED.into(),
-                dedupe_key: Some(format!("conference:{}", call.id)),
-                detail: json!({"conference": name, "person": call.person}),
-                at: now,
-            })
+            .record_event(&AuditEvent::on_call(
+                call,
+                "engine",
+                super::escalate::CONFERENCE_JOINED,
+                Some(format!("conference:{}", call.id)),
+                json!({"conference": name, "person": call.person}),
+                now,
+            ))
             .await?;
         if first {
             tracing::info!(

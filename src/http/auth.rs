@@ -64,7 +64,8 @@ pub async fn principal(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, HttpError> {
-    let access = state.engine.directory().access.clone();
+    let directory = state.engine.directory();
+    let access = &directory.access;
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -269,10 +270,10 @@ pub async fn login(
         tracing::warn!("sign-in refused: too many failures for this name");
         return Ok(Redirect::to("/login?error=locked").into_response());
     }
-    let access = state.engine.directory().access.clone();
+    let directory = state.engine.directory();
     let user = tokio::task::spawn_blocking({
         let name = name.clone();
-        move || access.sign_in(&name, &form.password).cloned()
+        move || directory.access.sign_in(&name, &form.password).cloned()
     })
     .await
     .map_err(|e| HttpError::BadRequest(format!("sign-in failed: {e}")))?;

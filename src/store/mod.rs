@@ -227,6 +227,28 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
 }
 
+impl AuditEvent {
+    /// An entry about one call of an alert.
+    pub fn on_call(
+        call: &CallRecord,
+        source: &str,
+        kind: &str,
+        dedupe_key: Option<String>,
+        detail: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> AuditEvent {
+        AuditEvent {
+            alert_id: Some(call.alert_id.clone()),
+            call_id: Some(call.id),
+            source: source.into(),
+            kind: kind.into(),
+            dedupe_key,
+            detail,
+            at,
+        }
+    }
+}
+
 /// One audit-trail entry as stored.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredEvent {
@@ -371,13 +393,13 @@ pub trait Store: Send + Sync + 'static {
     async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError>;
     /// Marks an active or acknowledged alert resolved; false when it was neither.
     async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError>;
-    /// Acknowledges an alert outside a call (CLI, API, dashboard).
+    /// Acknowledges an alert outside a call (SMS, CLI, API, dashboard).
     async fn acknowledge_alert(
         &self,
         id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
-    ) -> Result<AckOutcome, StoreError> {
+    ) -> Result<AckResult, StoreError> {
         acknowledged(self.call_tx().await?, id, by, at).await
     }
 
@@ -922,8 +944,8 @@ pub(crate) async fn acknowledged_by_call(
     })
 }
 
-/// What pressing 1 came to: the outcome, the other calls still live for the alert (to hang
-/// up), and when the alert was triggered (for the time to acknowledge).
+/// What an acknowledgement came to: the outcome, when the alert was triggered (for the time to
+/// acknowledge) and, for pressing 1, the other calls still live for the alert (to hang up).
 #[derive(Debug)]
 pub struct AckResult {
     pub outcome: AckOutcome,
@@ -932,6 +954,11 @@ pub struct AckResult {
 }
 
 impl AckResult {
+    /// Seconds from the alert's triggering to `now`, when this acknowledged it.
+    pub fn seconds_to(&self, now: DateTime<Utc>) -> Option<f64> {
+        self.triggered_at.map(|t| (now - t).as_seconds_f64())
+    }
+
     fn not(outcome: AckOutcome) -> AckResult {
         AckResult {
             outcome,
@@ -947,22 +974,20 @@ pub(crate) async fn acknowledged(
     alert_id: &str,
     by: &Acknowledger,
     at: DateTime<Utc>,
-) -> Result<AckOutcome, StoreError> {
+) -> Result<AckResult, StoreError> {
     // The page stays open: the engine notices the closed alert (trigger, file watch or
     // sweep), hangs up whatever still rings for it, and closes the page itself.
-    let outcome = if tx
-        .acknowledge_alert(alert_id, by, at, None)
-        .await?
-        .is_some()
-    {
-        AckOutcome::Acknowledged
-    } else if tx.alert_exists(alert_id).await? {
-        AckOutcome::AlreadyHandled
-    } else {
-        AckOutcome::NoSuchAlert
+    let result = match tx.acknowledge_alert(alert_id, by, at, None).await? {
+        Some(triggered_at) => AckResult {
+            outcome: AckOutcome::Acknowledged,
+            live: Vec::new(),
+            triggered_at: Some(triggered_at),
+        },
+        None if tx.alert_exists(alert_id).await? => AckResult::not(AckOutcome::AlreadyHandled),
+        None => AckResult::not(AckOutcome::NoSuchAlert),
     };
     tx.commit().await?;
-    Ok(outcome)
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -446,7 +446,8 @@ pub async fn two_nurses_pressing_5_share_one_conference_until_the_alert_closes(d
             chrono::Utc::now(),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(outcome, alertcall::store::AckOutcome::Acknowledged);
     wait_until("the escalation stops", WAIT, || async {
         app.page_state(&alert).await.as_deref() == Some("acknowledged")
