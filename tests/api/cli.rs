@@ -18,6 +18,14 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `alertcall <args>` (a `sim` command) against the running test server; it must succeed.
+fn sim_cli(app: &crate::helpers::TestApp, dir: &std::path::Path, args: &[&str]) -> String {
+    let listen = app.addr.to_string();
+    let out = run(args, &[("ALERTCALL_LISTEN", listen.as_str())], dir);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -149,13 +157,7 @@ async fn sim_commands_answer_and_acknowledge() {
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let call = ringing_sim_call(&app, &alert).await;
     let dir = tempfile::tempdir().unwrap();
-    let listen = app.addr.to_string();
-    let env = [("ALERTCALL_LISTEN", listen.as_str())];
-    let sim = |args: Vec<&str>| {
-        let out = run(&args, &env, dir.path());
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let sim = |args: Vec<&str>| sim_cli(&app, dir.path(), &args);
     let listed = tokio::task::block_in_place(|| sim(vec!["sim", "list"]));
     assert!(
         listed.contains(&call) && listed.contains("ringing"),
@@ -254,13 +256,7 @@ async fn sim_texts_and_replies() {
         crate::helpers::TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", path.as_str())]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let call = ringing_sim_call(&app, &alert).await;
-    let listen = app.addr.to_string();
-    let env = [("ALERTCALL_LISTEN", listen.as_str())];
-    let sim = |args: Vec<&str>| {
-        let out = run(&args, &env, dir.path());
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let sim = |args: Vec<&str>| sim_cli(&app, dir.path(), &args);
     // Ana declines the ringing call: she is texted instead.
     tokio::task::block_in_place(|| sim(vec!["sim", "hangup", &call]));
     let mut texts = String::new();
@@ -299,13 +295,7 @@ async fn sim_say_talks_back() {
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let call = ringing_sim_call(&app, &alert).await;
     let dir = tempfile::tempdir().unwrap();
-    let listen = app.addr.to_string();
-    let env = [("ALERTCALL_LISTEN", listen.as_str())];
-    let sim = |args: Vec<&str>| {
-        let out = run(&args, &env, dir.path());
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let sim = |args: Vec<&str>| sim_cli(&app, dir.path(), &args);
     tokio::task::block_in_place(|| sim(vec!["sim", "answer", &call]));
     let unsure = tokio::task::block_in_place(|| {
         sim(vec!["sim", "say", &call, "yes", "--confidence", "0.2"])

@@ -384,16 +384,7 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
     assert_eq!(unanswered[3].as_deref(), Some("unanswered"));
 
     // The dashboard's analytics over the same rows agree with both queries.
-    let analytics: Value = app
-        .http
-        .get(app.url("/api/v1/analytics"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let analytics = app.get_json("/api/v1/analytics", "t0ken").await;
     let m = &analytics["monitoring"];
     let seed_row: Vec<Option<String>> = [&m["total_calls"], &m["answered"], &m["acknowledged"]]
         .iter()

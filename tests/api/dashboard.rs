@@ -81,12 +81,6 @@ async fn call(
     req.send().await.unwrap()
 }
 
-async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let r = call(app, reqwest::Method::GET, path, Some(token), None).await;
-    assert_eq!(r.status(), 200, "GET {path}");
-    r.json().await.unwrap()
-}
-
 /// `/api/v1/me` for a signed-in browser.
 async fn signed_in_as(app: &TestApp, client: &reqwest::Client) -> Value {
     let r = client.get(app.url("/api/v1/me")).send().await.unwrap();
@@ -144,8 +138,8 @@ pub async fn api_needs_credentials_and_the_right_role(db: TestDb) {
             }
         }
     }
-    get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
-    let me = get_json(&app, "/api/v1/me", VIEWER_TOKEN).await;
+    app.get_json("/api/v1/alerts", VIEWER_TOKEN).await;
+    let me = app.get_json("/api/v1/me", VIEWER_TOKEN).await;
     assert_eq!(me["role"], "viewer");
     assert_eq!(me["name"], "grafana");
     assert_eq!(me["csrf_token"], Value::Null, "tokens need no CSRF token");
@@ -414,7 +408,7 @@ pub async fn every_endpoint_answers_as_its_openapi_document_says(db: TestDb) {
         } else {
             path.split('?').next().unwrap().to_string()
         };
-        let body = get_json(&app, &path, VIEWER_TOKEN).await;
+        let body = app.get_json(&path, VIEWER_TOKEN).await;
         let schema = &doc["paths"][&template]["get"]["responses"]["200"]["content"]["application/json"]
             ["schema"];
         assert!(!schema.is_null(), "GET {template} documents its 200 body");
@@ -483,7 +477,7 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         calls.iter().any(|c| c.status.as_str() == "ringing")
     })
     .await;
-    let board = get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
+    let board = app.get_json("/api/v1/alerts", VIEWER_TOKEN).await;
     let row = &board[0];
     assert_eq!(row["id"], alert.as_str());
     assert_eq!(row["live_status"], "ringing");
@@ -507,7 +501,9 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         },
     )
     .await;
-    let detail: Value = get_json(&app, &format!("/api/v1/alerts/{alert}"), VIEWER_TOKEN).await;
+    let detail: Value = app
+        .get_json(&format!("/api/v1/alerts/{alert}"), VIEWER_TOKEN)
+        .await;
     assert_eq!(
         detail["alert"]["acknowledged_by"],
         "api:ALERTCALL_API_TOKEN"
@@ -543,7 +539,7 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
     let r = post(&app, &format!("/api/v1/alerts/{alert}/resolve")).await;
     assert_eq!(r.status(), 409);
     app.assert_audit(&alert, &["alert.resolved"]).await;
-    let board: Value = get_json(&app, "/api/v1/alerts", VIEWER_TOKEN).await;
+    let board: Value = app.get_json("/api/v1/alerts", VIEWER_TOKEN).await;
     assert_eq!(board, json!([]), "nothing is active any more");
     app.stop().await;
 }
@@ -772,7 +768,7 @@ async fn exhausted_alerts_are_flagged_first() {
         app.page_state(&older).await.is_some()
     })
     .await;
-    let board = get_json(&app, "/api/v1/alerts", ADMIN_TOKEN).await;
+    let board = app.get_json("/api/v1/alerts", ADMIN_TOKEN).await;
     let ids: Vec<&str> = board
         .as_array()
         .unwrap()

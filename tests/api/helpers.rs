@@ -86,6 +86,19 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// GET with an API token; must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("JSON body")
+    }
+
     /// The state of an alert's page (`due`, `waiting`, `acknowledged`, ...).
     pub async fn page_state(&self, alert: &str) -> Option<String> {
         self.engine
