@@ -126,6 +126,12 @@ async fn work(
         tracing::error!(alert_id = %alert.id, "NO ESCALATION POLICY matches this alert: nobody can be called; add one to alertcall.toml");
         return finish(engine, page, PageState::Failed, None, "no policy matches").await;
     };
+    if page.policy.is_none() {
+        engine
+            .store
+            .set_page_policy(&page.alert_id, &policy.name)
+            .await?;
+    }
     let state = escalate::state_of(page, now);
     if !alert.status.needs_paging() {
         escalate::hang_up_live(engine, &alert.id).await?;

@@ -372,6 +372,9 @@ pub trait Store: Send + Sync + 'static {
         tx.commit().await?;
         Ok(updated)
     }
+    /// Records the policy (unit) a page follows, once, before its first call goes out: the
+    /// dashboard and analytics know an alert's unit from its first ring, whatever happens next.
+    async fn set_page_policy(&self, alert_id: &str, policy: &str) -> Result<(), StoreError>;
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;

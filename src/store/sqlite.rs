@@ -217,18 +217,6 @@ impl CallTx for SqliteCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
-        if done.rows_affected() == 0 {
-            // Closed meanwhile (pressed 1 before this was written): still keep which policy
-            // (unit) it followed, for the dashboard and analytics.
-            sqlx::query(
-                "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
-            )
-            .bind(&outcome.alert_id)
-            .bind(&update.policy)
-            .execute(&mut *self.tx)
-            .await
-            .doing("recording a page's policy")?;
-        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -433,6 +421,18 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .doing("finding the next due page")
+    }
+
+    async fn set_page_policy(&self, alert_id: &str, policy: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
+        )
+        .bind(alert_id)
+        .bind(policy)
+        .execute(&self.pool)
+        .await
+        .doing("recording a page's policy")?;
+        Ok(())
     }
 
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
