@@ -79,6 +79,7 @@ impl Durations {
 /// Alerts per hour and severity: the seed's alerts-per-hour query.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct HourCount {
+    /// The start of the hour, in UTC (the seed's `date_trunc('hour', …)` on a UTC session).
     pub hour: DateTime<Utc>,
     pub severity: String,
     pub count: u64,
@@ -201,7 +202,7 @@ pub fn compute(
         })
         .collect();
 
-    let with_call: Vec<&AlertView> = alerts.iter().filter(|a| a.call_status.is_some()).collect();
+    let with_call: Vec<&AlertView> = alerts.iter().filter(|a| a.has_call).collect();
     let monitoring = Monitoring {
         total_calls: with_call.len() as u64,
         answered: with_call

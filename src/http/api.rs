@@ -723,6 +723,9 @@ pub async fn calls(
     ))
 }
 
+/// The most alerts (and calls) one analytics request reads.
+const ANALYTICS_ROWS: i64 = 200_000;
+
 #[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(RangeQuery),
     description = "Response-time analytics over alerts triggered and calls made in the range. `monitoring` is the seed's response-rate query and `per_hour` its alerts-per-hour query over the same rows.",
     responses((status = 200, body = Analytics), (status = 400, body = ErrorBody),
@@ -738,14 +741,13 @@ pub async fn analytics(
         chrono::Duration::hours(24),
         state.engine.now(),
     )?;
-    const ROWS: i64 = 1_000_000;
     let alerts = state
         .engine
         .store
         .alert_views(&AlertFilter {
             since: Some(from),
             until: Some(to),
-            limit: ROWS,
+            limit: ANALYTICS_ROWS + 1,
             ..AlertFilter::default()
         })
         .await?;
@@ -755,10 +757,16 @@ pub async fn analytics(
         .call_history(&CallFilter {
             since: Some(from),
             until: Some(to),
-            limit: ROWS,
+            limit: ANALYTICS_ROWS + 1,
             ..CallFilter::default()
         })
         .await?;
+    // Figures over part of the range would be wrong without saying so.
+    if alerts.len() as i64 > ANALYTICS_ROWS || calls.len() as i64 > ANALYTICS_ROWS {
+        return Err(HttpError::BadRequest(format!(
+            "the range holds more than {ANALYTICS_ROWS} alerts or calls: choose a shorter range (from, to)"
+        )));
+    }
     let directory = state.engine.directory();
     Ok(Json(analytics::compute(from, to, &alerts, &calls, |p| {
         directory.staff.get(p).map(|s| s.name.clone())

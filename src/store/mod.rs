@@ -291,6 +291,8 @@ pub struct AlertFilter {
 pub struct AlertView {
     pub alert: Alert,
     pub call_status: Option<String>,
+    /// `metadata.call` is present (the seed's queries count such alerts as called).
+    pub has_call: bool,
     pub page: Option<PageView>,
 }
 
@@ -592,6 +594,7 @@ pub(crate) struct AlertRow {
     acknowledged_by: Option<String>,
     /// The call status mirrored into `metadata.call`, and the page, if any.
     call_status: Option<String>,
+    has_call: bool,
     page_state: Option<String>,
     page_step: Option<i32>,
     page_round: Option<i32>,
@@ -614,6 +617,7 @@ impl TryFrom<AlertRow> for AlertView {
         };
         Ok(AlertView {
             call_status: r.call_status.take(),
+            has_call: r.has_call,
             page,
             alert: r.into(),
         })

@@ -898,7 +898,8 @@ const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patie
      a.title::text AS title, a.message::text AS message, a.triggered_at::timestamptz AS triggered_at, \
      a.acknowledged_at::timestamptz AS acknowledged_at, \
      a.acknowledged_by::text AS acknowledged_by, \
-     a.metadata->'call'->>'call_status' AS call_status, pg.state AS page_state, \
+     a.metadata->'call'->>'call_status' AS call_status, \
+     (a.metadata->'call' IS NOT NULL) AS has_call, pg.state AS page_state, \
      pg.step AS page_step, pg.round AS page_round, pg.policy AS page_policy, \
      pg.due_at AS page_due_at \
      FROM alerts a \

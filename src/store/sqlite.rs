@@ -819,6 +819,8 @@ const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id A
      a.acknowledged_by, \
      CASE WHEN json_valid(a.metadata) THEN json_extract(a.metadata, '$.call.call_status') END \
        AS call_status, \
+     CASE WHEN json_valid(a.metadata) THEN json_type(a.metadata, '$.call') IS NOT NULL ELSE 0 END \
+       AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
      pg.policy AS page_policy, pg.due_at AS page_due_at \
      FROM alerts a \

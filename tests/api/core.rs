@@ -328,6 +328,18 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
             .await;
     }
     db.insert_alert("high", "P001", "R2", "Not paged").await;
+    // Two rows the hospital wrote itself: one from two hours ago (another hour's bucket), and
+    // one whose `metadata.call` has no status (the seed's query still counts it as called).
+    let two_hours_ago = match db.backend {
+        crate::db::Backend::Postgres => "now() - interval '2 hours'",
+        crate::db::Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 hours')",
+    };
+    db.exec(&format!(
+        "INSERT INTO alerts (patient_id, room_id, severity, alert_type, message, triggered_at, metadata) \
+         VALUES ('P001', 'R2', 'high', 'fall', 'Earlier', {two_hours_ago}, \
+                 '{{\"call\": {{\"phone_number\": \"+13854019951\"}}}}')"
+    ))
+    .await;
     let calls = wait_for_calls(&db, &fake, 3).await;
     // Two nurses press 1; the third call is never acknowledged.
     for call in &calls[..2] {
@@ -358,7 +370,7 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
              FROM alerts WHERE metadata->'call' IS NOT NULL",
         )
         .await;
-    assert_eq!(row, [Some("3".into()), Some("2".into()), Some("2".into())]);
+    assert_eq!(row, [Some("4".into()), Some("2".into()), Some("2".into())]);
     // The seed's alerts-per-hour query.
     let hourly = match db.backend {
         crate::db::Backend::Postgres => {
@@ -376,6 +388,7 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
         db.rows(hourly).await,
         [
             vec![Some("critical".into()), Some("3".into())],
+            vec![Some("high".into()), Some("1".into())],
             vec![Some("high".into()), Some("1".into())]
         ]
     );
@@ -394,25 +407,41 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
         seed_row, row,
         "analytics.monitoring = the seed's response-rate query"
     );
+    // The seed's per-hour query with its hour shown (in UTC, as analytics gives it).
+    let hourly_with_hour = match db.backend {
+        crate::db::Backend::Postgres => {
+            "SELECT to_char(date_trunc('hour', triggered_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24'), \
+                    severity, count(*) FROM alerts \
+             WHERE triggered_at > now() - interval '24 hours' \
+             GROUP BY date_trunc('hour', triggered_at AT TIME ZONE 'UTC'), severity"
+        }
+        crate::db::Backend::Sqlite => {
+            "SELECT strftime('%Y-%m-%dT%H', triggered_at), severity, count(*) FROM alerts \
+             WHERE julianday(triggered_at) > julianday('now', '-24 hours') \
+             GROUP BY strftime('%Y-%m-%dT%H', triggered_at), severity"
+        }
+    };
     let mut per_hour: Vec<Vec<Option<String>>> = analytics["per_hour"]
         .as_array()
         .unwrap()
         .iter()
         .map(|h| {
             vec![
+                h["hour"].as_str().map(|t| t[..13].to_string()),
                 h["severity"].as_str().map(str::to_string),
                 Some(h["count"].to_string()),
             ]
         })
         .collect();
-    let mut hourly_rows = db.rows(hourly).await;
+    let mut hourly_rows = db.rows(hourly_with_hour).await;
     per_hour.sort();
     hourly_rows.sort();
+    assert_eq!(hourly_rows.len(), 3, "three buckets: {hourly_rows:?}");
     assert_eq!(
         per_hour, hourly_rows,
-        "analytics.per_hour = the seed's per-hour query"
+        "analytics.per_hour = the seed's per-hour query, bucket by bucket"
     );
-    assert_eq!(analytics["alerts"], 4);
+    assert_eq!(analytics["alerts"], 5);
     assert_eq!(analytics["alerts_paged"], 3);
     assert_eq!(analytics["calls"], 3);
     assert_eq!(analytics["calls_answered"], 2);
