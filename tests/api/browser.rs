@@ -40,7 +40,9 @@ async fn dashboard_in_chromium() {
         return;
     }
     let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
-    let app = TestApp::spawn(&db, None, &[]).await;
+    // Two units with schedules, as a hospital would have them (the on-call view shows them).
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/alertcall.example.toml");
+    let app = TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", example)]).await;
     let mut node = Command::new("node");
     node.arg(root.join("tests/browser/dashboard.mjs"))
         .env("ALERTCALL_URL", app.url(""))
@@ -57,13 +59,19 @@ async fn dashboard_in_chromium() {
         .count("SELECT count(*) FROM alerts WHERE message LIKE '%fall in room 7' AND status = 'acknowledged'")
         .await;
     assert_eq!(by_voice, 1, "{stdout}");
+    let by_buttons = db
+        .count("SELECT count(*) FROM alerts WHERE message LIKE '%desaturation' AND status = 'resolved' AND acknowledged_by = 'dashboard:admin'")
+        .await;
+    assert_eq!(by_buttons, 1, "{stdout}");
     for shot in [
         "1-signed-in",
         "2-ringing",
         "3-timeline",
         "4-analytics",
         "5-history",
+        "5b-oncall",
         "6-said",
+        "7-dashboard-actions",
     ] {
         assert!(
             root.join(format!("test-artifacts/browser/{shot}.png"))

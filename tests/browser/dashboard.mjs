@@ -1,7 +1,10 @@
-// The dashboard in a real headless Chromium: sign in, raise a test alert, watch it appear
-// without a reload, press 1 on the virtual phone, see it acknowledged with its timeline,
-// open analytics and see the chart, and acknowledge a second alert by voice (the say box). Run by the Rust test `browser::dashboard_in_chromium`,
-// which starts `alertcall` and passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
+// The dashboard in a real headless Chromium: sign in; a test alert raised on another screen
+// appears on this one without a reload (only the server-sent events can bring it); press 1 on
+// the virtual phone; see it acknowledged with its timeline; analytics with their charts; call
+// history; who is on call per schedule; a second alert acknowledged by voice (the say box); a
+// third acknowledged and then resolved with the dashboard's own buttons. Run by the Rust test
+// `browser::dashboard_in_chromium`, which starts `alertcall` with alertcall.example.toml and
+// passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +23,9 @@ const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "
 const failures = [];
 let page;
 try {
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  // One context: a second page in it shares the sign-in, like a second screen of the same nurse.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") failures.push(`console error: ${m.text()} at ${JSON.stringify(m.location())}`); });
@@ -45,12 +50,18 @@ try {
   await page.evaluate(() => { window.__noReload = true; });
   await page.screenshot({ path: join(shots, "1-signed-in.png"), fullPage: true });
 
-  step("raise a test alert from the form");
+  step("raise a test alert from the form on another screen");
   const message = `Browser test ${Date.now()}: seizure activity`;
-  await page.fill("#raise input[name=message]", message);
-  await page.click("#raise button[type=submit]");
+  const other = await context.newPage();
+  other.setDefaultTimeout(TIMEOUT);
+  await other.goto(`${url}/`);
+  await other.waitForFunction(() => document.body.dataset.loaded === "board");
+  await other.fill("#raise input[name=message]", message);
+  await other.click("#raise button[type=submit]");
+  await other.locator("#alerts tbody tr", { hasText: message }).waitFor();
+  await other.close();
 
-  step("it appears on the board without a reload, ringing");
+  step("it appears on this board without a reload, ringing");
   const row = page.locator("#alerts tbody tr", { hasText: message });
   await row.waitFor();
   const alertId = await row.getAttribute("data-alert");
@@ -95,6 +106,16 @@ try {
   await page.locator("#history tbody tr .badge.answered").first().waitFor();
   await page.screenshot({ path: join(shots, "5-history.png"), fullPage: true });
 
+  step("on call: each schedule's nurse now and the next handover");
+  await page.click('nav a[data-view="oncall"]');
+  await page.waitForFunction(() => document.body.dataset.loaded === "oncall");
+  const oncall = await page.locator("#oncall tbody").innerText();
+  for (const schedule of ["icu", "ward3"]) {
+    if (!oncall.includes(schedule)) failures.push(`on call lacks schedule ${schedule}:\n${oncall}`);
+  }
+  if (!/\d{4}-\d{2}-\d{2}/.test(oncall)) failures.push(`on call shows no handover time:\n${oncall}`);
+  await page.screenshot({ path: join(shots, "5b-oncall.png"), fullPage: true });
+
   step("a second alert is acknowledged by voice: the virtual phone's say box");
   await page.click('nav a[data-view="board"]');
   await page.waitForFunction(() => document.body.dataset.loaded === "board");
@@ -111,6 +132,21 @@ try {
   await page.locator(".phone form.say button").first().click();
   await page.locator(`#alerts tbody tr[data-alert="${secondId}"]`).waitFor({ state: "detached" });
   await page.screenshot({ path: join(shots, "6-said.png"), fullPage: true });
+
+  step("a third alert is acknowledged, then resolved, with the dashboard's buttons");
+  const third = `Browser test ${Date.now()}: desaturation`;
+  await page.fill("#raise input[name=message]", third);
+  await page.click("#raise button[type=submit]");
+  const thirdRow = page.locator("#alerts tbody tr", { hasText: third });
+  await thirdRow.waitFor();
+  const thirdId = await thirdRow.getAttribute("data-alert");
+  await page.evaluate((id) => { window.location.hash = `#/alert/${encodeURIComponent(id)}`; }, thirdId);
+  await page.waitForFunction(() => document.body.dataset.loaded === "alert");
+  await page.click("#ack-btn");
+  await page.waitForFunction(() => (document.getElementById("acked-by")?.textContent || "") === "dashboard:admin");
+  await page.click("#resolve-btn");
+  await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("alert.resolved"));
+  await page.screenshot({ path: join(shots, "7-dashboard-actions.png"), fullPage: true });
 
   if (!(await page.evaluate(() => window.__noReload === true))) failures.push("the page was reloaded");
 } catch (e) {
