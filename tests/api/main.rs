@@ -9,6 +9,7 @@ mod db;
 mod escalation;
 mod fake_vonage;
 mod helpers;
+mod logs;
 mod openapi_fuzz;
 mod process;
 mod providers;

@@ -14,6 +14,26 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(db: &TestDb, fake: &FakeVonage, extra: &[(&str, &str)]) -> Serve {
+        Serve::spawn(db, fake, extra, None).await
+    }
+
+    /// Like `start`, with everything the process logs written to `log`.
+    pub async fn start_logging(
+        db: &TestDb,
+        fake: &FakeVonage,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Serve {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Serve::spawn(db, fake, extra, Some(file)).await
+    }
+
+    async fn spawn(
+        db: &TestDb,
+        fake: &FakeVonage,
+        extra: &[(&str, &str)],
+        log: Option<std::fs::File>,
+    ) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -36,8 +56,14 @@ impl Serve {
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        if std::env::var("ALERTCALL_TEST_LOG").is_err() {
-            cmd.stderr(Stdio::null());
+        match log {
+            Some(file) => {
+                cmd.stderr(file);
+            }
+            None if std::env::var("ALERTCALL_TEST_LOG").is_err() => {
+                cmd.stderr(Stdio::null());
+            }
+            None => {}
         }
         let child = cmd.spawn().expect("start alertcall serve");
         let serve = Serve { child, addr };

@@ -1,0 +1,100 @@
+//! What the real binary logs: JSON lines for log shippers (ALERTCALL_LOG_FORMAT=json), with
+//! no phone number, patient name or secret in them at info level.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::core::{input_body, input_url, seed_query, wait_for_calls};
+use crate::db::{Backend, TestDb};
+use crate::fake_vonage::{FakeVonage, SIGNATURE_SECRET, sign_webhook};
+use crate::helpers::wait_until;
+use crate::process::Serve;
+
+fn log_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_flow_and_no_patient_data() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let fake = FakeVonage::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alertcall.log");
+    let serve = Serve::start_logging(
+        &db,
+        &fake,
+        &[("ALERTCALL_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+        &log,
+    )
+    .await;
+    db.seed_people().await;
+    db.insert_alert("critical", "P001", "R2", "Seizure activity detected")
+        .await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
+    let uuid = calls[0].uuid.clone().unwrap();
+    let body = input_body(&uuid, "1", false);
+    let input = input_url(&calls[0]);
+    assert!(input.starts_with(&serve.url("/")), "{input}");
+    let r = reqwest::Client::new()
+        .post(input)
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            sign_webhook(
+                body.as_bytes(),
+                SIGNATURE_SECRET,
+                chrono::Utc::now().timestamp(),
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let row = db.row(&seed_query(&uuid)).await;
+    assert_eq!(row[0].as_deref(), Some("acknowledged"));
+    wait_until(
+        "the acknowledgement is logged",
+        Duration::from_secs(10),
+        || async {
+            log_lines(&log)
+                .iter()
+                .any(|l| l["fields"]["message"] == "ACKNOWLEDGED by phone")
+        },
+    )
+    .await;
+    serve.kill9();
+
+    let lines = log_lines(&log);
+    for line in &lines {
+        for key in ["timestamp", "level", "target"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    let calling = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "calling nurse")
+        .expect("a 'calling nurse' line");
+    assert_eq!(calling["level"], "INFO");
+    assert_eq!(
+        calling["fields"]["to"], "+13*******51",
+        "the number is masked"
+    );
+    assert!(calling["fields"]["alert_id"].is_string());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for secret in [
+        "13854019951",
+        "Dheeraj",
+        "Vislawath",
+        SIGNATURE_SECRET,
+        "PRIVATE KEY",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} is in the log:\n{text}");
+    }
+}
