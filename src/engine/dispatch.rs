@@ -87,7 +87,7 @@ pub(super) fn spawn_page(engine: Arc<Engine>, page: Page, lease: Lease) {
                 // again (a webhook moved the escalation on, or a lease ran out while queued):
                 // act once that work is done, and only if the claim is still ours then.
                 let guard = lock.clone().lock_owned().await;
-                let current = engine.store.owned_page(&alert_id, &engine.owner).await;
+                let current = engine.store.owned_page(&alert_id, &lease.owner).await;
                 (guard, current.ok().flatten())
             }
         };
@@ -119,12 +119,28 @@ async fn work(
 ) -> Result<(), crate::store::StoreError> {
     let now = engine.now();
     let Some(alert) = engine.store.load_alert(&page.alert_id).await? else {
-        return finish(engine, page, PageState::Cancelled, None, "alert deleted").await;
+        return finish(
+            engine,
+            page,
+            lease,
+            PageState::Cancelled,
+            None,
+            "alert deleted",
+        )
+        .await;
     };
     let directory = engine.directory();
     let Some(policy) = escalate::policy_for(&directory, page, &alert) else {
         tracing::error!(alert_id = %alert.id, "NO ESCALATION POLICY matches this alert: nobody can be called; add one to alertcall.toml");
-        return finish(engine, page, PageState::Failed, None, "no policy matches").await;
+        return finish(
+            engine,
+            page,
+            lease,
+            PageState::Failed,
+            None,
+            "no policy matches",
+        )
+        .await;
     };
     if page.policy.is_none() {
         engine
@@ -139,7 +155,7 @@ async fn work(
             AlertStatus::Acknowledged => PageState::Acknowledged,
             _ => PageState::Cancelled,
         };
-        return finish(engine, page, state, None, "alert no longer active").await;
+        return finish(engine, page, lease, state, None, "alert no longer active").await;
     }
     let (mut next, actions) = escalation::next(policy, state, &Event::Timer, now);
     let mut pending: VecDeque<Action> = actions.into();
@@ -165,7 +181,7 @@ async fn work(
                             attempts: if again { page.attempts + 1 } else { 1 },
                             last_error: Some(reason.clone()),
                         };
-                        let outcome = outcome(engine, page, update, &reason);
+                        let outcome = outcome(engine, page, lease, update, &reason);
                         let updated = engine.store.finish_page(&outcome, &[]).await?;
                         wake_for(engine, &outcome, updated);
                         return Ok(());
@@ -207,16 +223,17 @@ async fn work(
         }
     }
     let update = escalate::update_of(policy, next, now);
-    let outcome = outcome(engine, page, update, "escalation");
+    let outcome = outcome(engine, page, lease, update, "escalation");
     let updated = engine.store.finish_page(&outcome, &[]).await?;
     wake_for(engine, &outcome, updated);
     Ok(())
 }
 
 /// The page's next state (releasing the lease) and, if it changes, the audit entry saying why.
-pub(super) fn outcome(
+fn outcome(
     engine: &Engine,
     page: &Page,
+    lease: &Lease,
     update: PageUpdate,
     reason: &str,
 ) -> PageOutcome {
@@ -236,7 +253,7 @@ pub(super) fn outcome(
             .collect();
     PageOutcome {
         alert_id: page.alert_id.clone(),
-        owner: engine.owner.clone(),
+        owner: lease.owner.clone(),
         update,
         page_audit,
         now,
@@ -254,6 +271,7 @@ pub(super) fn wake_for(engine: &Engine, outcome: &PageOutcome, updated: bool) {
 async fn finish(
     engine: &Engine,
     page: &Page,
+    lease: &Lease,
     state: PageState,
     due_at: Option<DateTime<Utc>>,
     reason: &str,
@@ -268,7 +286,7 @@ async fn finish(
         attempts: if retry { page.attempts + 1 } else { 0 },
         last_error: retry.then(|| reason.to_string()),
     };
-    let outcome = outcome(engine, page, update, reason);
+    let outcome = outcome(engine, page, lease, update, reason);
     let updated = engine.store.finish_page(&outcome, &[]).await?;
     wake_for(engine, &outcome, updated);
     Ok(())
@@ -384,7 +402,7 @@ async fn call_person(
         .await?;
     engine.limiter.acquire().await;
     // Waiting for a slot may have taken a while: make sure the page is still ours.
-    let renewed = Lease::new(&engine.owner, engine.now(), engine.config.lease);
+    let renewed = lease.renewed(engine.now(), engine.config.lease);
     let quarter = chrono::Duration::from_std(engine.config.lease / 4).unwrap_or_default();
     if renewed.now > lease.now + quarter
         && !engine.store.renew_lease(&page.alert_id, &renewed).await?

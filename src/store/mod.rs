@@ -131,19 +131,38 @@ impl PageState {
 /// take the page over (the holder crashed or hung).
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// This claim's token (`lease_owner`): the process, and which of its claims. A page worked
+    /// on, moved by a webhook and claimed again by the same process has a new token, so the
+    /// first work's late write cannot undo what the webhook decided.
     pub owner: String,
     pub now: DateTime<Utc>,
     pub until: DateTime<Utc>,
 }
 
 impl Lease {
-    pub fn new(owner: &str, now: DateTime<Utc>, length: Duration) -> Lease {
+    /// A new claim by `process`.
+    pub fn new(process: &str, now: DateTime<Utc>, length: Duration) -> Lease {
+        static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let claim = CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Lease {
-            owner: owner.to_string(),
+            owner: format!("{process}#{claim}"),
             now,
-            until: now + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX),
+            until: until(now, length),
         }
     }
+
+    /// The same claim, held for `length` more from `now`.
+    pub fn renewed(&self, now: DateTime<Utc>, length: Duration) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            now,
+            until: until(now, length),
+        }
+    }
+}
+
+fn until(now: DateTime<Utc>, length: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The outcome of processing a claimed page: its next state, and when the engine must look

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::core::{WAIT, event_body, event_url, input_body, input_url, spoken};
+use crate::core::{WAIT, event_body, event_url, input_body, input_url, metric, spoken};
 use crate::db::TestDb;
-use crate::fake_vonage::{FakeVonage, Received, SIGNATURE_SECRET};
+use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
 
 const PRIMARY: &str = "13854019951";
@@ -185,6 +185,23 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
         "{text}"
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for (series, value) in [
+        (
+            r#"alertcall_sms_sent_total{provider="vonage",result="sent"}"#,
+            1.0,
+        ),
+        (
+            r#"alertcall_call_outcomes_total{provider="vonage",outcome="failed"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            metric(&metrics, series),
+            Some(value),
+            "{series} in\n{metrics}"
+        );
+    }
     // A delivery receipt is recorded.
     let receipt = serde_json::json!({"message_uuid": sms["message_uuid"], "to": PRIMARY,
         "from": "447700900001", "timestamp": "2026-11-24T20:16:07.000Z", "status": "delivered",
@@ -436,6 +453,44 @@ async fn oncall_api_answers_who_is_on_call() {
     );
     app.stop().await;
 }
+
+/// The provider reports the primary's call failed before our request to place it has even
+/// returned (the webhook finds the call by `?call=`). The escalation moves on when that
+/// request returns, not after the 30 s wait: the dialling step's own "now waiting" write must
+/// not undo what the event decided, even after this process claimed the page again.
+pub async fn a_call_failing_before_its_dial_returns_still_moves_on(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    fake.script([Behaviour::Slow(Duration::from_secs(2))]);
+    let file = config("30s");
+    let app = start(&db, &fake, &file).await;
+    let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    let engine = app.engine.clone();
+    wait_until("the primary's call is being placed", WAIT, || async {
+        !engine
+            .store
+            .list_calls(Some(&alert), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let call = engine.store.list_calls(Some(&alert), 10).await.unwrap()[0].clone();
+    let url = format!("/api/alerts/call-event?call={}", call.id);
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let r = app
+        .webhook(&url, &event_body(&uuid, "failed"), Some(SIGNATURE_SECRET))
+        .await;
+    assert_eq!(r.status(), 204);
+    let started = Instant::now();
+    call_to(&fake, BACKUP).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the backup is called when the first dial returns, not after the wait ({:?})",
+        started.elapsed()
+    );
+    app.stop().await;
+}
+both_backends!(escalation::a_call_failing_before_its_dial_returns_still_moves_on);
 
 both_backends!(escalation::voicemail_never_acknowledges_and_moves_on);
 pub async fn voicemail_never_acknowledges_and_moves_on(db: TestDb) {
