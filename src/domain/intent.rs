@@ -1,9 +1,28 @@
 //! What a nurse meant: a key press or a spoken answer turned into a menu choice.
 //!
-//! Speech is matched on whole words after normalising case, punctuation and spacing. The rules
-//! lean to safety: a negation ("can't", "not", "no") wins over a "yes"; an acknowledgement needs
-//! a confident, short answer that asks for nothing else; anything that sounds like a voicemail
-//! greeting means nothing; and a key beats whatever speech came with it.
+//! Speech is matched on whole words after normalising case, punctuation and spacing. A wrong
+//! acknowledgement means nobody comes, so the rules lean to safety, in this order:
+//!
+//! 1. Anything that sounds like a voicemail greeting ("you've reached", "leave me a message",
+//!    "at the tone", ...) means nothing, and so does a transcript longer than [`MAX_WORDS`].
+//! 2. "I can't hear you" asks for a repeat.
+//! 3. A negation ("can't", "not", "no") wins over a "yes"; asking for something ("connect me",
+//!    "details") wins over a bare "yes".
+//! 4. A question (it starts with who, what, is, are, can, ... or contains a '?') never
+//!    acknowledges nor declines: "is it okay?", "are you sure?", "who's coming?" are not a
+//!    "yes". It may ask for details or a repeat; anything else is not understood.
+//! 5. An acknowledgement ("yes", and "connect me", which acknowledges too) must be short, at
+//!    most [`MAX_ACK_WORDS`] words: a nurse answers "yes, on my way", while a greeting that
+//!    happens to say "okay" says more. Longer speech that looks like a yes is not understood,
+//!    and the nurse is asked again.
+//! 6. A key beats whatever speech came with it.
+//!
+//! A yes is also not taken when another of the recogniser's confident alternatives declines,
+//! sounds like a greeting or asks a question.
+//!
+//! Words alone cannot tell a nurse's "okay" from a greeting's, so the engine also refuses
+//! speech once the call is known to be a machine, and holds a spoken acknowledgement that
+//! comes before machine detection has spoken (`engine::events`).
 
 use serde::Serialize;
 
@@ -14,7 +33,10 @@ pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.6;
 
 /// Longer answers are not taken as a choice: a nurse's answer is a few words, a voicemail
 /// greeting or a conversation in the background is not.
-const MAX_WORDS: usize = 16;
+pub const MAX_WORDS: usize = 16;
+
+/// An acknowledgement is shorter still: "yes", "okay, on my way", "uh yes I'm on my way".
+pub const MAX_ACK_WORDS: usize = 6;
 
 /// One transcript the provider's recogniser offers (Vonage: `speech.results[]`, best first).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +77,10 @@ pub struct Understood {
 }
 
 /// Keys first: a key press beats speech. Otherwise the most confident transcript at or above
-/// `min_confidence` that means something; when confident transcripts disagree between
-/// acknowledging and declining, nothing is understood and the nurse is asked again.
+/// `min_confidence` that means something. An acknowledgement is not taken when another
+/// confident transcript declines, sounds like a greeting or asks a question (the recogniser's
+/// alternatives of "is it okay?" include "it's okay"): nothing is understood and the nurse is
+/// asked again.
 pub fn understand(digits: &str, speech: &[SpeechResult], min_confidence: f64) -> Understood {
     let digits = digits.trim();
     if !digits.is_empty() {
@@ -81,9 +105,9 @@ pub fn understand(digits: &str, speech: &[SpeechResult], min_confidence: f64) ->
         .find(|(_, _, choice)| *choice != MenuChoice::NotUnderstood);
     if let Some(&(result, confidence, choice)) = best {
         let conflict = choice.acknowledges()
-            && confident
-                .iter()
-                .any(|(_, _, other)| *other == MenuChoice::Decline);
+            && confident.iter().any(|(other, _, other_choice)| {
+                *other_choice == MenuChoice::Decline || doubts_a_yes(&other.text)
+            });
         return Understood {
             choice: if conflict {
                 MenuChoice::NotUnderstood
@@ -112,19 +136,48 @@ pub fn understand(digits: &str, speech: &[SpeechResult], min_confidence: f64) ->
     }
 }
 
-/// Phrases that only a voicemail greeting says: such speech never means anything.
+/// Phrases that only a voicemail greeting says: such speech never means anything. A nurse's
+/// own "I'm not available" is left to decline (it escalates at once), so only the third
+/// person ("Sam is not available") is here.
 const VOICEMAIL: &[&str] = &[
     "leave a message",
+    "leave me a message",
     "leave your message",
+    "leave your name",
+    "please leave",
+    "record your message",
+    "record a message",
     "after the tone",
+    "at the tone",
     "after the beep",
+    "at the beep",
     "voicemail",
     "voice mail",
     "mailbox",
+    "youve reached",
+    "you have reached",
+    "get back to you",
+    "cant come to the phone",
+    "cannot come to the phone",
+    "can not come to the phone",
+    "unable to come to the phone",
+    "take your call",
     "not available to take",
+    "is not available",
+    "is unavailable",
+    "you know the drill",
+    "you know what to do",
     "the person you are calling",
     "the number you have dialled",
     "the number you have dialed",
+];
+
+/// Words that open a question ("whos" is "who's" normalised). "will" is not one: "will do"
+/// is an answer.
+const QUESTION_STARTS: &[&str] = &[
+    "who", "whos", "what", "whats", "where", "wheres", "when", "why", "how", "hows", "is", "isnt",
+    "are", "arent", "am", "do", "does", "doesnt", "did", "can", "could", "couldnt", "should",
+    "shouldnt", "would", "wouldnt",
 ];
 
 /// Not a decline, although they contain a negation.
@@ -202,6 +255,7 @@ const DETAILS: &[&str] = &[
     "tell me more",
     "what happened",
     "who else",
+    "anyone else",
 ];
 
 const REPEAT: &[&str] = &[
@@ -243,19 +297,33 @@ const ACKNOWLEDGE: &[&str] = &[
     "no problem",
 ];
 
-/// What a transcript means, on its own. Pure; see the module comment for the precedence.
+/// What a transcript means, on its own. Pure; see the module comment for the rules.
 pub fn match_speech(text: &str) -> MenuChoice {
     let words = normalise(text);
-    if words.is_empty() || words.len() > MAX_WORDS {
-        return MenuChoice::NotUnderstood;
-    }
-    if contains_any(&words, VOICEMAIL) {
+    if words.is_empty() || words.len() > MAX_WORDS || contains_any(&words, VOICEMAIL) {
         return MenuChoice::NotUnderstood;
     }
     if contains_any(&words, MISHEARD) {
         return MenuChoice::Repeat;
     }
-    let without_idioms = remove_phrases(&words, IDIOMS);
+    let choice = meaning(&words);
+    if is_question(text, &words) {
+        // A question only asks to hear something: answering it with an acknowledgement or an
+        // escalation would act on what the nurse did not say.
+        return match choice {
+            MenuChoice::Details | MenuChoice::Repeat => choice,
+            _ => MenuChoice::NotUnderstood,
+        };
+    }
+    if choice.acknowledges() && words.len() > MAX_ACK_WORDS {
+        return MenuChoice::NotUnderstood;
+    }
+    choice
+}
+
+/// What the words ask for, before the question and length rules.
+fn meaning(words: &[String]) -> MenuChoice {
+    let without_idioms = remove_phrases(words, IDIOMS);
     if contains_any(&without_idioms, DECLINE) {
         return MenuChoice::Decline;
     }
@@ -269,8 +337,23 @@ pub fn match_speech(text: &str) -> MenuChoice {
     ];
     table
         .into_iter()
-        .find(|(phrases, _)| contains_any(&words, phrases))
+        .find(|(phrases, _)| contains_any(words, phrases))
         .map_or(MenuChoice::NotUnderstood, |(_, choice)| choice)
+}
+
+/// Whether a transcript shows that the speaker is not simply saying yes: a greeting or a
+/// question (see the module comment, rules 1 and 4).
+fn doubts_a_yes(text: &str) -> bool {
+    let words = normalise(text);
+    contains_any(&words, VOICEMAIL) || is_question(text, &words)
+}
+
+/// Recognisers punctuate some questions and not others, so the opening word counts as well.
+fn is_question(text: &str, words: &[String]) -> bool {
+    text.contains('?')
+        || words
+            .first()
+            .is_some_and(|w| QUESTION_STARTS.contains(&w.as_str()))
 }
 
 /// Lower case words with apostrophes dropped ("can't" → "cant") and every other non
@@ -373,6 +456,42 @@ mod tests {
                 NotUnderstood,
             ),
             ("yes this is the voicemail of Jane", NotUnderstood),
+            // Greetings that say "okay" are not a yes.
+            ("Hi, this is Jane. Leave me a message, okay?", NotUnderstood),
+            (
+                "You've reached Sam. Okay, you know the drill.",
+                NotUnderstood,
+            ),
+            ("Okay, you know the drill.", NotUnderstood),
+            ("you have reached the desk of Ana okay", NotUnderstood),
+            ("Okay, I'll get back to you", NotUnderstood),
+            ("yes, please leave your number", NotUnderstood),
+            ("Sam can't come to the phone, okay", NotUnderstood),
+            ("Sam is not available, okay", NotUnderstood),
+            ("Record your message at the tone. OK.", NotUnderstood),
+            // ...while a nurse's own "not available" still declines at once.
+            ("sorry, I'm not available", Decline),
+            // An acknowledgement is short; longer speech that looks like a yes is asked again.
+            ("yes I'm on my way now", Acknowledge),
+            ("okay so yes I guess I am coming", NotUnderstood),
+            ("hello okay thanks for calling goodbye now", NotUnderstood),
+            ("yes please connect me to the room now", NotUnderstood),
+            // Questions never acknowledge (nor decline); asking for details is details.
+            ("who's coming?", NotUnderstood),
+            ("whos coming", NotUnderstood),
+            ("is anyone else coming?", Details),
+            ("who else is coming?", Details),
+            ("are you sure?", NotUnderstood),
+            ("is it okay?", NotUnderstood),
+            ("Is that OK", NotUnderstood),
+            ("okay?", NotUnderstood),
+            ("can you connect me?", NotUnderstood),
+            ("should I come", NotUnderstood),
+            ("do you want me to acknowledge", NotUnderstood),
+            ("isn't anyone else coming", Details),
+            ("can't you call someone else?", NotUnderstood),
+            ("did anyone acknowledge", NotUnderstood),
+            ("can you repeat that?", Repeat),
             (
                 "yes yes yes yes yes yes yes yes yes yes yes yes yes yes yes yes yes",
                 NotUnderstood,
@@ -457,5 +576,19 @@ mod tests {
             },
         ];
         assert_eq!(understand("", &weak, 0.6).choice, Acknowledge);
+        // A question or a greeting among the confident alternatives: ask again.
+        for doubt in ["is it okay?", "You've reached Sam, okay"] {
+            let alternatives = vec![
+                SpeechResult {
+                    text: doubt.into(),
+                    confidence: Some(0.9),
+                },
+                SpeechResult {
+                    text: "it's okay".into(),
+                    confidence: Some(0.85),
+                },
+            ];
+            assert_eq!(understand("", &alternatives, 0.6).choice, NotUnderstood);
+        }
     }
 }

@@ -48,21 +48,25 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// `sip:room2@intercom.example.org`, `sips:...`, or an E.164 number.
+    /// `sip:room2@intercom.example.org`, `sips:...`, or an E.164 number. The scheme is written
+    /// in lower case whatever the configuration says: Vonage accepts only `^sips?:`.
     pub fn parse(text: &str) -> Result<Destination, String> {
         let text = text.trim();
-        let lower = text.to_ascii_lowercase();
-        if lower.starts_with("sip:") || lower.starts_with("sips:") {
-            let rest = &text[text.find(':').map_or(0, |i| i + 1)..];
-            if rest.is_empty()
-                || text.len() > 256
-                || text.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
+        if let Some((scheme, rest)) = text.split_once(':')
+            && ["sip", "sips"].contains(&scheme.to_ascii_lowercase().as_str())
+        {
+            let ok = text.len() <= 256
+                && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+                && sip_host(rest).is_some();
+            if !ok {
                 return Err(format!(
                     "{text:?} is not a SIP URI such as sip:room2@intercom.example.org"
                 ));
             }
-            return Ok(Destination::Sip(text.to_string()));
+            return Ok(Destination::Sip(format!(
+                "{}:{rest}",
+                scheme.to_ascii_lowercase()
+            )));
         }
         Phone::parse(text)
             .map(Destination::Phone)
@@ -89,6 +93,27 @@ impl Destination {
             },
         }
     }
+}
+
+/// The host of a SIP URI after its scheme (`user@host:port;params?headers`), if it has one:
+/// without a host there is nothing to connect to.
+fn sip_host(rest: &str) -> Option<&str> {
+    let address = rest.split([';', '?']).next().unwrap_or("");
+    let host_port = match address.rsplit_once('@') {
+        Some(("", _)) => return None,
+        Some((_, host_port)) => host_port,
+        None => address,
+    };
+    let (host, allowed): (&str, fn(char) -> bool) = match host_port.strip_prefix('[') {
+        // An IPv6 reference: `[2001:db8::1]:5061`.
+        Some(v6) => (v6.split_once(']')?.0, |c| {
+            c.is_ascii_hexdigit() || c == ':' || c == '.'
+        }),
+        None => (host_port.split(':').next().unwrap_or(""), |c| {
+            c.is_ascii_alphanumeric() || c == '.' || c == '-'
+        }),
+    };
+    (!host.is_empty() && host.chars().all(allowed)).then_some(host)
 }
 
 /// What a key press (or a spoken answer) means.
@@ -154,14 +179,19 @@ pub struct MenuOptions {
     pub speech: bool,
 }
 
-/// The whole menu, as spoken after the announcement.
+/// The whole menu, as spoken after the announcement. It must stay short: the announcement
+/// takes up to 1,200 of the 1,500 characters Vonage speaks.
 pub fn menu_text(options: MenuOptions) -> String {
     let mut text = format!("{MENU} Press 9 for details, or 5 to join the responders' call.");
     if options.connect {
         text.push_str(" Press 4 to be connected to the room.");
     }
     if options.speech {
-        text.push_str(" You can also say yes, repeat, details, or busy.");
+        // The phrases the speech matcher takes for each key (domain::intent).
+        let connect = if options.connect { " connect me," } else { "" };
+        text.push_str(&format!(
+            " You can also say yes, repeat, details, busy,{connect} or join the call."
+        ));
     }
     text
 }
@@ -181,11 +211,20 @@ pub const JOINING_CONFERENCE: &str = "Joining the responders' call for this aler
                                       This does not acknowledge the alert.";
 pub const DECLINED: &str = "Understood. The next person is being called. Goodbye.";
 pub const ACKNOWLEDGED: &str = "Alert acknowledged. Thank you.";
+/// Said when the room's leg of a connected call ends (or never answers): the nurse is not left
+/// in silence, and knows the acknowledgement stands.
+pub const CONNECTION_ENDED: &str =
+    "The connection to the room has ended. The alert stays acknowledged. Goodbye.";
 pub const ALREADY_HANDLED: &str =
     "This alert has already been acknowledged or resolved. No action is needed. Goodbye.";
 pub const NOT_UNDERSTOOD: &str = "Sorry, I did not get that.";
 pub const GOODBYE: &str = "No acknowledgement was received. Goodbye.";
 pub const UNKNOWN_CALL: &str = "Sorry, this call does not match an open alert. Goodbye.";
+
+/// "Alert acknowledged. Thank you. Connecting you to Room 2."
+pub fn connecting(room: &str) -> String {
+    format!("{ACKNOWLEDGED} Connecting you to {room}.")
+}
 
 /// "Room 12 has no connection configured." and the menu again; the call goes on.
 pub fn no_destination(room: &str, options: MenuOptions) -> Reply {
@@ -197,13 +236,18 @@ pub fn no_destination(room: &str, options: MenuOptions) -> Reply {
     }
 }
 
+/// "Sorry, I did not get that." and the menu again.
+pub fn ask_again(options: MenuOptions) -> Reply {
+    Reply::Prompt {
+        text: format!("{NOT_UNDERSTOOD} {}", menu_text(options)),
+    }
+}
+
 /// The reply to a key that is not understood, given how many times the nurse has been
 /// re-prompted before.
 pub fn reprompt_or_goodbye(reprompts_before: i32, options: MenuOptions) -> Reply {
     if reprompts_before < MAX_REPROMPTS {
-        Reply::Prompt {
-            text: format!("{NOT_UNDERSTOOD} {}", menu_text(options)),
-        }
+        ask_again(options)
     } else {
         Reply::Say {
             text: GOODBYE.to_string(),
@@ -267,6 +311,70 @@ mod tests {
             speech: true,
         });
         assert!(all.contains("Press 4") && all.contains("say yes"), "{all}");
+        assert!(
+            all.ends_with("say yes, repeat, details, busy, connect me, or join the call."),
+            "{all}"
+        );
+        let no_room = menu_text(MenuOptions {
+            connect: false,
+            speech: true,
+        });
+        assert!(
+            no_room.ends_with("say yes, repeat, details, busy, or join the call."),
+            "{no_room}"
+        );
+        // Every phrase offered is one the matcher understands as its key.
+        use crate::domain::intent::match_speech;
+        for (said, key) in [
+            ("yes", "1"),
+            ("repeat", "2"),
+            ("busy", "3"),
+            ("connect me", "4"),
+            ("join the call", "5"),
+            ("details", "9"),
+        ] {
+            assert_eq!(match_speech(said), MenuChoice::from_digits(key), "{said}");
+        }
+    }
+
+    #[test]
+    fn replies_stay_within_what_vonage_speaks() {
+        let all = MenuOptions {
+            connect: true,
+            speech: true,
+        };
+        // The longest announcement the renderer makes, then the whole menu.
+        let alert = crate::domain::alert::Alert {
+            id: "a1".into(),
+            patient_id: Some("P001".into()),
+            patient_name: Some("N".repeat(5000)),
+            room_id: None,
+            room_name: Some("R".repeat(5000)),
+            severity: "critical".into(),
+            status: crate::domain::alert::AlertStatus::Active,
+            alert_type: None,
+            title: None,
+            message: Some("x".repeat(5000)),
+            triggered_at: chrono::Utc::now(),
+            acknowledged_at: None,
+            acknowledged_by: None,
+        };
+        let settings = crate::domain::message::MessageSettings {
+            hospital_name: "H".repeat(5000),
+            include_patient_name: true,
+        };
+        let announced = crate::domain::message::announcement(&alert, &settings);
+        // The label every reply names the room by (capped where it is made).
+        let long_room = crate::domain::message::room_label(&alert);
+        assert!(long_room.chars().count() <= 100, "{long_room}");
+        for text in [
+            announcement_prompt(&announced, all).text().to_string(),
+            no_destination(&long_room, all).text().to_string(),
+            connecting(&long_room),
+        ] {
+            assert!(text.chars().count() <= 1500, "{} characters", text.len());
+        }
+        assert!(no_destination(&long_room, all).text().contains("Press 1"));
     }
 
     #[test]
@@ -279,6 +387,43 @@ mod tests {
         assert!(!phone.masked().contains("5550102"));
         assert!(Destination::parse("sips:video@gw.example.org").is_ok());
         for bad in ["sip:", "sip:a b@x", "555", "room 2", ""] {
+            assert!(Destination::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sip_schemes_are_lower_case_and_need_a_host() {
+        let sip = |text: &str| match Destination::parse(text) {
+            Ok(Destination::Sip(uri)) => Ok(uri),
+            other => Err(format!("{other:?}")),
+        };
+        // Vonage's schema: `^sips?:`, case-sensitive.
+        assert_eq!(
+            sip("SIP:room2@intercom.example.org").unwrap(),
+            "sip:room2@intercom.example.org"
+        );
+        assert_eq!(
+            sip(" Sips:Video@GW.example.org ").unwrap(),
+            "sips:Video@GW.example.org"
+        );
+        for good in [
+            "sip:intercom.example.org",
+            "sip:room2@10.0.0.7:5060;transport=tcp",
+            "sips:room2@[2001:db8::1]:5061",
+            "sip:room2@intercom.example.org?subject=alert",
+        ] {
+            assert_eq!(sip(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "SIP:",
+            "sips:",
+            "sip:room2@",
+            "sip:@intercom.example.org",
+            "sip:;transport=tls",
+            "sip:room2@:5060",
+            "sip:room2@[]",
+            "sip:room2@bad_host!",
+        ] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
     }

@@ -133,6 +133,10 @@ pub fn room_label(alert: &Alert) -> String {
     room(alert).unwrap_or_else(|| "The room".to_string())
 }
 
+/// Room labels come from the hospital's database: a long one must not push what is said past
+/// the 1,500 characters Vonage speaks, nor bury the menu after it.
+const MAX_ROOM_CHARS: usize = 80;
+
 fn room(alert: &Alert) -> Option<String> {
     alert
         .room_name
@@ -141,6 +145,7 @@ fn room(alert: &Alert) -> Option<String> {
         .map(clean)
         .filter(|r| !r.is_empty())
         .map(|r| {
+            let r = truncate_chars(r, MAX_ROOM_CHARS);
             if r.to_lowercase().starts_with("room") {
                 r
             } else {

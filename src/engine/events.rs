@@ -45,6 +45,20 @@ struct Choice {
     understood: Understood,
 }
 
+/// Who answered the call, as far as machine detection has said.
+enum AnsweredBy {
+    Human,
+    Machine,
+    /// No result yet; `held_before`: a spoken acknowledgement on this call was already held.
+    Unknown {
+        held_before: bool,
+    },
+}
+
+/// The `menu.choice` detail key of a held spoken acknowledgement (its value: the input's
+/// provider timestamp).
+const HELD: &str = "held_for_machine_detection";
+
 impl Engine {
     /// Whether another call of the same step is still ringing or in progress.
     async fn others_live(&self, call: &CallRecord) -> Result<bool, StoreError> {
@@ -173,10 +187,22 @@ impl Engine {
         let (speech_on, min_confidence) = self.speech();
         let speech: &[SpeechResult] = if speech_on { &input.speech } else { &[] };
         let mut understood = intent::understand(&input.digits, speech, min_confidence);
-        // Voicemail never acknowledges: once the call is known to be a machine, what it
-        // "says" is a greeting, not an answer.
-        if call.status == CallStatus::Machine && understood.via == Via::Speech {
-            understood.choice = MenuChoice::NotUnderstood;
+        let mut held = false;
+        if understood.via == Via::Speech {
+            // Voicemail never acknowledges: once the call is known to be a machine, what it
+            // "says" is a greeting, not an answer.
+            if call.status == CallStatus::Machine {
+                understood.choice = MenuChoice::NotUnderstood;
+            } else if understood.choice.acknowledges() {
+                match self.answered_by(call, input, source).await? {
+                    AnsweredBy::Machine => understood.choice = MenuChoice::NotUnderstood,
+                    AnsweredBy::Unknown { held_before: false } => {
+                        understood.choice = MenuChoice::NotUnderstood;
+                        held = true;
+                    }
+                    AnsweredBy::Human | AnsweredBy::Unknown { held_before: true } => {}
+                }
+            }
         }
         let dedupe = input
             .at
@@ -191,22 +217,21 @@ impl Engine {
         );
         // One audit entry per choice, with what it was made from. When the choice
         // acknowledges, it is written in the acknowledgement's own transaction.
+        let mut detail = json!({
+            "choice": understood.choice.as_str(),
+            "via": understood.via.as_str(),
+            "digits": input.digits,
+            "timed_out": input.timed_out,
+            "text": understood.text,
+            "confidence": understood.confidence,
+        });
+        if held {
+            // Marks the hold, and which input it was, so that a repeated delivery of this
+            // webhook is not mistaken for the nurse saying it again.
+            detail[HELD] = json!(input.at);
+        }
         let choice = Choice {
-            audit: AuditEvent::on_call(
-                call,
-                source.as_str(),
-                "menu.choice",
-                dedupe,
-                json!({
-                    "choice": understood.choice.as_str(),
-                    "via": understood.via.as_str(),
-                    "digits": input.digits,
-                    "timed_out": input.timed_out,
-                    "text": understood.text,
-                    "confidence": understood.confidence,
-                }),
-                now,
-            ),
+            audit: AuditEvent::on_call(call, source.as_str(), "menu.choice", dedupe, detail, now),
             understood,
         };
         match choice.understood.choice {
@@ -232,15 +257,66 @@ impl Engine {
                 })
             }
             MenuChoice::NotUnderstood | MenuChoice::Acknowledge | MenuChoice::ConnectRoom => {
+                let options = self.options_for(&call.alert_id).await?;
+                if held {
+                    // Not counted as a re-prompt: holding must never end the nurse's call.
+                    return Ok(menu::ask_again(options));
+                }
                 let before = if fresh {
                     self.store.bump_prompts(call.id).await?
                 } else {
                     call.prompts - 1
                 };
-                let options = self.options_for(&call.alert_id).await?;
                 Ok(menu::reprompt_or_goodbye(before, options))
             }
         }
+    }
+
+    /// What machine detection has said about the call, from its audit trail.
+    ///
+    /// With `bargeIn` the recogniser listens from the first word, so a greeting's speech can
+    /// arrive before Vonage's `machine` event. A spoken acknowledgement is therefore acted on
+    /// at once only when the call is known to be a person (`human`). While the result is not
+    /// known yet, the first one is held: the nurse is asked again (not counted against the
+    /// re-prompt limit), and a second one on the same call is acted on. So a nurse who answers
+    /// before detection finishes is asked once more rather than refused forever (detection may
+    /// never report, and the menu must keep working), while a greeting would have to say two
+    /// separate short "yes"-like sentences, with nothing that sounds like a greeting, before
+    /// the `machine` event. Keys are never held: a machine does not press 1.
+    async fn answered_by(
+        &self,
+        call: &CallRecord,
+        input: &InputEvent,
+        source: Source,
+    ) -> Result<AnsweredBy, StoreError> {
+        if source == Source::Simulator {
+            // The simulated phone is a person by construction (it has no voicemail), and its
+            // `human` event goes through a queue that a quick click on the say box can overtake.
+            return Ok(AnsweredBy::Human);
+        }
+        let id = call.id.to_string();
+        let events = self.store.list_events(&call.alert_id).await?;
+        let mine = || {
+            events
+                .iter()
+                .filter(|e| e.call_id.as_deref() == Some(id.as_str()))
+        };
+        if mine().any(|e| e.kind == "call.machine") {
+            return Ok(AnsweredBy::Machine);
+        }
+        if mine().any(|e| e.kind == "call.human") {
+            return Ok(AnsweredBy::Human);
+        }
+        // Without the provider's timestamp a repeated delivery cannot be told apart; any
+        // earlier hold then counts.
+        let this = json!(input.at);
+        let held_before = mine().any(|e| {
+            e.kind == "menu.choice"
+                && e.detail
+                    .get(HELD)
+                    .is_some_and(|at| input.at.is_none() || *at != this)
+        });
+        Ok(AnsweredBy::Unknown { held_before })
     }
 
     /// Records a menu choice that does not acknowledge; false when this delivery was already
@@ -395,7 +471,7 @@ impl Engine {
                     );
                 }
                 Ok(Reply::Connect {
-                    text: format!("{} Connecting you to {room}.", menu::ACKNOWLEDGED),
+                    text: menu::connecting(&room),
                     to,
                 })
             }

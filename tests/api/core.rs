@@ -103,7 +103,7 @@ pub async fn critical_alert_is_called_and_press_1_acknowledges(db: TestDb) {
         "Critical alert at Haven Hospital. Room 2, patient Dheeraj Vislawath. Seizure activity \
          detected. Please respond immediately. Press 1 to acknowledge this alert. Press 2 to hear it again. \
          Press 3 if you cannot respond. Press 9 for details, or 5 to join the responders' call. \
-         You can also say yes, repeat, details, or busy."
+         You can also say yes, repeat, details, busy, or join the call."
     );
     assert!(input_url(call).starts_with(&app.url("/api/alerts/call-response")));
     assert!(event_url(call).starts_with(&app.url("/api/alerts/call-event")));
@@ -481,6 +481,10 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
         ),
         (
             r#"alertcall_acknowledgements_total{via="phone",action="acknowledged"}"#,
+            2.0,
+        ),
+        (
+            r#"alertcall_menu_choices_total{choice="acknowledge",via="dtmf"}"#,
             2.0,
         ),
         ("alertcall_escalation_steps_total", 3.0),

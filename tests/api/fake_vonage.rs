@@ -598,9 +598,7 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
                             Some("phone") => ep["number"].as_str().is_some_and(|n| {
                                 (7..=15).contains(&n.len()) && n.chars().all(|c| c.is_ascii_digit())
                             }),
-                            Some("sip") => ep["uri"].as_str().is_some_and(|u| {
-                                (u.starts_with("sip:") || u.starts_with("sips:")) && u.len() > 4
-                            }),
+                            Some("sip") => ep["uri"].as_str().is_some_and(sip_uri_ok),
                             Some("websocket") => ep["uri"]
                                 .as_str()
                                 .is_some_and(|u| u.starts_with("ws:") || u.starts_with("wss:")),
@@ -631,6 +629,20 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
                 {
                     out.push(format!("ncco[{i}] connect.limit must be 0..7200"));
                 }
+                // ncco-schema.json: a number, minimum 0 (NOTES.md: ring seconds, default 60).
+                if action
+                    .get("timeout")
+                    .is_some_and(|t| t.as_f64().is_none_or(|t| t < 0.0))
+                {
+                    out.push(format!("ncco[{i}] connect.timeout must be a number >= 0"));
+                }
+                // NOTES.md §8.3: once connected, keys are no longer collected; what follows a
+                // connect runs when its leg ends, so only something to say makes sense there.
+                if actions[i + 1..].iter().any(|a| a["action"] != "talk") {
+                    out.push(format!(
+                        "ncco[{i}] only talk may follow a connect (no input after a bridge)"
+                    ));
+                }
                 if action.get("eventUrl").is_some_and(|u| !url_list(u))
                     || !method_ok(action.get("eventMethod"))
                 {
@@ -656,6 +668,19 @@ pub fn check_ncco(ncco: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// ncco-schema.json `endpoint-sip`: `^sips?:` (case-sensitive), and a SIP URI names a host.
+fn sip_uri_ok(uri: &str) -> bool {
+    let Some(rest) = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+    else {
+        return false;
+    };
+    let address = rest.split([';', '?']).next().unwrap_or("");
+    let host = address.rsplit_once('@').map_or(address, |(_, host)| host);
+    !host.is_empty() && !host.starts_with(':') && !uri.chars().any(char::is_whitespace)
 }
 
 /// The number after `prefix` in a call's spoken text (tests tag alerts `crash-17` etc.).

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::core::{WAIT, event_url, input_body, input_url, seed_query, spoken};
+use crate::core::{WAIT, event_body, event_url, input_body, input_url, seed_query, spoken};
 use crate::db::TestDb;
 use crate::fake_vonage::{FakeVonage, Received, SIGNATURE_SECRET, check_ncco};
 use crate::helpers::{TestApp, wait_until};
@@ -17,6 +17,17 @@ const ROOM_2_SIP: &str = "sip:room2@intercom.example.org";
 /// Two nurses called together in one step; Room 2 (`R2`) has an intercom, Room 7 has none;
 /// Room 2's unit keeps patient names out of the details.
 fn config() -> tempfile::NamedTempFile {
+    config_with_steps(
+        r#"
+[[policies.steps]]
+notify = ["person:primary", "person:backup"]
+wait = "60s"
+"#,
+    )
+}
+
+/// The same people and rooms with other escalation steps.
+fn config_with_steps(steps: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         file.path(),
@@ -48,11 +59,7 @@ include_patient_name_in_details = false
 [[policies]]
 name = "ward"
 severities = ["critical"]
-
-[[policies.steps]]
-notify = ["person:primary", "person:backup"]
-wait = "60s"
-"#
+{steps}"#
         ),
     )
     .unwrap();
@@ -67,8 +74,16 @@ struct Setup {
 }
 
 async fn setup(db: &TestDb, room: &str, extra: &[(&str, &str)]) -> Setup {
+    setup_with(db, config(), room, extra).await
+}
+
+async fn setup_with(
+    db: &TestDb,
+    file: tempfile::NamedTempFile,
+    room: &str,
+    extra: &[(&str, &str)],
+) -> Setup {
     let fake = FakeVonage::start().await;
-    let file = config();
     let path = file.path().display().to_string();
     let mut env = vec![("ALERTCALL_CONFIG", path.as_str())];
     env.extend_from_slice(extra);
@@ -138,6 +153,29 @@ async fn say(app: &TestApp, call: &Received, text: &str, confidence: &str) -> Va
     .await
 }
 
+/// Posts a signed call event. Machine detection's `human` and `machine` carry `call_uuid`
+/// instead of `uuid` (NOTES.md §4).
+async fn call_event(app: &TestApp, call: &Received, status: &str) {
+    let uuid = call.uuid.as_deref().unwrap();
+    let body = match status {
+        "human" | "machine" => json!({"call_uuid": uuid, "from": "447700900001", "to": PRIMARY,
+            "status": status, "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22",
+            "timestamp": chrono::Utc::now().to_rfc3339()})
+        .to_string(),
+        _ => event_body(uuid, status),
+    };
+    let r = app
+        .webhook(&event_url(call), &body, Some(SIGNATURE_SECRET))
+        .await;
+    assert_eq!(r.status(), 204, "{status}");
+}
+
+/// A pickup that machine detection says is a person, as Vonage reports it.
+async fn picked_up_by_a_person(app: &TestApp, call: &Received) {
+    call_event(app, call, "answered").await;
+    call_event(app, call, "human").await;
+}
+
 async fn alert_status(db: &TestDb, alert: &str) -> Option<String> {
     db.scalar(&format!(
         "SELECT status FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
@@ -192,6 +230,7 @@ pub async fn speech_on_my_way_acknowledges(db: TestDb) {
         greeting.contains("Press 4 to be connected to the room.") && greeting.contains("say yes"),
         "{greeting}"
     );
+    picked_up_by_a_person(&app, &primary).await;
 
     // Not confident enough: asked again, nothing acknowledged.
     let unsure = say(&app, &primary, "yes", "0.31").await;
@@ -245,7 +284,6 @@ pub async fn voicemail_never_acknowledges_by_speech(db: TestDb) {
         alert,
     } = setup(&db, "R2", &[]).await;
     let primary = call_to(&fake, PRIMARY).await;
-    let uuid = primary.uuid.clone().unwrap();
     // A greeting transcribed before machine detection has spoken.
     let greeting = say(
         &app,
@@ -256,13 +294,7 @@ pub async fn voicemail_never_acknowledges_by_speech(db: TestDb) {
     .await;
     assert!(spoken(&greeting).starts_with("Sorry, I did not get that."));
     // Once the call is known to be a machine, a confident "yes" is still nothing.
-    let machine = json!({"call_uuid": uuid, "from": "447700900001", "to": PRIMARY,
-        "status": "machine", "conversation_uuid": "CON-1", "timestamp": "2026-11-24T20:15:33.517Z"})
-    .to_string();
-    let r = app
-        .webhook(&event_url(&primary), &machine, Some(SIGNATURE_SECRET))
-        .await;
-    assert_eq!(r.status(), 204);
+    call_event(&app, &primary, "machine").await;
     let yes = say(&app, &primary, "yes", "0.99").await;
     assert_ne!(spoken(&yes), "Alert acknowledged. Thank you.");
     assert_eq!(alert_status(&db, &alert).await.as_deref(), Some("active"));
@@ -334,7 +366,7 @@ pub async fn key_4_connects_to_the_rooms_sip_uri(db: TestDb) {
     } = setup(&db, "R2", &[]).await;
     let primary = call_to(&fake, PRIMARY).await;
     let ncco = press(&app, &primary, "4").await;
-    assert_eq!(actions(&ncco), ["talk", "connect"]);
+    assert_eq!(actions(&ncco), ["talk", "connect", "talk"]);
     assert_eq!(
         spoken(&ncco),
         "Alert acknowledged. Thank you. Connecting you to Room 2."
@@ -344,6 +376,16 @@ pub async fn key_4_connects_to_the_rooms_sip_uri(db: TestDb) {
         json!([{"type": "sip", "uri": ROOM_2_SIP}])
     );
     assert_eq!(ncco[1]["from"], "447700900001", "our Vonage number");
+    assert_eq!(
+        ncco[1]["timeout"], 30,
+        "the room rings 30 s, not Vonage's 60"
+    );
+    // When the room hangs up or never answers, the nurse hears that, not silence.
+    assert_eq!(
+        ncco[2]["text"],
+        "The connection to the room has ended. The alert stays acknowledged. Goodbye."
+    );
+    assert_eq!(ncco[2]["language"], "en-GB");
     // Acknowledged first, as key 1 would.
     let row = db.row(&seed_query(primary.uuid.as_deref().unwrap())).await;
     assert_eq!(row[0].as_deref(), Some("acknowledged"));
@@ -382,6 +424,7 @@ pub async fn an_unconfigured_room_keeps_the_call(db: TestDb) {
         !spoken(&primary.body["ncco"]).contains("Press 4"),
         "the menu offers no connection for Room 7"
     );
+    picked_up_by_a_person(&app, &primary).await;
     let ncco = say(&app, &primary, "connect me to the room", "0.9").await;
     assert_eq!(actions(&ncco), ["talk", "input"], "the call goes on");
     assert!(
@@ -477,6 +520,168 @@ pub async fn two_nurses_pressing_5_share_one_conference_until_the_alert_closes(d
     app.stop().await;
 }
 both_backends!(talkback::two_nurses_pressing_5_share_one_conference_until_the_alert_closes);
+
+pub async fn a_greeting_before_the_machine_event_never_acknowledges(db: TestDb) {
+    let Setup {
+        fake,
+        _file,
+        app,
+        alert,
+    } = setup(&db, "R2", &[]).await;
+    let primary = call_to(&fake, PRIMARY).await;
+    // Voicemail picks up; with bargeIn its greeting is heard before machine detection reports.
+    call_event(&app, &primary, "answered").await;
+    for greeting in [
+        "Hi, this is Jane. Leave me a message, okay?",
+        "You've reached Sam. Okay, you know the drill.",
+        // Short and clear, but machine detection has not spoken yet: held, and asked again
+        // even after two re-prompts.
+        "Okay.",
+    ] {
+        let reply = say(&app, &primary, greeting, "0.97").await;
+        assert_eq!(actions(&reply), ["talk", "input"], "{greeting}");
+        assert!(
+            spoken(&reply).starts_with("Sorry, I did not get that."),
+            "{greeting}: {}",
+            spoken(&reply)
+        );
+    }
+    call_event(&app, &primary, "machine").await;
+    let after = say(&app, &primary, "okay", "0.99").await;
+    assert_eq!(spoken(&after), "No acknowledgement was received. Goodbye.");
+    assert_eq!(alert_status(&db, &alert).await.as_deref(), Some("active"));
+    assert!(events(&app, &alert, "alert.acknowledged").await.is_empty());
+    app.stop().await;
+}
+both_backends!(talkback::a_greeting_before_the_machine_event_never_acknowledges);
+
+pub async fn a_quick_yes_before_machine_detection_is_asked_once_more(db: TestDb) {
+    let Setup {
+        fake,
+        _file,
+        app,
+        alert,
+    } = setup(&db, "R2", &[]).await;
+    let primary = call_to(&fake, PRIMARY).await;
+    call_event(&app, &primary, "answered").await;
+    // The nurse barges in before machine detection has reported: asked again, not refused.
+    let first = speech_body(primary.uuid.as_deref().unwrap(), "yes", "0.95");
+    let held = post_input(&app, &primary, first.clone()).await;
+    assert_eq!(actions(&held), ["talk", "input"]);
+    assert!(spoken(&held).starts_with("Sorry, I did not get that."));
+    // The same webhook delivered again is not the nurse saying it again.
+    let repeated = post_input(&app, &primary, first).await;
+    assert!(spoken(&repeated).starts_with("Sorry, I did not get that."));
+    assert_eq!(alert_status(&db, &alert).await.as_deref(), Some("active"));
+    let choices = events(&app, &alert, "menu.choice").await;
+    assert_eq!(choices.len(), 1, "one input, recorded once");
+    assert_eq!(choices[0].detail["choice"], "not_understood");
+    assert!(choices[0].detail["held_for_machine_detection"].is_string());
+    // Said again (detection still silent): acted on.
+    let ack = say(&app, &primary, "yes, on my way", "0.95").await;
+    assert_eq!(spoken(&ack), "Alert acknowledged. Thank you.");
+    assert_eq!(
+        alert_status(&db, &alert).await.as_deref(),
+        Some("acknowledged")
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    app.stop().await;
+}
+both_backends!(talkback::a_quick_yes_before_machine_detection_is_asked_once_more);
+
+pub async fn a_question_never_acknowledges(db: TestDb) {
+    let Setup {
+        fake,
+        _file,
+        app,
+        alert,
+    } = setup(&db, "R2", &[]).await;
+    let primary = call_to(&fake, PRIMARY).await;
+    picked_up_by_a_person(&app, &primary).await;
+    for question in ["who's coming?", "Is it okay?"] {
+        let reply = say(&app, &primary, question, "0.93").await;
+        assert_eq!(actions(&reply), ["talk", "input"], "{question}");
+        assert!(
+            spoken(&reply).starts_with("Sorry, I did not get that."),
+            "{question}: {}",
+            spoken(&reply)
+        );
+    }
+    // Asking who else is coming gets the details.
+    let details = say(&app, &primary, "who else is coming?", "0.93").await;
+    assert!(spoken(&details).starts_with("Details."), "{details}");
+    assert_eq!(alert_status(&db, &alert).await.as_deref(), Some("active"));
+    assert!(events(&app, &alert, "alert.acknowledged").await.is_empty());
+    // A plain answer from the person still acknowledges at once.
+    let ack = say(&app, &primary, "yes", "0.93").await;
+    assert_eq!(spoken(&ack), "Alert acknowledged. Thank you.");
+    app.stop().await;
+}
+both_backends!(talkback::a_question_never_acknowledges);
+
+pub async fn saying_busy_or_i_cant_declines_and_escalates_at_once(db: TestDb) {
+    // The backup is the next step, five minutes later unless the primary declines.
+    let file = config_with_steps(
+        r#"
+[[policies.steps]]
+notify = ["person:primary"]
+wait = "5m"
+
+[[policies.steps]]
+notify = ["person:backup"]
+wait = "5m"
+"#,
+    );
+    let Setup {
+        fake,
+        _file,
+        app,
+        alert,
+    } = setup_with(&db, file, "R2", &[]).await;
+    let second = db
+        .insert_alert("critical", "P001", "R7", "Fall detected")
+        .await;
+    for (said, message) in [
+        ("Sorry, I'm busy", "Seizure activity detected"),
+        ("I can't", "Fall detected"),
+    ] {
+        let find = |number: &str| {
+            fake.calls().into_iter().find(|c| {
+                c.body["to"][0]["number"].as_str() == Some(number)
+                    && spoken(&c.body["ncco"]).contains(message)
+            })
+        };
+        wait_until(
+            &format!("the primary is called about {message}"),
+            WAIT,
+            || async { find(PRIMARY).is_some() },
+        )
+        .await;
+        let primary = find(PRIMARY).unwrap();
+        let reply = say(&app, &primary, said, "0.9").await;
+        assert_eq!(actions(&reply), ["talk"], "{said}");
+        assert_eq!(
+            spoken(&reply),
+            "Understood. The next person is being called. Goodbye."
+        );
+        // Long before the five-minute step wait.
+        wait_until(
+            &format!("the backup is called about {message}"),
+            WAIT,
+            || async { find(BACKUP).is_some() },
+        )
+        .await;
+    }
+    for id in [&alert, &second] {
+        assert_eq!(alert_status(&db, id).await.as_deref(), Some("active"));
+        let choices = events(&app, id, "menu.choice").await;
+        assert_eq!(choices[0].detail["choice"], "decline");
+        assert_eq!(choices[0].detail["via"], "speech");
+    }
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    app.stop().await;
+}
+both_backends!(talkback::saying_busy_or_i_cant_declines_and_escalates_at_once);
 
 /// The simulator: `say` next to `press`, and the phone shows a bridge or a conference.
 async fn sim_post(app: &TestApp, path: &str, body: Option<Value>) -> reqwest::Response {
