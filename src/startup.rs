@@ -119,7 +119,9 @@ impl Application {
                 let _ = rx.wait_for(|s| *s).await;
             }
         }));
-        let app = http::router(self.state);
+        // The peer address decides who may use the simulator without credentials and keys
+        // the sign-in lockout (`http::auth::peer`).
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let mut rx = stop_rx;
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = rx.wait_for(|s| *s).await;

@@ -19,7 +19,9 @@ const STYLE: &str = include_str!("../../assets/app.css");
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+/// Every page, script and style sheet goes out through here, with the headers above, so the
+/// sign-in page is framed and cached no more than the dashboard.
+pub(super) fn page(content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     let headers = response.headers_mut();
     headers.insert(

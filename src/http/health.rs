@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,16 +13,29 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers within 2 s. Whether the provider can place calls is reported
+/// too, but does not make the instance unready: a refused key refuses every instance alike,
+/// and taking them all out of a load balancer would also cut the dashboard the charge nurses
+/// fall back on and the webhooks still arriving. Only "ok" or "unavailable" is answered, to
+/// anyone who asks; the cause (a database error names hosts and ports) goes to the log.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let engine = &state.engine;
-    let database = tokio::time::timeout(std::time::Duration::from_secs(2), engine.store.ping())
-        .await
-        .map_err(|_| "timed out".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let database = match tokio::time::timeout(Duration::from_secs(2), engine.store.ping()).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    };
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "not ready: the database is unreachable");
+    }
+    let provider = engine.provider.ready();
+    if let Err(e) = &provider {
+        tracing::warn!(provider = engine.provider.name(), error = %e, "not ready: the provider cannot place calls");
+    }
+    let word = |check: &Result<(), String>| if check.is_ok() { "ok" } else { "unavailable" };
     let body = json!({
-        "database": match &database { Ok(()) => "ok".to_string(), Err(e) => e.clone() },
+        "database": word(&database),
         "provider": engine.provider.name(),
+        "provider_status": word(&provider),
     });
     let status = if database.is_ok() {
         StatusCode::OK

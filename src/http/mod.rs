@@ -30,6 +30,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub sim: Option<Arc<Simulator>>,
     pub lockout: Arc<auth::Lockout>,
+    /// Password checks that may run at once (see `auth::login`).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             engine,
             sim,
             lockout: Arc::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(auth::PASSWORD_CHECKS)),
         }
     }
 }

@@ -1,59 +1,123 @@
-//! The simulator's virtual phones over HTTP (used by `alertcall sim ...` and tests).
+//! The simulator's virtual phones over HTTP (used by `alertcall sim ...`, the dashboard's
+//! virtual phones and tests).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
+use super::auth::{self, is_safe};
 use super::{AppState, HttpError};
+use crate::auth::Role;
 use crate::engine::Source;
 use crate::telephony::simulator::{SimCall, SimSms, Simulator};
 
-/// The simulator's phones. With ALERTCALL_API_TOKEN set they need a credential like the API
-/// (the token, or a dashboard session); without, they are open like the phones they stand
-/// for, so `alertcall sim ...` works out of the box. They exist only with the simulator.
-async fn authorize(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Arc<Simulator>, HttpError> {
-    if state.engine.config.api_token.is_some() {
-        super::auth::authorize(state, method, headers).await?;
+/// The simulator, for a request allowed to use its phones. They show what the nurse hears
+/// (patient names) and pressing 1 acknowledges an alert, so:
+///
+/// - with credentials (an API token or a dashboard session), as the API: reading needs the
+///   viewer role, anything else admin (and a session's CSRF token);
+/// - without, only when no ALERTCALL_API_TOKEN is set and the request comes straight from
+///   this machine (`from_this_machine`), so that `alertcall sim ...` works out of the box.
+pub struct Phones(Arc<Simulator>);
+
+impl FromRequestParts<AppState> for Phones {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match auth::principal(state, &parts.headers).await? {
+            Some(principal) => {
+                let role = if is_safe(&parts.method) {
+                    Role::Viewer
+                } else {
+                    Role::Admin
+                };
+                auth::permit(principal, role, &parts.method, &parts.headers)?;
+            }
+            None if state.engine.config.api_token.is_some() => {
+                return Err(HttpError::Unauthorized(
+                    "ALERTCALL_API_TOKEN is set: send it as Authorization: Bearer <token> \
+                     (`alertcall sim` does), or sign in at /login"
+                        .into(),
+                ));
+            }
+            None if from_this_machine(auth::peer(&parts.extensions), &parts.headers) => {
+                if !is_safe(&parts.method) {
+                    auth::check_same_origin(&parts.headers)?;
+                }
+            }
+            None => {
+                return Err(HttpError::Unauthorized(
+                    "without credentials the simulator's phones answer only requests made on \
+                     this machine to 127.0.0.1 or localhost, not through a proxy: send \
+                     Authorization: Bearer <API token> (set ALERTCALL_API_TOKEN; `alertcall sim` \
+                     sends it), or sign in at /login"
+                        .into(),
+                ));
+            }
+        }
+        state.sim.clone().map(Phones).ok_or_else(|| {
+            HttpError::NotFound("the simulator is not the configured provider".into())
+        })
     }
-    state
-        .sim
-        .clone()
-        .ok_or_else(|| HttpError::NotFound("the simulator is not the configured provider".into()))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Vec<SimCall>>, HttpError> {
-    Ok(Json(authorize(&state, &method, &headers).await?.list()))
+/// Headers a reverse proxy adds. Behind one every client connects from the proxy, often on
+/// this machine, so a request carrying any of them is not taken as local.
+const PROXY_HEADERS: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Whether a request came straight from this machine: a loopback peer, no proxy headers,
+/// and a Host that names this machine — a web page whose own name was made to resolve to
+/// 127.0.0.1 (DNS rebinding) sends its own name.
+fn from_this_machine(peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    peer.is_some_and(|ip| ip.is_loopback())
+        && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
+        && headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(names_this_machine)
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(authorize(&state, &method, &headers).await?.get(&id)?))
+/// `localhost`, or a loopback or unspecified address (`alertcall sim` talks to the listen
+/// address, e.g. `0.0.0.0:8000`), with any port.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| {
+            let ip = ip.to_canonical();
+            ip.is_loopback() || ip.is_unspecified()
+        })
+}
+
+pub async fn list(Phones(sim): Phones) -> Json<Vec<SimCall>> {
+    Json(sim.list())
+}
+
+pub async fn show(Phones(sim): Phones, Path(id): Path<String>) -> Result<Json<SimCall>, HttpError> {
+    Ok(Json(sim.get(&id)?))
 }
 
 pub async fn answer(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Phones(sim): Phones,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(
-        authorize(&state, &method, &headers).await?.answer(&id)?,
-    ))
+    Ok(Json(sim.answer(&id)?))
 }
 
 #[derive(Deserialize)]
@@ -63,12 +127,10 @@ pub struct Keys {
 
 pub async fn press(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Phones(sim): Phones,
     Path(id): Path<String>,
     Json(keys): Json<Keys>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let sim = authorize(&state, &method, &headers).await?;
     let input = sim.press(&id, &keys.keys)?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
     Ok(Json(sim.hear(&id, &turn.reply)?))
@@ -85,12 +147,10 @@ pub struct Said {
 /// report it.
 pub async fn say(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Phones(sim): Phones,
     Path(id): Path<String>,
     Json(said): Json<Said>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let sim = authorize(&state, &method, &headers).await?;
     let input = sim.say(&id, &said.text, said.confidence.unwrap_or(1.0))?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
     Ok(Json(sim.hear(&id, &turn.reply)?))
@@ -98,33 +158,23 @@ pub async fn say(
 
 pub async fn silence(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Phones(sim): Phones,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let sim = authorize(&state, &method, &headers).await?;
     let input = sim.silence(&id)?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
     Ok(Json(sim.hear(&id, &turn.reply)?))
 }
 
 pub async fn hang_up(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    Phones(sim): Phones,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(
-        authorize(&state, &method, &headers).await?.hang_up(&id)?,
-    ))
+    Ok(Json(sim.hang_up(&id)?))
 }
 
-pub async fn messages(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Vec<SimSms>>, HttpError> {
-    Ok(Json(authorize(&state, &method, &headers).await?.messages()))
+pub async fn messages(Phones(sim): Phones) -> Json<Vec<SimSms>> {
+    Json(sim.messages())
 }
 
 #[derive(Deserialize)]
@@ -136,14 +186,64 @@ pub struct Reply {
 /// A simulated phone texts back, through the same path as an inbound SMS webhook.
 pub async fn reply(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _: Phones,
     Json(reply): Json<Reply>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
-    authorize(&state, &method, &headers).await?;
     let acknowledged = state
         .engine
         .handle_inbound_sms(&reply.from, &reply.text)
         .await?;
     Ok(Json(serde_json::json!({"acknowledged": acknowledged})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (header::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn only_direct_requests_from_this_machine_count_as_local() {
+        let local = Some(IpAddr::from([127, 0, 0, 1]));
+        let host = ("host", "127.0.0.1:8000");
+        assert!(from_this_machine(local, &headers(&[host])));
+        for host in [
+            "localhost:8000",
+            "[::1]:8000",
+            "0.0.0.0:8000",
+            "127.0.0.2",
+            "LOCALHOST",
+        ] {
+            assert!(
+                from_this_machine(local, &headers(&[("host", host)])),
+                "{host}"
+            );
+        }
+        let elsewhere = Some(IpAddr::from([10, 0, 0, 7]));
+        assert!(!from_this_machine(elsewhere, &headers(&[host])));
+        assert!(!from_this_machine(None, &headers(&[host])));
+        for proxy in PROXY_HEADERS {
+            assert!(
+                !from_this_machine(local, &headers(&[host, (proxy, "10.0.0.7")])),
+                "{proxy}"
+            );
+        }
+        for host in [
+            "evil.example:8000",
+            "evil.example",
+            "10.0.0.1:8000",
+            "[fe80::1]:80",
+        ] {
+            assert!(
+                !from_this_machine(local, &headers(&[("host", host)])),
+                "{host}"
+            );
+        }
+        assert!(!from_this_machine(local, &HeaderMap::new()), "no Host");
+    }
 }

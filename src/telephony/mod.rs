@@ -53,6 +53,12 @@ pub enum ProviderError {
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// Whether calls can be placed as configured (for `/readyz`); why not, for the log.
+    /// Start-up already refuses a missing or malformed configuration, so this is what only
+    /// the running provider learns, e.g. that its credentials are refused.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError>;
     /// Ends a call that is ringing or in progress (someone else acknowledged).
     async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError>;

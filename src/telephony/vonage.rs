@@ -2,6 +2,7 @@
 //! webhooks. Shapes follow `shared/contracts/vonage` (NOTES.md, voice.yml, examples/).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::config::VonageConfig;
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
 use crate::domain::intent::SpeechResult;
-use crate::domain::menu::{Destination, Reply};
+use crate::domain::menu::{self, Destination, Reply};
 
 /// Application JWTs live this long; a new one is made when less than a minute is left.
 const TOKEN_LIFETIME_SECS: i64 = 900;
@@ -40,10 +41,14 @@ const SPEECH_CONTEXT: &[&str] = &[
     "details",
     "connect me",
     "conference",
+    "join the call",
     "busy",
     "can't",
     "decline",
 ];
+/// How long the room's intercom or phone rings when a nurse is connected to it (Vonage's
+/// default is 60 s): after that the nurse hears that the connection ended, not ringing.
+const CONNECT_RING_SECS: u64 = 30;
 /// Speech results kept from one input webhook, and the longest transcript kept.
 const MAX_SPEECH_RESULTS: usize = 10;
 const MAX_TRANSCRIPT_CHARS: usize = 500;
@@ -57,6 +62,9 @@ pub struct VonageProvider {
     language: String,
     ringing_timer: Duration,
     token: Mutex<Option<(String, Instant)>>,
+    /// Vonage answered the last create-call with 401/403: no call can be placed until a
+    /// person fixes the application id or key (`ready`).
+    credentials_refused: AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -94,6 +102,7 @@ impl VonageProvider {
             language,
             ringing_timer,
             token: Mutex::new(None),
+            credentials_refused: AtomicBool::new(false),
         })
     }
 
@@ -168,8 +177,9 @@ pub struct NccoContext<'a> {
 }
 
 /// Renders a reply as an NCCO (NOTES.md §3): `talk` (interruptible by the keypad) then a
-/// one-digit `input` (also listening for speech when on); a final `talk`; a `talk` then
-/// `connect` to a phone or SIP endpoint; or a `talk` then `conversation` (a named conference).
+/// one-digit `input` (also listening for speech when on); a final `talk`; a `talk`, a
+/// `connect` to a phone or SIP endpoint and a closing `talk`; or a `talk` then `conversation`
+/// (a named conference).
 pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
     let talk = |text: &str| json!({"action": "talk", "text": text, "language": cx.language});
     match reply {
@@ -202,9 +212,14 @@ pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
                 Destination::Phone(phone) => json!({"type": "phone", "number": phone.digits()}),
                 Destination::Sip(uri) => json!({"type": "sip", "uri": uri}),
             };
+            // `connect` is synchronous: the actions after it run when the room's leg ends,
+            // whether it hung up or never answered within `timeout`. Without the closing
+            // `talk` the NCCO would end there and the nurse would hear nothing.
             json!([
                 talk(text),
-                {"action": "connect", "from": cx.from, "endpoint": [endpoint]}
+                {"action": "connect", "from": cx.from, "timeout": CONNECT_RING_SECS,
+                 "endpoint": [endpoint]},
+                talk(menu::CONNECTION_ENDED)
             ])
         }
         Reply::Conference { text, name } => json!([
@@ -218,6 +233,15 @@ pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
 impl Provider for VonageProvider {
     fn name(&self) -> &'static str {
         "vonage"
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if self.credentials_refused.load(Ordering::Relaxed) {
+            return Err("Vonage refused our credentials on the last call: check \
+                        VONAGE_APPLICATION_ID and the private key"
+                .into());
+        }
+        Ok(())
     }
 
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError> {
@@ -238,6 +262,12 @@ impl Provider for VonageProvider {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.bytes().await.unwrap_or_default();
+        // Only calls count: an account without SMS must not make the instance unready.
+        match status.as_u16() {
+            401 | 403 => self.credentials_refused.store(true, Ordering::Relaxed),
+            200..=299 => self.credentials_refused.store(false, Ordering::Relaxed),
+            _ => {}
+        }
         if status.as_u16() == 201 || status.as_u16() == 200 {
             #[derive(Deserialize)]
             struct Created {
@@ -790,6 +820,16 @@ mod tests {
             json!([{"type": "sip", "uri": "sip:room2@intercom.example.org"}])
         );
         assert_eq!(sip[1]["from"], "447700900001");
+        assert_eq!(sip[1]["timeout"], CONNECT_RING_SECS);
+        // When the room's leg ends (or never answers), the nurse is told, not left in silence.
+        assert_eq!(sip.as_array().unwrap().len(), 3);
+        assert_eq!(sip[2]["action"], "talk");
+        assert_eq!(sip[2]["text"], menu::CONNECTION_ENDED);
+        assert_eq!(sip[2]["language"], "en-GB");
+        assert!(
+            sip[2].get("bargeIn").is_none(),
+            "no input follows a connect"
+        );
         let phone = ncco(
             &Reply::Connect {
                 text: "Connecting".into(),

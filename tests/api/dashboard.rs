@@ -9,14 +9,14 @@ use crate::both_backends;
 use crate::db::TestDb;
 use crate::helpers::{ADMIN_PASSWORD, TestApp, wait_until};
 
-const ADMIN_TOKEN: &str = "admin-t0ken";
-const VIEWER_TOKEN: &str = "viewer-t0ken";
+pub const ADMIN_TOKEN: &str = "admin-t0ken";
+pub const VIEWER_TOKEN: &str = "viewer-t0ken";
 const VIEWER_PASSWORD: &str = "viewer-password-1";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// An alertcall.toml with a viewer person and a viewer token (the admin comes from
 /// ALERTCALL_ADMIN_PASSWORD and ALERTCALL_API_TOKEN).
-fn access_file() -> tempfile::NamedTempFile {
+pub fn access_file() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         file.path(),
@@ -31,7 +31,7 @@ fn access_file() -> tempfile::NamedTempFile {
     file
 }
 
-async fn spawn(db: &TestDb, file: &tempfile::NamedTempFile) -> TestApp {
+pub async fn spawn(db: &TestDb, file: &tempfile::NamedTempFile) -> TestApp {
     TestApp::spawn(
         db,
         None,
@@ -283,9 +283,10 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
 }
 both_backends!(dashboard::sign_in_sessions_and_csrf);
 
-/// The lockout: after ten failures for a name, even the right password is refused for now.
+/// The lockout: after ten failures for a name from one address, even the right password is
+/// refused there for now; other names are not locked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failed_sign_ins_lock_the_name() {
+async fn repeated_failed_sign_ins_lock_the_name_at_that_address() {
     let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
     let file = access_file();
     let app = spawn(&db, &file).await;
@@ -294,10 +295,230 @@ async fn repeated_failed_sign_ins_lock_the_name() {
         assert_eq!(sign_in(&app, &client, "admin", "guess").await, 401);
     }
     assert_eq!(sign_in(&app, &client, "admin", ADMIN_PASSWORD).await, 401);
+    let page = client
+        .get(app.url("/login?error=locked"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("wait 15 minutes"));
     assert_eq!(
         sign_in(&app, &client, "vera", VIEWER_PASSWORD).await,
         200,
         "other names are not locked"
+    );
+    app.stop().await;
+}
+
+/// A stranger's guesses lock the name only at the stranger's address: the real admin,
+/// signing in from elsewhere, still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_from_one_address_leaves_other_addresses_alone() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let stranger = browser();
+    for _ in 0..11 {
+        assert_eq!(sign_in(&app, &stranger, "admin", "guess").await, 401);
+    }
+    assert_eq!(sign_in(&app, &stranger, "admin", ADMIN_PASSWORD).await, 401);
+    // The whole of 127.0.0.0/8 is this machine: another source address, same server.
+    let elsewhere = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    assert_eq!(
+        sign_in(&app, &elsewhere, "admin", ADMIN_PASSWORD).await,
+        200,
+        "the admin is not locked out from another address"
+    );
+    assert_eq!(signed_in_as(&app, &elsewhere).await["role"], "admin");
+    app.stop().await;
+}
+
+/// The sign-in page goes out with the dashboard's headers: no framing, no sniffing, no
+/// caching, scripts only from the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_page_has_the_dashboards_security_headers() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(&db, None, &[]).await;
+    for path in ["/login", "/login?error=1"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 200);
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .unwrap_or_else(|| panic!("{path} has no {name}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-store");
+        assert!(header("content-type").starts_with("text/html"));
+    }
+    app.stop().await;
+}
+
+/// At most `PASSWORD_CHECKS` password checks run at once (each holds 19 MiB); one more
+/// sign-in waits `PASSWORD_CHECK_WAIT`, then is answered 503 with Retry-After and the form
+/// saying so. The user's hash is made slow so that the checks are surely still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_beyond_the_concurrent_limit_are_asked_to_retry() {
+    use alertcall::http::auth::{PASSWORD_CHECK_WAIT, PASSWORD_CHECKS};
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let _turn = crate::helpers::heavy().await;
+    // A hash whose check takes about twice the wait on its own (longer when they share the
+    // cores), whatever this machine's speed.
+    let started = std::time::Instant::now();
+    alertcall::auth::hash_password("calibrate");
+    let passes = (4.0 * PASSWORD_CHECK_WAIT.as_secs_f64() / started.elapsed().as_secs_f64())
+        .ceil()
+        .clamp(2.0, 2000.0) as u32;
+    let slow = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19 * 1024, passes, 1, None).unwrap(),
+    )
+    .hash_password(
+        b"slow password",
+        &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
+    )
+    .unwrap()
+    .to_string();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!("[[users]]\nname = \"sloane\"\nrole = \"viewer\"\npassword_hash = \"{slow}\"\n"),
+    )
+    .unwrap();
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[("ALERTCALL_CONFIG", file.path().to_str().unwrap())],
+    )
+    .await;
+    let attempts: Vec<_> = (0..=PASSWORD_CHECKS)
+        .map(|_| {
+            let request = browser()
+                .post(app.url("/login"))
+                .form(&[("username", "sloane"), ("password", "wrong")]);
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        let r = attempt.await.unwrap();
+        let retry_after = r.headers().get("retry-after").cloned();
+        let status = r.status().as_u16();
+        answers.push((status, retry_after, r.text().await.unwrap()));
+    }
+    let busy: Vec<_> = answers.iter().filter(|(s, ..)| *s == 503).collect();
+    assert_eq!(
+        busy.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        answers.iter().filter(|(s, ..)| *s == 303).count(),
+        PASSWORD_CHECKS
+    );
+    let (_, retry_after, page) = busy[0];
+    assert!(retry_after.is_some(), "503 says when to retry");
+    assert!(page.contains("try again in a few seconds"), "{page}");
+    // Once the checks are done, signing in works again.
+    assert_eq!(
+        sign_in(&app, &browser(), "admin", ADMIN_PASSWORD).await,
+        200
+    );
+    app.stop().await;
+}
+
+/// /readyz says "unavailable" without the database's error (which names hosts, ports and
+/// databases), and recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_hides_why_the_database_is_unavailable() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(crate::db::Backend::Postgres).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db, None, &[]).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"database": "ok", "provider": "simulator", "provider_status": "ok"})
+    );
+    // Close the database to new connections and end the service's ones, from the server's
+    // maintenance database (a database cannot close itself).
+    let (server, rest) = db.url.rsplit_once('/').unwrap();
+    let (name, query) = rest.split_once('?').map_or((rest, ""), |(n, q)| (n, q));
+    let maintenance = format!("{server}/postgres?{query}");
+    let mut admin = sqlx::PgConnection::connect(maintenance.trim_end_matches('?'))
+        .await
+        .unwrap();
+    let set_allowed = |allowed: bool| {
+        sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {allowed}"
+        ))
+    };
+    sqlx::raw_sql(set_allowed(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    wait_until("/readyz reports the database unavailable", WAIT, || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let body = app.get("/readyz").await.text().await.unwrap();
+    assert!(!body.contains(name), "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"database": "unavailable", "provider": "simulator", "provider_status": "ok"})
+    );
+    sqlx::raw_sql(set_allowed(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    wait_until("/readyz recovers", WAIT, || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    app.stop().await;
+}
+
+/// A provider that refuses our credentials cannot place a call: /readyz says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_provider_refusing_our_credentials() {
+    use crate::fake_vonage::{Behaviour, FakeVonage};
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    fake.script([Behaviour::Status(401, None)]);
+    let app = TestApp::spawn(&db, Some(&fake), &[]).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["provider"], "vonage");
+    db.insert_alert("critical", "P001", "R2", "Seizure").await;
+    wait_until("/readyz reports the provider", WAIT, || async {
+        app.get("/readyz").await.json::<Value>().await.unwrap()["provider_status"] == "unavailable"
+    })
+    .await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "the instance stays in rotation");
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"database": "ok", "provider": "vonage", "provider_status": "unavailable"})
     );
     app.stop().await;
 }

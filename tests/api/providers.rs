@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::both_backends;
-use crate::core::{WAIT, seed_query, wait_for_calls};
+use crate::core::{WAIT, metric, seed_query, wait_for_calls};
 use crate::db::TestDb;
 use crate::fake_vonage::{Behaviour, FakeVonage};
 use crate::helpers::{TestApp, wait_until};
@@ -41,6 +41,27 @@ pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
     );
     let row = db.row(&seed_query(calls[0].uuid.as_deref().unwrap())).await;
     assert_eq!(row[3].as_deref(), Some("initiated"));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for (series, value) in [
+        (
+            r#"alertcall_provider_errors_total{provider="vonage",kind="transient"}"#,
+            4.0,
+        ),
+        (
+            r#"alertcall_calls_placed_total{provider="vonage",result="error"}"#,
+            4.0,
+        ),
+        (
+            r#"alertcall_calls_placed_total{provider="vonage",result="placed"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            metric(&metrics, series),
+            Some(value),
+            "{series} in\n{metrics}"
+        );
+    }
     app.stop().await;
 }
 both_backends!(providers::rate_limits_server_errors_and_timeouts_are_retried);
@@ -114,6 +135,15 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
             .as_deref()
             .unwrap()
             .contains("invalid_number")
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"alertcall_provider_errors_total{provider="vonage",kind="permanent"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
     );
     // Another alert is still called: nothing is retried after a permanent refusal.
     db.insert_alert("critical", "P002", "R7", "Next").await;

@@ -117,6 +117,8 @@ both_backends!(simulator::simulated_phone_answers_and_acknowledges);
 pub async fn simulator_api_needs_the_token_when_set(db: TestDb) {
     let app = TestApp::spawn(&db, None, &[("ALERTCALL_API_TOKEN", "t0ken")]).await;
     assert_eq!(app.get("/api/sim/calls").await.status(), 401);
+    let r = post(&app, "/api/sim/calls/SIM-nope/answer", None).await;
+    assert_eq!(r.status(), 401, "not even from this machine");
     let r = app
         .http
         .get(app.url("/api/sim/calls"))
@@ -128,3 +130,109 @@ pub async fn simulator_api_needs_the_token_when_set(db: TestDb) {
     app.stop().await;
 }
 both_backends!(simulator::simulator_api_needs_the_token_when_set);
+
+/// Without ALERTCALL_API_TOKEN the phones need no credential, but only for requests made
+/// straight from this machine: not through a proxy, not to another host name, not from
+/// another site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_use_of_the_phones_is_for_this_machine_only() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(&db, None, &[]).await;
+    let anonymous = |headers: &[(&str, &str)]| {
+        let mut req = app.http.get(app.url("/api/sim/calls"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    assert_eq!(anonymous(&[]).await.unwrap().status(), 200);
+    let r = anonymous(&[("x-forwarded-for", "203.0.113.9")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "through a proxy");
+    let message: Value = r.json().await.unwrap();
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .contains("ALERTCALL_API_TOKEN"),
+        "{message}"
+    );
+    let r = anonymous(&[("forwarded", "for=203.0.113.9")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "through a proxy");
+    let r = anonymous(&[("host", "rebound.example:8000")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a page whose name resolves to 127.0.0.1");
+    // A change from a web page of another site is refused; from here it goes through.
+    let answer = app.url("/api/sim/calls/SIM-nope/answer");
+    let r = app
+        .http
+        .post(&answer)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .http
+        .post(&answer)
+        .header("origin", format!("http://{}", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "allowed, but there is no such call");
+    app.stop().await;
+}
+
+/// With credentials the phones follow the API's roles: a viewer sees them but may not
+/// answer or press (1 acknowledges the alert); an admin may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_may_watch_the_phones_but_not_press_them() {
+    use crate::dashboard::{ADMIN_TOKEN, VIEWER_TOKEN, access_file, spawn};
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    db.seed_people().await;
+    let alert = db
+        .insert_alert("critical", "P002", "R7", "Fall detected")
+        .await;
+    let as_who = |token: &'static str, path: String, body: Option<Value>| {
+        let mut req = app.http.post(app.url(&path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let ringing = || async { app.get_json("/api/sim/calls", VIEWER_TOKEN).await };
+    wait_until("a viewer sees the phone ring", WAIT, || async {
+        ringing().await.as_array().unwrap().len() == 1
+    })
+    .await;
+    let calls = ringing().await;
+    let id = calls[0]["id"].as_str().unwrap().to_string();
+    let answer = format!("/api/sim/calls/{id}/answer");
+    let press = format!("/api/sim/calls/{id}/press");
+    let r = as_who(VIEWER_TOKEN, answer.clone(), None).await.unwrap();
+    assert_eq!(r.status(), 403, "a viewer may not answer");
+    let r = as_who(ADMIN_TOKEN, answer, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = as_who(VIEWER_TOKEN, press.clone(), Some(json!({"keys": "1"})))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer may not press 1");
+    let status = format!("SELECT status FROM alerts WHERE CAST(id AS TEXT) = '{alert}'");
+    assert_eq!(
+        db.scalar(&status).await.as_deref(),
+        Some("active"),
+        "not acknowledged"
+    );
+    let r = as_who(ADMIN_TOKEN, press, Some(json!({"keys": "1"})))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(db.scalar(&status).await.as_deref(), Some("acknowledged"));
+    app.stop().await;
+}
