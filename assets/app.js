@@ -154,6 +154,12 @@ async function loadPhones() {
   const calls = await api("/api/sim/calls");
   const live = calls.filter((c) => c.state !== "ended");
   const list = document.getElementById("phone-list");
+  // Every change anywhere redraws the phones: keep what is being typed in a say box.
+  const typing = new Map();
+  for (const input of list.querySelectorAll(".phone form.say input")) {
+    const call = input.closest(".phone").dataset.call;
+    typing.set(call, { value: input.value, focused: input === document.activeElement });
+  }
   list.replaceChildren(
     ...live.map((c) => {
       const keys = ["1", "2", "3", "4", "5", "9"].map((k) =>
@@ -164,11 +170,12 @@ async function loadPhones() {
         { class: `phone ${c.state}`, "data-call": c.id },
         el("div", { class: "phone-head" }, el("strong", {}, c.to), " ", badge(c.state)),
         el("div", { class: "heard" }, ...c.heard.map((line) => el("p", {}, line))),
+        // Answering, pressing and saying take the admin role (the server checks it too).
         c.state === "ringing"
-          ? el("div", { class: "row" },
+          ? el("div", { class: "row admin-only" },
               el("button", { class: "answer", onclick: () => phone(c.id, "answer") }, "Answer"),
               el("button", { class: "secondary", onclick: () => phone(c.id, "hangup") }, "Decline"))
-          : el("div", {},
+          : el("div", { class: "admin-only" },
               el("div", { class: "keypad" }, keys),
               el("form", { class: "say", onsubmit: (e) => { e.preventDefault(); phone(c.id, "say", { text: e.target.text.value }); } },
                 el("input", { name: "text", placeholder: "say… e.g. on my way", disabled: !c.awaiting_key }),
@@ -177,6 +184,12 @@ async function loadPhones() {
       );
     }),
   );
+  for (const [call, { value, focused }] of typing) {
+    const input = list.querySelector(`.phone[data-call="${CSS.escape(call)}"] form.say input`);
+    if (!input) continue;
+    input.value = value;
+    if (focused) input.focus();
+  }
   document.getElementById("no-phones").hidden = live.length > 0;
 }
 

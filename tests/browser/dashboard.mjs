@@ -129,6 +129,10 @@ try {
   const say = page.locator(".phone form.say input:not([disabled])").first();
   await say.waitFor();
   await say.fill("on my way");
+  // Any change anywhere redraws the phones; what is being typed must survive it.
+  await page.evaluate(() => refresh());
+  const kept = await page.locator(".phone form.say input").first().inputValue();
+  if (kept !== "on my way") failures.push(`a redraw lost the say box's text: ${JSON.stringify(kept)}`);
   await page.locator(".phone form.say button").first().click();
   await page.locator(`#alerts tbody tr[data-alert="${secondId}"]`).waitFor({ state: "detached" });
   await page.screenshot({ path: join(shots, "6-said.png"), fullPage: true });
