@@ -235,8 +235,14 @@ impl Simulator {
         Ok(call)
     }
 
-    /// Hangs up (or declines, if still ringing).
+    /// The nurse hangs up (or declines, if still ringing).
     pub fn hang_up(&self, id: &str) -> Result<SimCall, SimError> {
+        self.end(id, CallEventKind::Rejected)
+    }
+
+    /// Ends the call; `unanswered` is what a call still ringing reports: `rejected` when the
+    /// nurse declines, `cancelled` when we (the caller) stop it, as Vonage reports them.
+    fn end(&self, id: &str, unanswered: CallEventKind) -> Result<SimCall, SimError> {
         let (call, kind) = {
             let mut calls = self.calls.lock().expect("sim lock");
             let call = calls
@@ -244,7 +250,7 @@ impl Simulator {
                 .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
             let kind = match call.state {
                 SimState::Ended => return Err(SimError::Ended(id.to_string())),
-                SimState::Ringing => CallEventKind::Rejected,
+                SimState::Ringing => unanswered,
                 SimState::Answered => CallEventKind::Completed,
             };
             call.state = SimState::Ended;
@@ -319,7 +325,7 @@ impl Provider for Simulator {
     }
 
     async fn hang_up(&self, provider_call_id: &str) -> Result<(), ProviderError> {
-        match Simulator::hang_up(self, provider_call_id) {
+        match self.end(provider_call_id, CallEventKind::Cancelled) {
             Ok(_) | Err(SimError::Ended(_)) => Ok(()),
             Err(e) => Err(ProviderError::Permanent(e.to_string())),
         }

@@ -722,6 +722,9 @@ pub async fn dashboard_actions_stop_the_escalation_and_show_in_the_timeline(db: 
         },
     )
     .await;
+    // We stopped it: the nurse did not decline it.
+    let calls = engine.store.list_calls(Some(&alert), 10).await.unwrap();
+    assert_eq!(calls[0].status.as_str(), "cancelled");
     let detail: Value = app
         .get_json(&format!("/api/v1/alerts/{alert}"), VIEWER_TOKEN)
         .await;
