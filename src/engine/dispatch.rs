@@ -142,12 +142,6 @@ async fn work(
         )
         .await;
     };
-    if page.policy.is_none() {
-        engine
-            .store
-            .set_page_policy(&page.alert_id, &policy.name)
-            .await?;
-    }
     let state = escalate::state_of(page, now);
     if !alert.status.needs_paging() {
         escalate::hang_up_live(engine, &alert.id).await?;
@@ -338,7 +332,12 @@ async fn notify(
             unreachable.push(person.id.clone());
             continue;
         };
-        match call_person(engine, page, lease, alert, person, &phone, step, round).await? {
+        let at = Position {
+            policy,
+            step,
+            round,
+        };
+        match call_person(engine, page, lease, alert, person, &phone, at).await? {
             Called::Placed => placed += 1,
             Called::Unreachable => unreachable.push(person.id.clone()),
             Called::Later(wait, reason) => {
@@ -374,7 +373,14 @@ enum Called {
     Later(Duration, String),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where in its escalation a call is placed.
+#[derive(Clone, Copy)]
+struct Position<'a> {
+    policy: &'a Policy,
+    step: usize,
+    round: u32,
+}
+
 async fn call_person(
     engine: &Arc<Engine>,
     page: &Page,
@@ -382,9 +388,13 @@ async fn call_person(
     alert: &Alert,
     person: &Person,
     to: &Phone,
-    step: usize,
-    round: u32,
+    at: Position<'_>,
 ) -> Result<Called, crate::store::StoreError> {
+    let Position {
+        policy,
+        step,
+        round,
+    } = at;
     let announcement = message::announcement(alert, &engine.messages());
     let call = engine
         .store
@@ -397,6 +407,7 @@ async fn call_person(
             step: step as i32,
             round: round as i32,
             person: Some(person.id.clone()),
+            policy: policy.name.clone(),
             at: engine.now(),
         })
         .await?;

@@ -202,6 +202,10 @@ pub struct NewCall {
     pub round: i32,
     /// The staff id of the person called.
     pub person: Option<String>,
+    /// The escalation policy (unit) the call is placed under: recorded on the alert's page
+    /// with the call, if the page has none yet, so the dashboard and analytics know an
+    /// alert's unit from its first ring, whatever happens next.
+    pub policy: String,
     pub at: DateTime<Utc>,
 }
 
@@ -393,9 +397,6 @@ pub trait Store: Send + Sync + 'static {
         tx.commit().await?;
         Ok(updated)
     }
-    /// Records the policy (unit) a page follows, once, before its first call goes out: the
-    /// dashboard and analytics know an alert's unit from its first ring, whatever happens next.
-    async fn set_page_policy(&self, alert_id: &str, policy: &str) -> Result<(), StoreError>;
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;

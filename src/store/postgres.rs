@@ -255,6 +255,18 @@ impl CallTx for PgCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
+        if done.rows_affected() == 0 {
+            // Closed meanwhile (before any call recorded its policy): still keep which
+            // policy (unit) it followed, for the dashboard and analytics.
+            sqlx::query(
+                "UPDATE alertcall.pages SET policy = $2 WHERE alert_id = $1 AND policy IS NULL",
+            )
+            .bind(&outcome.alert_id)
+            .bind(&update.policy)
+            .execute(&mut *self.tx)
+            .await
+            .doing("recording a page's policy")?;
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -492,18 +504,6 @@ impl Store for PgStore {
             .doing("finding the next due page")
     }
 
-    async fn set_page_policy(&self, alert_id: &str, policy: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE alertcall.pages SET policy = $2 WHERE alert_id = $1 AND policy IS NULL",
-        )
-        .bind(alert_id)
-        .bind(policy)
-        .execute(&self.pool)
-        .await
-        .doing("recording a page's policy")?;
-        Ok(())
-    }
-
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE alertcall.pages SET due_at = $3 WHERE alert_id = $1 AND lease_owner = $2 \
@@ -641,8 +641,10 @@ impl Store for PgStore {
     }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
+        // The page's policy is recorded in the same statement (one round trip).
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
-            "INSERT INTO alertcall.calls (id, alert_id, step, round, person, provider, to_number, status, message, created_at) \
+            "WITH unit AS (UPDATE alertcall.pages SET policy = $10 WHERE alert_id = $2 AND policy IS NULL) \
+             INSERT INTO alertcall.calls (id, alert_id, step, round, person, provider, to_number, status, message, created_at) \
              VALUES ($1, $2, $3, $8, $9, $4, $5, 'pending', $6, $7) RETURNING {CALL_COLUMNS}"
         )))
         .bind(call.id.to_string())
@@ -654,6 +656,7 @@ impl Store for PgStore {
         .bind(call.at)
         .bind(call.round)
         .bind(&call.person)
+        .bind(&call.policy)
         .fetch_one(&self.pool)
         .await
         .doing("recording a new call")?;

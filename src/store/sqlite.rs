@@ -217,6 +217,18 @@ impl CallTx for SqliteCallTx {
         .execute(&mut *self.tx)
         .await
         .doing("updating a page")?;
+        if done.rows_affected() == 0 {
+            // Closed meanwhile (before any call recorded its policy): still keep which
+            // policy (unit) it followed, for the dashboard and analytics.
+            sqlx::query(
+                "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
+            )
+            .bind(&outcome.alert_id)
+            .bind(&update.policy)
+            .execute(&mut *self.tx)
+            .await
+            .doing("recording a page's policy")?;
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -423,18 +435,6 @@ impl Store for SqliteStore {
             .doing("finding the next due page")
     }
 
-    async fn set_page_policy(&self, alert_id: &str, policy: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
-        )
-        .bind(alert_id)
-        .bind(policy)
-        .execute(&self.pool)
-        .await
-        .doing("recording a page's policy")?;
-        Ok(())
-    }
-
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE alertcall_pages SET due_at = ?3 WHERE alert_id = ?1 AND lease_owner = ?2 \
@@ -559,6 +559,16 @@ impl Store for SqliteStore {
     }
 
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError> {
+        // One commit (one fsync) for both.
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE alertcall_pages SET policy = ?2 WHERE alert_id = ?1 AND policy IS NULL",
+        )
+        .bind(&call.alert_id)
+        .bind(&call.policy)
+        .execute(&mut *tx)
+        .await
+        .doing("recording a page's policy")?;
         let row: CallRow = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO alertcall_calls (id, alert_id, step, provider, to_number, status, message, created_at, round, person) \
              VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING {CALL_COLUMNS}"
@@ -572,9 +582,10 @@ impl Store for SqliteStore {
         .bind(ts(call.at))
         .bind(call.round)
         .bind(&call.person)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .doing("recording a new call")?;
+        tx.commit().await.doing("committing a new call")?;
         row.try_into()
     }
 
