@@ -456,8 +456,7 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
     assert_eq!(analytics["per_unit"][0]["unit"], "default");
 
     // The metrics count exactly what happened.
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    let expect = [
+    app.assert_metrics(&[
         ("alertcall_alerts_detected_total", 3.0),
         (
             r#"alertcall_calls_placed_total{provider="vonage",result="placed"}"#,
@@ -492,14 +491,8 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
         ("alertcall_alert_to_dial_seconds_count", 3.0),
         ("alertcall_alert_to_acknowledge_seconds_count", 2.0),
         ("alertcall_database_errors_total", 0.0),
-    ];
-    for (series, value) in expect {
-        assert_eq!(
-            metric(&metrics, series),
-            Some(value),
-            "{series} in\n{metrics}"
-        );
-    }
+    ])
+    .await;
     // A forged webhook is counted as rejected.
     let r = app
         .webhook(
@@ -509,14 +502,11 @@ pub async fn monitoring_queries_count_phone_acknowledgements(db: TestDb) {
         )
         .await;
     assert_eq!(r.status(), 401);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"alertcall_webhooks_total{kind="call_event",result="rejected_signature"}"#
-        ),
-        Some(1.0)
-    );
+    app.assert_metrics(&[(
+        r#"alertcall_webhooks_total{kind="call_event",result="rejected_signature"}"#,
+        1.0,
+    )])
+    .await;
     app.stop().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::core::{WAIT, event_body, event_url, input_body, input_url, metric, spoken};
+use crate::core::{WAIT, event_body, event_url, input_body, input_url, spoken};
 use crate::db::TestDb;
 use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
@@ -185,8 +185,7 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
         "{text}"
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    for (series, value) in [
+    app.assert_metrics(&[
         (
             r#"alertcall_sms_sent_total{provider="vonage",result="sent"}"#,
             1.0,
@@ -195,13 +194,8 @@ pub async fn a_failed_call_moves_on_at_once(db: TestDb) {
             r#"alertcall_call_outcomes_total{provider="vonage",outcome="failed"}"#,
             1.0,
         ),
-    ] {
-        assert_eq!(
-            metric(&metrics, series),
-            Some(value),
-            "{series} in\n{metrics}"
-        );
-    }
+    ])
+    .await;
     // A delivery receipt is recorded.
     let receipt = serde_json::json!({"message_uuid": sms["message_uuid"], "to": PRIMARY,
         "from": "447700900001", "timestamp": "2026-11-24T20:16:07.000Z", "status": "delivered",
@@ -464,17 +458,7 @@ pub async fn a_call_failing_before_its_dial_returns_still_moves_on(db: TestDb) {
     let file = config("30s");
     let app = start(&db, &fake, &file).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let engine = app.engine.clone();
-    wait_until("the primary's call is being placed", WAIT, || async {
-        !engine
-            .store
-            .list_calls(Some(&alert), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    })
-    .await;
-    let call = engine.store.list_calls(Some(&alert), 10).await.unwrap()[0].clone();
+    let call = app.call_of(&alert).await;
     let url = format!("/api/alerts/call-event?call={}", call.id);
     let uuid = uuid::Uuid::new_v4().to_string();
     let r = app

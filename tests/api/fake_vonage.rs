@@ -136,6 +136,27 @@ impl FakeVonage {
     }
 }
 
+/// POSTs a JSON webhook to `url`, signed now with `secret` as Vonage does (unsigned with
+/// `None`).
+pub async fn post_webhook(
+    http: &reqwest::Client,
+    url: &str,
+    body: &str,
+    secret: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(secret) = secret {
+        req = req.header(
+            "authorization",
+            sign_webhook(body.as_bytes(), secret, chrono::Utc::now().timestamp()),
+        );
+    }
+    req.send().await.expect("POST webhook")
+}
+
 /// Signs a webhook body the way Vonage does (HS256 JWT with `payload_hash`).
 pub fn sign_webhook(body: &[u8], secret: &str, iat: i64) -> String {
     let hash: String = Sha256::digest(body)

@@ -135,18 +135,30 @@ impl TestApp {
         } else {
             self.url(url)
         };
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(secret) = secret {
-            req = req.header(
-                "authorization",
-                fake_vonage::sign_webhook(body.as_bytes(), secret, chrono::Utc::now().timestamp()),
+        fake_vonage::post_webhook(&self.http, &url, body, secret).await
+    }
+
+    /// Waits until alertcall has recorded a call of `alert` (placed or being placed), and
+    /// returns the newest.
+    pub async fn call_of(&self, alert: &str) -> alertcall::domain::call::CallRecord {
+        let store = &self.engine.store;
+        wait_until("alertcall records a call", crate::core::WAIT, || async {
+            !store.list_calls(Some(alert), 1).await.unwrap().is_empty()
+        })
+        .await;
+        store.list_calls(Some(alert), 1).await.unwrap().remove(0)
+    }
+
+    /// Scrapes `/metrics` and checks that each series has exactly its value.
+    pub async fn assert_metrics(&self, expect: &[(&str, f64)]) {
+        let metrics = self.get("/metrics").await.text().await.unwrap();
+        for (series, value) in expect {
+            assert_eq!(
+                crate::core::metric(&metrics, series),
+                Some(*value),
+                "{series} in\n{metrics}"
             );
         }
-        req.send().await.expect("POST webhook")
     }
 
     /// Stops the server and the engine, as a shutdown would.

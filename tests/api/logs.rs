@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::core::{input_body, input_url, seed_query, wait_for_calls};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{FakeVonage, SIGNATURE_SECRET, sign_webhook};
+use crate::fake_vonage::{FakeVonage, SIGNATURE_SECRET, post_webhook};
 use crate::helpers::wait_until;
 use crate::process::Serve;
 
@@ -41,21 +41,13 @@ async fn json_logs_carry_the_flow_and_no_patient_data() {
     let body = input_body(&uuid, "1", false);
     let input = input_url(&calls[0]);
     assert!(input.starts_with(&serve.url("/")), "{input}");
-    let r = reqwest::Client::new()
-        .post(input)
-        .header("content-type", "application/json")
-        .header(
-            "authorization",
-            sign_webhook(
-                body.as_bytes(),
-                SIGNATURE_SECRET,
-                chrono::Utc::now().timestamp(),
-            ),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_webhook(
+        &reqwest::Client::new(),
+        &input,
+        &body,
+        Some(SIGNATURE_SECRET),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let row = db.row(&seed_query(&uuid)).await;
     assert_eq!(row[0].as_deref(), Some("acknowledged"));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::both_backends;
-use crate::core::{WAIT, metric, seed_query, wait_for_calls};
+use crate::core::{WAIT, seed_query, wait_for_calls};
 use crate::db::TestDb;
 use crate::fake_vonage::{Behaviour, FakeVonage};
 use crate::helpers::{TestApp, wait_until};
@@ -41,8 +41,7 @@ pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
     );
     let row = db.row(&seed_query(calls[0].uuid.as_deref().unwrap())).await;
     assert_eq!(row[3].as_deref(), Some("initiated"));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    for (series, value) in [
+    app.assert_metrics(&[
         (
             r#"alertcall_provider_errors_total{provider="vonage",kind="transient"}"#,
             4.0,
@@ -55,13 +54,8 @@ pub async fn rate_limits_server_errors_and_timeouts_are_retried(db: TestDb) {
             r#"alertcall_calls_placed_total{provider="vonage",result="placed"}"#,
             1.0,
         ),
-    ] {
-        assert_eq!(
-            metric(&metrics, series),
-            Some(value),
-            "{series} in\n{metrics}"
-        );
-    }
+    ])
+    .await;
     app.stop().await;
 }
 both_backends!(providers::rate_limits_server_errors_and_timeouts_are_retried);
@@ -136,15 +130,11 @@ pub async fn an_invalid_number_fails_for_good(db: TestDb) {
             .unwrap()
             .contains("invalid_number")
     );
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"alertcall_provider_errors_total{provider="vonage",kind="permanent"}"#
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    app.assert_metrics(&[(
+        r#"alertcall_provider_errors_total{provider="vonage",kind="permanent"}"#,
+        1.0,
+    )])
+    .await;
     // Another alert is still called: nothing is retried after a permanent refusal.
     db.insert_alert("critical", "P002", "R7", "Next").await;
     wait_for_calls(&db, &fake, 1).await;

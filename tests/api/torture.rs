@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::core::{event_url, input_body, input_url, metric, spoken};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET, sign_webhook, token};
+use crate::fake_vonage::{
+    Behaviour, FakeVonage, Received, SIGNATURE_SECRET, post_webhook, sign_webhook, token,
+};
 use crate::helpers::{TestApp, wait_until};
 use crate::process::{Serve, full};
 
@@ -144,20 +146,7 @@ async fn three_instances_page_each_alert_once() {
         for k in 0..2 {
             let target = &instances[(i + k) % 3];
             let url = input_url(call).replace(&base_of(&input_url(call)), &target.url(""));
-            let r = client
-                .post(url)
-                .header(
-                    "authorization",
-                    sign_webhook(
-                        body.as_bytes(),
-                        SIGNATURE_SECRET,
-                        chrono::Utc::now().timestamp(),
-                    ),
-                )
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
+            let r = post_webhook(&client, &url, &body, Some(SIGNATURE_SECRET)).await;
             assert_eq!(r.status(), 200);
             let ncco: Value = r.json().await.unwrap();
             assert_eq!(spoken(&ncco), "Alert acknowledged. Thank you.");

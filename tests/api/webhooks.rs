@@ -193,16 +193,7 @@ both_backends!(webhooks::forged_and_unsigned_webhooks_are_refused);
 pub async fn malformed_webhooks_get_400_and_unknown_calls_touch_nothing(db: TestDb) {
     let app = TestApp::spawn(&db, None, &[]).await;
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
-    let engine = app.engine.clone();
-    crate::helpers::wait_until("the alert is called", crate::core::WAIT, || async {
-        !engine
-            .store
-            .list_calls(Some(&alert), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    })
-    .await;
+    app.call_of(&alert).await;
     for (path, body) in [
         ("/api/alerts/call-response", "not json"),
         ("/api/alerts/call-response", "[1,2,3]"),
