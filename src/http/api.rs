@@ -333,8 +333,8 @@ impl AppState {
     fn summary_with(&self, view: AlertView, calling: Vec<CallSummary>) -> AlertSummary {
         let directory = self.engine.directory();
         let show_patient = directory.show_patient_name != Some(false);
-        // A page records its policy once its first step is written; until then, the policy
-        // the dispatcher is choosing for it by the same rule.
+        // A page records its policy with its first call; until then, the policy the
+        // dispatcher is choosing for it by the same rule.
         let unit = view
             .page
             .as_ref()

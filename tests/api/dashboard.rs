@@ -138,6 +138,21 @@ pub async fn api_needs_credentials_and_the_right_role(db: TestDb) {
             }
         }
     }
+    // The live-update stream (server-sent events, so not in the OpenAPI document) too.
+    assert_eq!(app.get("/api/v1/events").await.status(), 401);
+    let events = app
+        .http
+        .get(app.url("/api/v1/events"))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(
+        events.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    drop(events);
     app.get_json("/api/v1/alerts", VIEWER_TOKEN).await;
     let me = app.get_json("/api/v1/me", VIEWER_TOKEN).await;
     assert_eq!(me["role"], "viewer");
@@ -870,6 +885,36 @@ pub async fn call_history_filters(db: TestDb) {
     app.stop().await;
 }
 both_backends!(dashboard::call_history_filters);
+
+/// `[dashboard] show_patient_name = false` keeps patient names off the board, the alert's
+/// page and the API, while the room and the message stay.
+pub async fn patient_names_can_be_hidden_on_the_dashboard(db: TestDb) {
+    let file = access_file();
+    let mut toml = std::fs::read_to_string(file.path()).unwrap();
+    toml.push_str("\n[dashboard]\nshow_patient_name = false\n");
+    std::fs::write(file.path(), toml).unwrap();
+    let app = spawn(&db, &file).await;
+    db.seed_people().await;
+    let alert = db
+        .insert_alert("critical", "P001", "R2", "Seizure activity")
+        .await;
+    app.call_of(&alert).await;
+    let board = app.get_json("/api/v1/alerts", VIEWER_TOKEN).await;
+    let detail = app
+        .get_json(&format!("/api/v1/alerts/{alert}"), VIEWER_TOKEN)
+        .await;
+    for summary in [&board[0], &detail["alert"]] {
+        assert_eq!(summary["id"], alert.as_str());
+        assert_eq!(summary["patient"], Value::Null, "{summary}");
+        assert_eq!(summary["room"], "Room 2");
+        assert_eq!(summary["message"], "Seizure activity");
+    }
+    let everything = format!("{board}{detail}");
+    assert!(!everything.contains("Dheeraj"), "{everything}");
+    assert!(!everything.contains("P001"), "{everything}");
+    app.stop().await;
+}
+both_backends!(dashboard::patient_names_can_be_hidden_on_the_dashboard);
 
 /// A fresh install with nobody configured writes a first admin password, owner-only, that
 /// signs in; the log says where it is, never what it is.
