@@ -89,7 +89,8 @@ async function loadBoard() {
       const calling = a.calling.length
         ? a.calling.map((c) => `${c.person_name || c.person || c.to} (${c.status})`).join(", ")
         : "";
-      const step = a.escalation
+      // A skipped alert is on no step: nobody is being called about it.
+      const step = a.escalation && !a.skipped
         ? `${a.escalation.unit || ""} step ${a.escalation.step + 1}${a.escalation.round ? `, round ${a.escalation.round + 1}` : ""}`
         : "";
       return el(

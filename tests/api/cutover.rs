@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::both_backends;
 use crate::core::WAIT;
-use crate::dashboard::{ADMIN_TOKEN, VIEWER_TOKEN, access_file, spawn};
+use crate::dashboard::{ADMIN_TOKEN, VIEWER_TOKEN, access_file, conforms, spawn};
 use crate::db::{Backend, TestDb};
 use crate::helpers::{ADMIN_PASSWORD, wait_until};
 
@@ -56,6 +56,7 @@ pub async fn skipped_alerts_say_why_and_resolve_in_one_go(db: TestDb) {
         "skipped: older than 36 h when alertcall started"
     );
     assert_eq!(view["alert"]["live_status"], "skipped");
+    let skipped_view = view.clone();
     let fresh_view = app
         .get_json(&format!("/api/v1/alerts/{fresh}"), VIEWER_TOKEN)
         .await;
@@ -114,6 +115,17 @@ pub async fn skipped_alerts_say_why_and_resolve_in_one_go(db: TestDb) {
         .unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
+    let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let documented = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    let mut problems = Vec::new();
+    let schema = documented("/api/v1/alerts/resolve-skipped", "post");
+    conforms(&doc, &schema, &body, "resolve-skipped", &mut problems);
+    let schema = documented("/api/v1/alerts/{id}", "get");
+    conforms(&doc, &schema, &skipped_view, "alert", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
     assert_eq!(body["resolved"], 1);
     assert_eq!(body["ids"], serde_json::json!([old]));
     let view = app
