@@ -129,6 +129,14 @@ fn two_steps() -> tempfile::NamedTempFile {
     std::fs::write(
         file.path(),
         r#"
+[hospital]
+fallback = ["person:charge"]
+
+[[staff]]
+id = "charge"
+name = "Charge desk"
+phone = "+13854019953"
+
 [[staff]]
 id = "primary"
 name = "Primary nurse"
@@ -156,7 +164,8 @@ wait = "5m"
 }
 
 /// A two-step policy: pressing 3, or saying "busy", names the next person, who is then called
-/// at once (long before the five-minute wait); without a fallback none is mentioned.
+/// at once (long before the five-minute wait); when the last step declines, the fallback
+/// contact of `[hospital] fallback` is named.
 pub async fn two_steps_hear_the_next_persons_name(db: TestDb) {
     let file = two_steps();
     let path = file.path().display().to_string();
@@ -184,7 +193,8 @@ pub async fn two_steps_hear_the_next_persons_name(db: TestDb) {
             said,
             format!(
                 "Understood. There is nobody else on the rota. You will be called again at \
-                 {at}, in 5 minutes. Goodbye."
+                 {at}, in 5 minutes. Charge desk, the hospital's fallback contact, is being \
+                 told. Goodbye."
             ),
             "{answer}"
         );
