@@ -89,7 +89,8 @@ async function loadBoard() {
       const calling = a.calling.length
         ? a.calling.map((c) => `${c.person_name || c.person || c.to} (${c.status})`).join(", ")
         : "";
-      const step = a.escalation
+      // A skipped alert is on no step: nobody is being called about it.
+      const step = a.escalation && !a.skipped
         ? `${a.escalation.unit || ""} step ${a.escalation.step + 1}${a.escalation.round ? `, round ${a.escalation.round + 1}` : ""}`
         : "";
       return el(
@@ -102,12 +103,16 @@ async function loadBoard() {
         el("td", { class: "age", "data-since": a.triggered_at }, duration(a.age_seconds)),
         el("td", {}, step),
         el("td", { class: "calling" }, calling),
-        el("td", {}, badge(a.live_status)),
+        el("td", {}, badge(a.skipped || a.live_status, a.live_status)),
         el("td", { class: "admin-only" }, el("button", { class: "small", onclick: () => act(a.id, "acknowledge") }, "Acknowledge")),
       );
     }),
   );
   document.getElementById("no-alerts").hidden = alerts.length > 0;
+  const skipped = alerts.filter((a) => a.skipped).length;
+  const resolveSkipped = document.getElementById("resolve-skipped");
+  resolveSkipped.hidden = skipped === 0;
+  resolveSkipped.textContent = `Resolve ${skipped} skipped alert${skipped === 1 ? "" : "s"}`;
   const exhausted = alerts.filter((a) => a.live_status === "exhausted").length;
   const banner = document.getElementById("exhausted-banner");
   banner.hidden = exhausted === 0;
@@ -193,6 +198,16 @@ async function loadPhones() {
   document.getElementById("no-phones").hidden = live.length > 0;
 }
 
+/** Cutover day: resolves every alert alertcall skipped as too old when it first saw it. */
+async function resolveSkipped() {
+  try {
+    await api("/api/v1/alerts/resolve-skipped", { method: "POST", body: {} });
+  } catch (e) {
+    alert(e.message);
+  }
+  refresh();
+}
+
 async function phone(id, action, body) {
   try {
     await api(`/api/sim/calls/${encodeURIComponent(id)}/${action}`, { method: "POST", body: body || {} });
@@ -208,7 +223,7 @@ async function loadAlert(id) {
   const detail = await api(`/api/v1/alerts/${encodeURIComponent(id)}`);
   const a = detail.alert;
   document.getElementById("alert-head").replaceChildren(
-    el("h2", {}, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.live_status)),
+    el("h2", {}, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.skipped || a.live_status, a.live_status)),
     el("dl", { class: "facts" },
       el("dt", {}, "Room"), el("dd", {}, a.room || "–"),
       el("dt", {}, "Patient"), el("dd", {}, a.patient || "–"),
@@ -459,6 +474,7 @@ async function start() {
   document.getElementById("raise").addEventListener("submit", raise);
   document.getElementById("ack-btn").addEventListener("click", () => act(state.alertId, "acknowledge"));
   document.getElementById("resolve-btn").addEventListener("click", () => act(state.alertId, "resolve"));
+  document.getElementById("resolve-skipped").addEventListener("click", resolveSkipped);
   document.getElementById("logout").addEventListener("click", async () => {
     await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": state.me.csrf_token || "" }, credentials: "same-origin" });
     window.location.href = "/login";

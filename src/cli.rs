@@ -50,7 +50,7 @@ enum Command {
     Migrate,
     /// Validate the configuration and reach the database; says exactly what is wrong.
     Check,
-    /// Raise, list and acknowledge alerts.
+    /// Raise, list, acknowledge and resolve alerts.
     #[command(subcommand)]
     Alert(AlertCommand),
     /// Call history as a table.
@@ -119,6 +119,30 @@ enum AlertCommand {
         #[arg(long, default_value = "operator")]
         by: String,
     },
+    /// Resolve one alert, or every active alert older than --older-than (e.g. the ones
+    /// alertcall skipped on its first start). A running service hangs up their calls.
+    #[command(
+        after_help = "Examples:\n  alertcall alert resolve 5b9f0a7e-2c1d-4e8f-9a3b-0c1d2e3f4a5b\n  \
+                            alertcall alert resolve --older-than 24h         (lists them)\n  \
+                            alertcall alert resolve --older-than 24h --yes   (resolves them)"
+    )]
+    Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    /// The alert's id (`alertcall alert list` shows them).
+    #[arg(required_unless_present = "older_than", conflicts_with = "older_than")]
+    id: Option<String>,
+    /// Every active alert triggered longer ago than this (500ms, 5s, 2m, 24h).
+    #[arg(long, value_name = "AGE")]
+    older_than: Option<String>,
+    /// Resolve what --older-than lists; without it nothing is changed.
+    #[arg(long, requires = "older_than")]
+    yes: bool,
+    /// Who is resolving (recorded in the alert's timeline as cli:<name>).
+    #[arg(long, default_value = "operator")]
+    by: String,
 }
 
 #[derive(Subcommand)]
@@ -432,6 +456,7 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
                 rows,
             );
         }
+        AlertCommand::Resolve(args) => resolve(&*store, args).await?,
         AlertCommand::Ack { id, by } => {
             let by = Acknowledger::named("cli", &by);
             let now = Utc::now();
@@ -451,6 +476,78 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `alertcall alert resolve <id>` and `alertcall alert resolve --older-than <age> [--yes]`.
+async fn resolve(store: &dyn store::Store, args: ResolveArgs) -> anyhow::Result<()> {
+    let by = Acknowledger::named("cli", &args.by);
+    let Some(age_text) = args.older_than else {
+        let id = args.id.unwrap_or_default();
+        if crate::engine::resolve(store, &id, &by, "cli", Utc::now()).await? {
+            println!("resolved {id} as {}", by.as_str());
+            return Ok(());
+        }
+        match store.load_alert(&id).await? {
+            Some(_) => anyhow::bail!("alert {id} is already resolved"),
+            None => anyhow::bail!("no alert {id}; `alertcall alert list` shows the ids"),
+        }
+    };
+    let age = crate::config::parse_duration(&age_text)
+        .map_err(|e| anyhow::anyhow!("--older-than {age_text:?}: {e}"))?;
+    let human = crate::domain::alert::human_duration(age);
+    let before = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    let old = store
+        .list_alerts(&AlertFilter {
+            status: Some("active".into()),
+            until: Some(before),
+            limit: i64::from(u32::MAX),
+            ..AlertFilter::default()
+        })
+        .await?;
+    if old.is_empty() {
+        println!("no active alert was triggered more than {human} ago; nothing to resolve");
+        return Ok(());
+    }
+    if !args.yes {
+        println!(
+            "{} active alert(s) were triggered more than {human} ago:",
+            old.len()
+        );
+        let rows = old
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.clone(),
+                    rfc3339(a.triggered_at),
+                    a.severity.clone(),
+                    a.room_name
+                        .clone()
+                        .or(a.room_id.clone())
+                        .unwrap_or_default(),
+                    a.message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print_table(&["ID", "TRIGGERED", "SEVERITY", "ROOM", "MESSAGE"], rows);
+        println!(
+            "Nothing was changed. To resolve these {}, run:\n  alertcall alert resolve --older-than {age_text} --yes",
+            old.len()
+        );
+        return Ok(());
+    }
+    let mut resolved = 0;
+    for alert in &old {
+        // One closed meanwhile (by a nurse, say) is left as it is.
+        if crate::engine::resolve(store, &alert.id, &by, "cli", Utc::now()).await? {
+            resolved += 1;
+        }
+    }
+    println!(
+        "resolved {resolved} of {} active alert(s) triggered more than {human} ago, as {}",
+        old.len(),
+        by.as_str()
+    );
     Ok(())
 }
 

@@ -61,6 +61,8 @@ pub struct Directory {
     pub access: crate::auth::Access,
     /// `[dashboard] show_patient_name`: false hides names on the dashboard and in the API.
     pub show_patient_name: Option<bool>,
+    /// `[hospital] fallback`: the hospital's safety net, e.g. `["person:charge-desk"]`.
+    pub fallback: Vec<String>,
 }
 
 impl Directory {
@@ -150,6 +152,9 @@ struct HospitalDoc {
     default_country_code: Option<Spanned<String>>,
     /// BCP-47, e.g. "en-GB": the language calls speak and understand.
     language: Option<Spanned<String>>,
+    /// Who is told when an alert reaches nobody, e.g. ["person:charge-desk"].
+    #[serde(default)]
+    fallback: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -610,6 +615,7 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             policies,
             access,
             show_patient_name: doc.dashboard.show_patient_name,
+            fallback: doc.hospital.fallback.clone(),
         })
     } else {
         Err(p.list)

@@ -29,6 +29,8 @@ pub struct Config {
     pub public_url_set: bool,
     pub provider: ProviderConfig,
     pub nurse_phone: Phone,
+    /// `ALERTCALL_FALLBACK_PHONE`: the hospital's safety net when no alertcall.toml names one.
+    pub fallback_phone: Option<Phone>,
     pub messages: MessageSettings,
     /// Which of `messages` came from the environment (they win over alertcall.toml).
     pub messages_from_env: (bool, bool),
@@ -295,6 +297,12 @@ impl Config {
             }
         };
 
+        let fallback_phone = get("ALERTCALL_FALLBACK_PHONE").and_then(|n| {
+            Phone::parse(&n)
+                .map_err(|e| errors.push(format!("ALERTCALL_FALLBACK_PHONE: {e}")))
+                .ok()
+        });
+
         if let ProviderConfig::Vonage(v) = &provider
             && !public_url_set
             && v.api_url == DEFAULT_VONAGE_API_URL
@@ -345,6 +353,7 @@ impl Config {
             public_url_set,
             provider,
             nurse_phone,
+            fallback_phone,
             messages,
             messages_from_env,
             language: get("ALERTCALL_LANGUAGE").unwrap_or_else(|| "en-US".into()),

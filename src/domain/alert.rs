@@ -30,6 +30,24 @@ impl Alert {
     }
 }
 
+/// Why alertcall does not call about an alert it first saw older than `max_age`
+/// (`ALERTCALL_MAX_ALERT_AGE`): "skipped: older than 24 h when alertcall started".
+pub fn skipped_reason(max_age: std::time::Duration) -> String {
+    format!(
+        "skipped: older than {} when alertcall started",
+        human_duration(max_age)
+    )
+}
+
+/// "24 h", "90 min", "45 s": a setting as people write it.
+pub fn human_duration(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// `alerts.status`. The hospital app may write values we do not know; they are kept verbatim
 /// and treated as "no longer needs paging" only when they are not `active`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,6 +138,18 @@ impl Acknowledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipped_alerts_say_the_real_age_setting() {
+        let h = |s| std::time::Duration::from_secs(s);
+        assert_eq!(
+            skipped_reason(h(86_400)),
+            "skipped: older than 24 h when alertcall started"
+        );
+        assert_eq!(human_duration(h(172_800)), "48 h");
+        assert_eq!(human_duration(h(5_400)), "90 min");
+        assert_eq!(human_duration(h(45)), "45 s");
+    }
     use crate::domain::phone::Phone;
 
     #[test]

@@ -264,6 +264,107 @@ fn advance(
     (state, actions)
 }
 
+/// What an escalation does next, as told to the person who just declined: the same
+/// decision `next` made, followed as far as the dispatcher will carry it out at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ahead<P> {
+    /// These people are notified now; `by_text`: the step texts them rather than calls.
+    Notify { people: Vec<P>, by_text: bool },
+    /// Others of the current step are still being notified; the escalation moves on at
+    /// `until` if nobody acknowledges.
+    Waiting { until: DateTime<Utc> },
+    /// Every step and round has run: the last step's people are notified again at `at`.
+    /// `just_now`: this very event ran the policy out.
+    Again {
+        at: DateTime<Utc>,
+        people: Vec<P>,
+        just_now: bool,
+    },
+    /// Acknowledged or closed: nothing more happens.
+    Over,
+}
+
+impl<P> Ahead<P> {
+    /// The same outlook with each person turned into something else (a name, say).
+    pub fn map<Q>(&self, f: impl Fn(&P) -> Q) -> Ahead<Q> {
+        match self {
+            Ahead::Notify { people, by_text } => Ahead::Notify {
+                people: people.iter().map(&f).collect(),
+                by_text: *by_text,
+            },
+            Ahead::Waiting { until } => Ahead::Waiting { until: *until },
+            Ahead::Again {
+                at,
+                people,
+                just_now,
+            } => Ahead::Again {
+                at: *at,
+                people: people.iter().map(&f).collect(),
+                just_now: *just_now,
+            },
+            Ahead::Over => Ahead::Over,
+        }
+    }
+}
+
+/// Follows `(state, actions)` (the output of `next`) to who is notified next. `reach` gives
+/// the people a step can reach now; a step that reaches nobody is passed over at once, as the
+/// dispatcher does when a step's calls cannot be placed.
+pub fn ahead<P>(
+    policy: &Policy,
+    mut state: State,
+    actions: &[Action],
+    now: DateTime<Utc>,
+    reach: impl Fn(&Step) -> Vec<P>,
+) -> Ahead<P> {
+    let mut just_now = actions.contains(&Action::MarkExhausted);
+    let mut notify = actions.iter().find_map(|a| match a {
+        Action::Notify { step, .. } => Some(*step),
+        _ => None,
+    });
+    if notify.is_none() && state.phase == Phase::Due {
+        notify = Some(state.step);
+    }
+    // Each pass moves the state forward; the bound is a safety net.
+    for _ in 0..=(policy.steps.len() * policy.rounds.max(1) as usize) {
+        let Some(step) = notify.take().and_then(|s| policy.steps.get(s)) else {
+            break;
+        };
+        let people = reach(step);
+        if !people.is_empty() {
+            return Ahead::Notify {
+                people,
+                by_text: step.sms && !step.call,
+            };
+        }
+        if state.phase == Phase::Due {
+            (state, _) = next(policy, state, &Event::Timer, now);
+        }
+        let nobody = Event::CallUnsuccessful {
+            person: String::new(),
+            can_sms: false,
+            others_live: false,
+        };
+        let (after, more) = next(policy, state, &nobody, now);
+        state = after;
+        just_now |= more.contains(&Action::MarkExhausted);
+        notify = more.iter().find_map(|a| match a {
+            Action::Notify { step, .. } => Some(*step),
+            _ => None,
+        });
+    }
+    match state.phase {
+        Phase::Waiting { until } => Ahead::Waiting { until },
+        Phase::Exhausted { next } => Ahead::Again {
+            at: next,
+            people: policy.steps.last().map(&reach).unwrap_or_default(),
+            just_now,
+        },
+        Phase::Due => Ahead::Waiting { until: now },
+        Phase::Acknowledged | Phase::Cancelled => Ahead::Over,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +500,95 @@ mod tests {
         let (s, a) = next(&p, s, &Event::Timer, t(60));
         assert_eq!(a, vec![Action::MarkExhausted]);
         assert_eq!(s.due_at(), Some(t(360)));
+    }
+
+    /// `ahead` with each step reaching the people its `Target::Person`s name, except `away`.
+    fn ahead_of(p: &Policy, state: State, event: Event, now: i64, away: &[&str]) -> Ahead<String> {
+        let (s, a) = next(p, state, &event, t(now));
+        ahead(p, s, &a, t(now), |step| {
+            step.targets
+                .iter()
+                .filter_map(|x| match x {
+                    Target::Person(id) if !away.contains(&id.as_str()) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn ahead_says_what_the_escalation_does_next() {
+        let p = policy();
+        let declined = Event::Declined { others_live: false };
+        let notify = |who: &str| Ahead::Notify {
+            people: vec![who.to_string()],
+            by_text: false,
+        };
+        assert_eq!(
+            ahead_of(&p, waiting(0, 0, 30), declined.clone(), 8, &[]),
+            notify("backup")
+        );
+        // A step that reaches nobody is passed over at once, as the dispatcher does.
+        assert_eq!(
+            ahead_of(&p, waiting(0, 0, 30), declined.clone(), 8, &["backup"]),
+            notify("charge")
+        );
+        assert_eq!(
+            ahead_of(&p, waiting(2, 0, 90), declined.clone(), 8, &[]),
+            notify("primary"),
+            "round 2 starts from the top"
+        );
+        assert_eq!(
+            ahead_of(
+                &p,
+                waiting(0, 0, 30),
+                Event::Declined { others_live: true },
+                8,
+                &[]
+            ),
+            Ahead::Waiting { until: t(30) }
+        );
+        assert_eq!(
+            ahead_of(&p, waiting(2, 1, 180), declined.clone(), 100, &[]),
+            Ahead::Again {
+                at: t(400),
+                people: vec!["charge".to_string()],
+                just_now: true
+            }
+        );
+        // Nobody reachable anywhere: straight to exhaustion, the last step (nobody) later.
+        assert_eq!(
+            ahead_of(
+                &p,
+                waiting(0, 1, 130),
+                declined.clone(),
+                100,
+                &["backup", "charge", "primary"]
+            ),
+            Ahead::Again {
+                at: t(400),
+                people: vec![],
+                just_now: true
+            }
+        );
+        let exhausted = State {
+            step: 2,
+            round: 1,
+            phase: Phase::Exhausted { next: t(480) },
+        };
+        assert_eq!(
+            ahead_of(&p, exhausted, declined.clone(), 300, &[]),
+            Ahead::Again {
+                at: t(480),
+                people: vec!["charge".to_string()],
+                just_now: false
+            }
+        );
+        let acked = State {
+            phase: Phase::Acknowledged,
+            ..exhausted
+        };
+        assert_eq!(ahead_of(&p, acked, declined, 300, &[]), Ahead::Over);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The call menu a nurse hears: what each key (or spoken answer) does, and what is said back.
 
+use chrono::{DateTime, Utc};
+
+use crate::domain::escalation::Ahead;
 use crate::domain::phone::Phone;
 
 /// How many times a nurse is asked again after an unknown key or silence before we hang up.
@@ -209,7 +212,6 @@ pub fn conference_name(alert_id: &str) -> String {
 
 pub const JOINING_CONFERENCE: &str = "Joining the responders' call for this alert. \
                                       This does not acknowledge the alert.";
-pub const DECLINED: &str = "Understood. The next person is being called. Goodbye.";
 pub const ACKNOWLEDGED: &str = "Alert acknowledged. Thank you.";
 /// Said when the room's leg of a connected call ends (or never answers): the nurse is not left
 /// in silence, and knows the acknowledgement stands.
@@ -220,6 +222,92 @@ pub const ALREADY_HANDLED: &str =
 pub const NOT_UNDERSTOOD: &str = "Sorry, I did not get that.";
 pub const GOODBYE: &str = "No acknowledgement was received. Goodbye.";
 pub const UNKNOWN_CALL: &str = "Sorry, this call does not match an open alert. Goodbye.";
+
+/// Someone an escalation will notify, as the nurse on the phone is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub name: String,
+    /// The person on this call.
+    pub is_caller: bool,
+}
+
+/// "Dev Patel", "Dev Patel and Sam Lee", "Dev Patel, Sam Lee and Ana Ruiz".
+fn and_list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// What a nurse who pressed 3 (or said "busy") hears: what the escalation will actually do
+/// next. `clock` gives an instant's wall-clock time in the hospital's zone; `fallback` names
+/// the hospital's fallback contacts when there are any (empty: a number without a name).
+pub fn after_decline(
+    ahead: &Ahead<Named>,
+    now: DateTime<Utc>,
+    clock: &dyn Fn(DateTime<Utc>) -> String,
+    fallback: Option<&[String]>,
+) -> String {
+    let names = |people: &[Named], caller: bool| -> Vec<String> {
+        people
+            .iter()
+            .filter(|p| p.is_caller == caller)
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    let said = match ahead {
+        Ahead::Over => return ALREADY_HANDLED.into(),
+        Ahead::Notify { people, by_text } => {
+            let (verb, done) = match by_text {
+                true => ("Texting", "texted"),
+                false => ("Calling", "called"),
+            };
+            let others = names(people, false);
+            match (others.is_empty(), people.iter().any(|p| p.is_caller)) {
+                (true, _) => format!("You will be {done} again straight away."),
+                (false, false) => format!("{verb} {} next.", and_list(&others)),
+                (false, true) => format!("{verb} {} next, and you again.", and_list(&others)),
+            }
+        }
+        Ahead::Waiting { .. } => "Others are still being called for this alert.".into(),
+        Ahead::Again {
+            at,
+            people,
+            just_now,
+        } => {
+            let minutes = ((*at - now).num_seconds().max(0) + 30) / 60;
+            let when = match minutes {
+                0 | 1 => format!("at {}, in about a minute", clock(*at)),
+                m => format!("at {}, in {m} minutes", clock(*at)),
+            };
+            let mut who = names(people, false);
+            let again = if people.iter().any(|p| p.is_caller) {
+                who.insert(0, "You".into());
+                format!("{} will be called again {when}.", and_list(&who))
+            } else if who.is_empty() {
+                format!("Nobody on the rota can be called now; it is tried again {when}.")
+            } else {
+                format!("{} will be called again {when}.", and_list(&who))
+            };
+            let told = if *just_now {
+                "is being told"
+            } else {
+                "has been told"
+            };
+            let fallback = match fallback {
+                None => String::new(),
+                Some([]) => format!(" The hospital's fallback contact {told}."),
+                Some(names) => format!(
+                    " {}, the hospital's fallback contact, {told}.",
+                    and_list(names)
+                ),
+            };
+            format!("There is nobody else on the rota. {again}{fallback}")
+        }
+    };
+    format!("Understood. {said} Goodbye.")
+}
 
 /// "Alert acknowledged. Thank you. Connecting you to Room 2."
 pub fn connecting(room: &str) -> String {
@@ -375,6 +463,67 @@ mod tests {
             assert!(text.chars().count() <= 1500, "{} characters", text.len());
         }
         assert!(no_destination(&long_room, all).text().contains("Press 1"));
+    }
+
+    #[test]
+    fn a_decline_is_told_what_happens_next() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = now + chrono::Duration::minutes(5);
+        let clock = |t: DateTime<Utc>| if t == at { "10:35".into() } else { "?".into() };
+        let person = |name: &str, is_caller| Named {
+            name: name.into(),
+            is_caller,
+        };
+        let say = |ahead: Ahead<Named>, fallback: Option<&[String]>| {
+            after_decline(&ahead, now, &clock, fallback)
+        };
+        let notify = |people, by_text| Ahead::Notify { people, by_text };
+        assert_eq!(
+            say(notify(vec![person("Dev Patel", false)], false), None),
+            "Understood. Calling Dev Patel next. Goodbye."
+        );
+        assert_eq!(
+            say(
+                notify(
+                    vec![person("Dev Patel", false), person("Sam Lee", false)],
+                    true
+                ),
+                None
+            ),
+            "Understood. Texting Dev Patel and Sam Lee next. Goodbye."
+        );
+        assert_eq!(
+            say(notify(vec![person("Ana", true)], false), None),
+            "Understood. You will be called again straight away. Goodbye."
+        );
+        let again = |people, just_now| Ahead::Again {
+            at,
+            people,
+            just_now,
+        };
+        assert_eq!(
+            say(again(vec![person("Ana", true)], true), None),
+            "Understood. There is nobody else on the rota. You will be called again at 10:35, \
+             in 5 minutes. Goodbye."
+        );
+        let desk = ["Charge desk".to_string()];
+        assert_eq!(
+            say(again(vec![person("Dev Patel", false)], true), Some(&desk)),
+            "Understood. There is nobody else on the rota. Dev Patel will be called again at \
+             10:35, in 5 minutes. Charge desk, the hospital's fallback contact, is being told. \
+             Goodbye."
+        );
+        assert_eq!(
+            say(again(vec![], false), Some(&[])),
+            "Understood. There is nobody else on the rota. Nobody on the rota can be called \
+             now; it is tried again at 10:35, in 5 minutes. The hospital's fallback contact \
+             has been told. Goodbye."
+        );
+        assert_eq!(
+            say(Ahead::Waiting { until: at }, None),
+            "Understood. Others are still being called for this alert. Goodbye."
+        );
+        assert_eq!(say(Ahead::Over, None), ALREADY_HANDLED);
     }
 
     #[test]

@@ -32,6 +32,34 @@ pub async fn acknowledge(
     Ok(acked)
 }
 
+/// Resolves an active or acknowledged alert as `by`, and records it; false when it was
+/// neither. Without an engine (the CLI) the running service hangs up its calls when its sweep
+/// sees the alert closed.
+pub async fn resolve(
+    store: &dyn Store,
+    alert_id: &str,
+    by: &Acknowledger,
+    via: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
+    if !store.resolve_alert(alert_id).await? {
+        return Ok(false);
+    }
+    store
+        .record_event(&AuditEvent {
+            alert_id: Some(alert_id.to_string()),
+            call_id: None,
+            source: via.into(),
+            kind: "alert.resolved".into(),
+            dedupe_key: Some(format!("resolved:{alert_id}")),
+            detail: json!({"by": by.as_str(), "via": via}),
+            at: now,
+        })
+        .await?;
+    tracing::info!(alert_id, via, by = %by.for_log(), "RESOLVED");
+    Ok(true)
+}
+
 impl Engine {
     /// Acknowledges an alert for someone outside a call (SMS reply, person, token); stops its
     /// escalation and hangs up its calls.
@@ -52,29 +80,17 @@ impl Engine {
         Ok(acked.outcome)
     }
 
-    /// Resolves an active or acknowledged alert; false when it was neither.
+    /// Resolves an active or acknowledged alert; false when it was neither. Its calls are
+    /// hung up at once.
     pub async fn resolve_as(
         &self,
         alert_id: &str,
         by: &Acknowledger,
         via: &str,
     ) -> Result<bool, StoreError> {
-        let now = self.now();
-        if !self.store.resolve_alert(alert_id).await? {
+        if !resolve(&*self.store, alert_id, by, via, self.now()).await? {
             return Ok(false);
         }
-        self.store
-            .record_event(&AuditEvent {
-                alert_id: Some(alert_id.to_string()),
-                call_id: None,
-                source: via.into(),
-                kind: "alert.resolved".into(),
-                dedupe_key: Some(format!("resolved:{alert_id}")),
-                detail: json!({"by": by.as_str(), "via": via}),
-                at: now,
-            })
-            .await?;
-        tracing::info!(alert_id, via, by = %by.for_log(), "RESOLVED");
         self.metrics.acknowledged(via, "resolved", None);
         self.closed(alert_id).await?;
         Ok(true)

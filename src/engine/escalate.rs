@@ -9,7 +9,7 @@ use super::Engine;
 use crate::config::file::{Directory, Person};
 use crate::domain::alert::{Alert, AlertStatus};
 use crate::domain::call::CallRecord;
-use crate::domain::escalation::{self, Action, Event, Phase, Policy, State, Target};
+use crate::domain::escalation::{self, Action, Ahead, Event, Phase, Policy, State, Step, Target};
 use crate::store::{AuditEvent, LiveCall, Page, PageState, PageUpdate, StoreError};
 
 /// The policy an alert follows: the one it started with (kept across reloads), else the
@@ -442,43 +442,55 @@ pub(super) async fn mark_exhausted(
 }
 
 impl Engine {
-    /// Feeds a call's outcome (unsuccessful end, decline) into its alert's escalation. A step
-    /// to notify is left to the dispatcher (the page becomes due now), so webhooks never
-    /// place calls themselves.
+    /// Feeds a call's outcome (unsuccessful end, decline) into its alert's escalation, and
+    /// says what happens next (without an event, or for a call no longer of the current step:
+    /// what happens next as things stand). A step to notify is left to the dispatcher (the
+    /// page becomes due now), so webhooks never place calls themselves.
     pub(super) async fn escalation_event(
         &self,
         call: &CallRecord,
-        event: Event,
-    ) -> Result<(), StoreError> {
+        event: Option<Event>,
+    ) -> Result<Ahead<Person>, StoreError> {
         let now = self.now();
         let Some(alert) = self.store.load_alert(&call.alert_id).await? else {
-            return Ok(());
+            return Ok(Ahead::Over);
         };
         let directory = self.directory();
+        let reach = |step: &Step| reachable(&directory, step, now);
         let mut tx = self.store.call_tx().await?;
         let Some(page) = tx.page(&call.alert_id).await? else {
-            return tx.commit().await;
+            tx.commit().await?;
+            return Ok(Ahead::Over);
+        };
+        let Some(policy) = policy_for(&directory, &page, &alert) else {
+            tx.commit().await?;
+            return Ok(Ahead::Over);
+        };
+        let due = page.due_at.unwrap_or(now);
+        let mut state = state_of(&page, now);
+        state.phase = match state.phase {
+            Phase::Waiting { .. } => Phase::Waiting { until: due },
+            Phase::Exhausted { .. } => Phase::Exhausted { next: due },
+            other => other,
         };
         // Only the current step's calls move the escalation; a late end of an earlier
         // step's call changes nothing.
         let current = page.step == call.step && page.round == call.round;
-        let Some(policy) = policy_for(&directory, &page, &alert).filter(|_| current) else {
-            return tx.commit().await;
+        let Some(event) = event.filter(|_| current) else {
+            tx.commit().await?;
+            return Ok(settled(
+                &alert,
+                escalation::ahead(policy, state, &[], now, reach),
+            ));
         };
-        let state = state_of(&page, now);
         // A `due` page at this call's step is being notified right now (the call exists):
         // for this event it is already waiting. Moving it on releases the lease, so the
         // notifier's own "waiting" write is dropped instead of undoing this.
-        let state = State {
-            phase: match page.state {
-                PageState::Waiting | PageState::Due => Phase::Waiting {
-                    until: page.due_at.unwrap_or(now),
-                },
-                _ => state.phase,
-            },
-            ..state
-        };
+        if page.state == PageState::Due {
+            state.phase = Phase::Waiting { until: due };
+        }
         let (next, actions) = escalation::next(policy, state, &event, now);
+        let ahead = escalation::ahead(policy, next, &actions, now, reach);
         let mut after_commit = Vec::new();
         let mut next_state = next;
         for action in actions {
@@ -518,8 +530,26 @@ impl Engine {
                 Action::Notify { .. } => {}
             }
         }
-        Ok(())
+        Ok(settled(&alert, ahead))
     }
+}
+
+/// An alert closed elsewhere ends its escalation whatever its page still says.
+fn settled(alert: &Alert, ahead: Ahead<Person>) -> Ahead<Person> {
+    if alert.status.needs_paging() {
+        ahead
+    } else {
+        Ahead::Over
+    }
+}
+
+/// The people a step reaches at `now`, as the dispatcher notifies them: by phone, or every
+/// one of them on a step that only texts.
+pub(super) fn reachable(directory: &Directory, step: &Step, now: DateTime<Utc>) -> Vec<Person> {
+    people(directory, &step.targets, now)
+        .into_iter()
+        .filter(|p| (step.sms && !step.call) || p.phone.is_some())
+        .collect()
 }
 
 fn event_name(event: &Event) -> &'static str {

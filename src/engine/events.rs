@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::Engine;
+use crate::config::file::Person;
 use crate::domain::alert::Acknowledger;
 use crate::domain::call::{CallEvent, CallRecord, CallStatus, InputEvent};
-use crate::domain::escalation::Event;
+use crate::domain::escalation::{Ahead, Event};
 use crate::domain::intent::{self, SpeechResult, Understood, Via};
 use crate::domain::menu::{self, MenuChoice, Reply};
 use crate::domain::message::{self, DetailFacts, Response};
@@ -143,7 +144,7 @@ impl Engine {
                         can_sms,
                         others_live,
                     };
-                    self.escalation_event(&updated, event).await?;
+                    self.escalation_event(&updated, Some(event)).await?;
                 }
                 Ok(EventOutcome::Applied)
             }
@@ -247,13 +248,16 @@ impl Engine {
             MenuChoice::JoinConference => self.join_conference(call, now).await,
             MenuChoice::Decline => {
                 tracing::info!(alert_id = %call.alert_id, via = understood.via.as_str(), "declined on the phone: escalating");
-                if fresh {
-                    let others_live = self.others_live(call).await?;
-                    self.escalation_event(call, Event::Declined { others_live })
-                        .await?;
-                }
+                // A repeated delivery is told what happens as things stand.
+                let event = match fresh {
+                    true => Some(Event::Declined {
+                        others_live: self.others_live(call).await?,
+                    }),
+                    false => None,
+                };
+                let ahead = self.escalation_event(call, event).await?;
                 Ok(Reply::Say {
-                    text: menu::DECLINED.into(),
+                    text: self.after_decline(call, &ahead, now),
                 })
             }
             MenuChoice::NotUnderstood | MenuChoice::Acknowledge | MenuChoice::ConnectRoom => {
@@ -605,6 +609,46 @@ impl Engine {
         };
         let text = message::details(&alert, &facts);
         Ok(menu::details_prompt(&text, self.menu_options(&alert)))
+    }
+
+    /// What the nurse who declined is told: what the escalation will actually do next.
+    fn after_decline(
+        &self,
+        call: &CallRecord,
+        ahead: &Ahead<Person>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let directory = self.directory();
+        let ahead = ahead.map(|p| menu::Named {
+            name: p.name.clone(),
+            is_caller: call.person.as_deref() == Some(p.id.as_str()),
+        });
+        let zone = directory
+            .time_zone
+            .clone()
+            .unwrap_or_else(jiff::tz::TimeZone::system);
+        let clock = |at: DateTime<Utc>| {
+            jiff::Timestamp::from_millisecond(at.timestamp_millis())
+                .map(|t| t.to_zoned(zone.clone()).strftime("%H:%M").to_string())
+                .unwrap_or_default()
+        };
+        menu::after_decline(&ahead, now, &clock, self.fallback_names().as_deref())
+    }
+
+    /// The names of the hospital's fallback contacts (`[hospital] fallback`, else
+    /// `ALERTCALL_FALLBACK_PHONE`), or None when there is none; a number has no name.
+    fn fallback_names(&self) -> Option<Vec<String>> {
+        let directory = self.directory();
+        if !directory.fallback.is_empty() {
+            let names = directory
+                .fallback
+                .iter()
+                .filter_map(|target| target.strip_prefix("person:"))
+                .filter_map(|id| directory.staff.get(id).map(|p| p.name.clone()))
+                .collect();
+            return Some(names);
+        }
+        self.config.fallback_phone.as_ref().map(|_| Vec::new())
     }
 
     async fn repeat(&self, call: &CallRecord) -> Result<Reply, StoreError> {

@@ -22,7 +22,7 @@ mod events;
 mod intake;
 pub mod limiter;
 
-pub use actions::acknowledge;
+pub use actions::{acknowledge, resolve};
 pub use events::{EventOutcome, Source, Turn};
 
 /// How many pages are worked on at once by one instance.

@@ -94,8 +94,12 @@ pub struct AlertSummary {
     pub acknowledged_by: Option<String>,
     /// `metadata.call.call_status`, as the seed's queries read it.
     pub call_status: Option<String>,
-    /// ringing, answered, acknowledged, exhausted, ... : one word for the board.
+    /// ringing, answered, acknowledged, exhausted, skipped, ... : one word for the board.
     pub live_status: String,
+    /// Why alertcall does not call about this alert, when it skipped it: "skipped: older
+    /// than 24 h when alertcall started" (`ALERTCALL_MAX_ALERT_AGE`). Resolve it by hand
+    /// (`POST /api/v1/alerts/resolve-skipped`, `alertcall alert resolve`).
+    pub skipped: Option<String>,
     pub escalation: Option<Escalation>,
     /// Calls still ringing or in progress.
     pub calling: Vec<CallSummary>,
@@ -345,6 +349,11 @@ impl AppState {
             });
         let a = view.alert;
         let live_status = live_status(a.status.as_str(), &view.page, &calling);
+        let skipped = view
+            .page
+            .as_ref()
+            .is_some_and(|p| p.state == crate::store::PageState::Stale)
+            .then(|| crate::domain::alert::skipped_reason(self.engine.config.max_alert_age));
         AlertSummary {
             age_seconds: (self.engine.now() - a.triggered_at).as_seconds_f64(),
             status: a.status.as_str().into(),
@@ -364,6 +373,7 @@ impl AppState {
             acknowledged_by: a.acknowledged_by,
             call_status: view.call_status,
             live_status,
+            skipped,
             escalation: view.page.map(|p| Escalation {
                 state: p.state.as_str().into(),
                 step: p.step,
@@ -402,6 +412,7 @@ fn live_status(
         return "calling".into();
     }
     match page {
+        Some(p) if p.state == PageState::Stale => "skipped".into(),
         Some(p) => p.state.as_str().into(),
         None => "not paged".into(),
     }
@@ -689,6 +700,51 @@ pub async fn resolve(
     Ok(Json(state.alert_summary(view).await?))
 }
 
+/// The alerts a bulk resolve closed.
+#[derive(Serialize, ToSchema)]
+pub struct Resolved {
+    /// How many were resolved.
+    pub resolved: usize,
+    pub ids: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/alerts/resolve-skipped", tag = "alerts",
+    description = "Resolves every active alert that alertcall skipped as older than ALERTCALL_MAX_ALERT_AGE when it first saw it (cutover day), each as `/api/v1/alerts/{id}/resolve` does.",
+    responses((status = 200, body = Resolved), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn resolve_skipped(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+) -> Result<Json<Resolved>, HttpError> {
+    let (via, name) = who.actor();
+    let by = Acknowledger::named(via, name);
+    let skipped = state
+        .engine
+        .store
+        .alert_views(&AlertFilter {
+            status: Some("active".into()),
+            limit: ANALYTICS_ROWS,
+            ..AlertFilter::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|v| {
+            v.page
+                .as_ref()
+                .is_some_and(|p| p.state == crate::store::PageState::Stale)
+        });
+    let mut ids = Vec::new();
+    for view in skipped {
+        if state.engine.resolve_as(&view.alert.id, &by, via).await? {
+            ids.push(view.alert.id);
+        }
+    }
+    Ok(Json(Resolved {
+        resolved: ids.len(),
+        ids,
+    }))
+}
+
 #[utoipa::path(get, path = "/api/v1/calls", tag = "calls", params(CallsQuery),
     description = "Call history, newest first, filtered by time range, unit, nurse and outcome.",
     responses((status = 200, body = [CallSummary]), (status = 400, body = ErrorBody),
@@ -873,7 +929,7 @@ impl Modify for Security {
             from /login. Live changes: GET /api/v1/events (server-sent events, `change` \
             events carry the newest audit id)."
     ),
-    paths(me, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, calls, analytics, oncall),
+    paths(me, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, resolve_skipped, calls, analytics, oncall),
     modifiers(&Security),
     security(("token" = []), ("session" = []))
 )]

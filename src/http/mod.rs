@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/timeline", get(api::timeline))
         .route("/api/v1/alerts/{id}/acknowledge", post(api::acknowledge))
         .route("/api/v1/alerts/{id}/resolve", post(api::resolve))
+        .route("/api/v1/alerts/resolve-skipped", post(api::resolve_skipped))
         .route("/api/v1/calls", get(api::calls))
         .route("/api/v1/analytics", get(api::analytics))
         .route("/api/v1/oncall", get(api::oncall))

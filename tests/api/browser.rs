@@ -43,6 +43,12 @@ async fn dashboard_in_chromium() {
     // Two units with schedules, as a hospital would have them (the on-call view shows them).
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/alertcall.example.toml");
     let app = TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", example)]).await;
+    // Cutover day: an alert two days old when alertcall first sees it.
+    let old = crate::cutover::insert_old_alert(&db, 48, "Two days old").await;
+    crate::helpers::wait_until("the old alert is seen", crate::core::WAIT, || async {
+        app.page_state(&old).await.as_deref() == Some("stale")
+    })
+    .await;
     let mut node = Command::new("node");
     node.arg(root.join("tests/browser/dashboard.mjs"))
         .env("ALERTCALL_URL", app.url(""))
@@ -63,6 +69,12 @@ async fn dashboard_in_chromium() {
         .count("SELECT count(*) FROM alerts WHERE message LIKE '%desaturation' AND status = 'resolved' AND acknowledged_by = 'dashboard:admin'")
         .await;
     assert_eq!(by_buttons, 1, "{stdout}");
+    let skipped = db
+        .scalar(&format!(
+            "SELECT status FROM alerts WHERE CAST(id AS TEXT) = '{old}'"
+        ))
+        .await;
+    assert_eq!(skipped.as_deref(), Some("resolved"), "{stdout}");
     for shot in [
         "1-signed-in",
         "2-ringing",
@@ -72,6 +84,7 @@ async fn dashboard_in_chromium() {
         "5b-oncall",
         "6-said",
         "7-dashboard-actions",
+        "8-skipped",
     ] {
         assert!(
             root.join(format!("test-artifacts/browser/{shot}.png"))

@@ -328,3 +328,99 @@ async fn ringing_sim_call(app: &crate::helpers::TestApp, alert: &str) -> String 
     .await;
     placed().await.unwrap()
 }
+
+/// `alert resolve <id>` and `alert resolve --older-than 24h [--yes]`: the bulk form lists
+/// what it would resolve and changes nothing without --yes; each resolution is recorded.
+pub async fn resolve_from_the_command_line(db: crate::db::TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let cli = |args: &[&str]| tokio::task::block_in_place(|| run(args, &env, dir.path()));
+    let out = cli(&["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let two_days = crate::cutover::insert_old_alert(&db, 48, "Two days old").await;
+    let thirty_hours = crate::cutover::insert_old_alert(&db, 30, "Thirty hours old").await;
+    let recent = crate::cutover::insert_old_alert(&db, 1, "An hour old").await;
+    let active = || async {
+        db.count("SELECT count(*) FROM alerts WHERE status = 'active'")
+            .await
+    };
+
+    let out = cli(&["alert", "resolve", "--older-than", "24h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("2 active alert(s) were triggered more than 24 h ago"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&two_days) && text.contains(&thirty_hours),
+        "{text}"
+    );
+    assert!(!text.contains(&recent), "{text}");
+    assert!(
+        text.contains("Nothing was changed")
+            && text.contains("alertcall alert resolve --older-than 24h --yes"),
+        "{text}"
+    );
+    assert_eq!(active().await, 3, "a dry run changes nothing");
+
+    let out = cli(&[
+        "alert",
+        "resolve",
+        "--older-than",
+        "24h",
+        "--yes",
+        "--by",
+        "cutover",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "resolved 2 of 2 active alert(s) triggered more than 24 h ago, as cli:cutover"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(active().await, 1);
+    let recorded = db
+        .count(&format!(
+            "SELECT count(*) FROM {} WHERE kind = 'alert.resolved' AND source = 'cli'",
+            db.table("call_events")
+        ))
+        .await;
+    assert_eq!(recorded, 2, "each resolution is in its alert's timeline");
+
+    let out = cli(&["alert", "resolve", &recent]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("resolved {recent} as cli:operator")
+    );
+    assert_eq!(active().await, 0);
+    let out = cli(&["alert", "resolve", &recent]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is already resolved"),
+        "{}",
+        stderr(&out)
+    );
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let out = cli(&["alert", "resolve", &unknown]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`alertcall alert list` shows the ids"),
+        "{}",
+        stderr(&out)
+    );
+    // Neither an id nor --older-than: clap says what is missing.
+    let out = cli(&["alert", "resolve"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(&["alert", "resolve", "--older-than", "soon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--older-than \"soon\""),
+        "{}",
+        stderr(&out)
+    );
+}
+crate::both_backends!(cli::resolve_from_the_command_line);

@@ -550,7 +550,7 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 }
 
 /// Checks `value` against the OpenAPI schema: types, required properties, nullability.
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
+pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Vec<String>) {
     let schema = resolve(doc, schema);
     if let Some(options) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
         let ok = options.iter().any(|option| {

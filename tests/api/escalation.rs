@@ -269,7 +269,11 @@ pub async fn pressing_3_declines_and_escalates_at_once(db: TestDb) {
         )
         .await;
     let ncco: Value = r.json().await.unwrap();
-    assert!(spoken(&ncco).contains("next person"), "{ncco}");
+    assert_eq!(
+        spoken(&ncco),
+        "Understood. Calling Backup nurse next. Goodbye.",
+        "{ncco}"
+    );
     let started = Instant::now();
     call_to(&fake, BACKUP).await;
     assert!(started.elapsed() < Duration::from_secs(5));

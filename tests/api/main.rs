@@ -4,8 +4,10 @@
 mod browser;
 mod cli;
 mod core;
+mod cutover;
 mod dashboard;
 mod db;
+mod decline;
 mod escalation;
 mod fake_vonage;
 mod helpers;

@@ -637,7 +637,7 @@ wait = "5m"
         assert_eq!(actions(&reply), ["talk"], "{said}");
         assert_eq!(
             spoken(&reply),
-            "Understood. The next person is being called. Goodbye."
+            "Understood. Calling Backup nurse next. Goodbye."
         );
         // Long before the five-minute step wait.
         wait_until(

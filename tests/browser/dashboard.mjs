@@ -2,7 +2,8 @@
 // appears on this one without a reload (only the server-sent events can bring it); press 1 on
 // the virtual phone; see it acknowledged with its timeline; analytics with their charts; call
 // history; who is on call per schedule; a second alert acknowledged by voice (the say box); a
-// third acknowledged and then resolved with the dashboard's own buttons. Run by the Rust test
+// third acknowledged and then resolved with the dashboard's own buttons; an alert skipped as
+// too old when alertcall started says so and is resolved with one click. Run by the Rust test
 // `browser::dashboard_in_chromium`, which starts `alertcall` with alertcall.example.toml and
 // passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
 import { chromium } from "playwright-core";
@@ -151,6 +152,24 @@ try {
   await page.click("#resolve-btn");
   await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("alert.resolved"));
   await page.screenshot({ path: join(shots, "7-dashboard-actions.png"), fullPage: true });
+
+  step("cutover day: an alert skipped as too old says why, and one click resolves it");
+  await page.click('nav a[data-view="board"]');
+  await page.waitForFunction(() => document.body.dataset.loaded === "board");
+  const skippedRow = page.locator("#alerts tbody tr.status-skipped");
+  await skippedRow.waitFor();
+  const skippedText = await skippedRow.innerText();
+  if (!skippedText.includes("skipped: older than 24 h when alertcall started")) {
+    failures.push(`the skipped alert does not say why:\n${skippedText}`);
+  }
+  const resolveSkipped = page.locator("#resolve-skipped");
+  if ((await resolveSkipped.innerText()) !== "Resolve 1 skipped alert") {
+    failures.push(`resolve button says ${await resolveSkipped.innerText()}`);
+  }
+  await page.screenshot({ path: join(shots, "8-skipped.png"), fullPage: true });
+  await resolveSkipped.click();
+  await skippedRow.waitFor({ state: "detached" });
+  await resolveSkipped.waitFor({ state: "hidden" });
 
   if (!(await page.evaluate(() => window.__noReload === true))) failures.push("the page was reloaded");
 } catch (e) {
