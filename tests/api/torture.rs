@@ -493,6 +493,7 @@ async fn ten_thousand_malformed_requests_change_nothing() {
         );
         let r = reqwest::Client::new()
             .post(url)
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await
