@@ -171,6 +171,9 @@ pub async fn json_only(request: Request, next: Next) -> Response {
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
         log_refusal("not JSON", &format_args!("Content-Type {content_type:?}"));
+        // Read (and drop) what the client is sending, up to the body limit, so that it gets
+        // this answer rather than a connection reset mid-upload.
+        let _ = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES).await;
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Json(serde_json::json!({"error": "webhooks must be sent as Content-Type: application/json"})),
