@@ -99,6 +99,16 @@ pub fn token_hash(token: &str) -> String {
         .collect()
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header. The scheme is
+/// case-insensitive (RFC 7235 §2.1), for API tokens and Vonage's signatures alike.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, credential) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+        .filter(|c| !c.is_empty())
+}
+
 /// A new random secret (session ids, CSRF tokens): 244 random bits from the OS.
 pub fn random_token() -> String {
     format!(
@@ -176,6 +186,16 @@ mod tests {
         assert!(check_hash("plaintext").is_err());
         assert!(check_hash("$argon2i$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo").is_err());
         check_hash(DUMMY_HASH).unwrap();
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k "] {
+            assert_eq!(bearer(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", ""] {
+            assert_eq!(bearer(header), None, "{header}");
+        }
     }
 
     #[test]

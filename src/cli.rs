@@ -207,7 +207,7 @@ fn init_logging(config: &Config, serving: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::log_line::OneLine(std::io::stderr));
     if config.log_json {
         builder.json().init();
     } else {
@@ -246,8 +246,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if provider == "vonage" && engine.config.signature_secret().is_none() {
         tracing::warn!(
-            "VONAGE_SIGNATURE_SECRET is not set: webhooks are accepted without verifying that \
-             they come from Vonage; set it to the account's signature secret"
+            "VONAGE_SIGNATURE_SECRET is not set: voice webhooks are taken only on the per-call \
+             URLs alertcall gives Vonage, and a \"1\" by SMS acknowledges only on the Inbound URL \
+             `alertcall check` prints; set the secret to check Vonage's signatures instead"
         );
     }
     #[cfg(unix)]
@@ -348,11 +349,6 @@ async fn check() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    println!(
-        "✓ webhooks: {} and {}",
-        config.event_url(),
-        config.input_url()
-    );
     let access = &directory.access;
     let users = access.users.len() + usize::from(config.admin_password.is_some());
     let tokens = access.tokens.len() + usize::from(config.api_token.is_some());
@@ -379,6 +375,15 @@ async fn check() -> anyhow::Result<ExitCode> {
     match reached {
         Ok(Ok(backend)) => {
             println!("✓ database: {url} ({backend}) reachable");
+            // Webhook protection (the SMS token is kept in the database).
+            let store = match store::connect(&config.database_url).await {
+                Ok(store) => store.migrate().await.map(|()| store).ok(),
+                Err(_) => None,
+            };
+            for line in crate::telephony::webhook_token::check_lines(&config, store.as_ref()).await
+            {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Ok(Err(e)) => {

@@ -12,6 +12,7 @@ use crate::store::{self, DynStore};
 use crate::telephony::Provider;
 use crate::telephony::simulator::Simulator;
 use crate::telephony::vonage::VonageProvider;
+use crate::telephony::webhook_token::WebhookKey;
 
 /// A bound, migrated, ready-to-run service.
 pub struct Application {
@@ -30,6 +31,7 @@ impl Application {
             )
         })?;
         store.migrate().await?;
+        let webhook_key = WebhookKey::load(&store).await?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {} ({e}); set ALERTCALL_LISTEN to a free address:port",
@@ -40,13 +42,14 @@ impl Application {
         if !config.public_url_set {
             config.public_url = format!("http://{local}");
         }
-        Self::with_store(config, store, listener)
+        Self::with_store(config, store, listener, webhook_key)
     }
 
     fn with_store(
         mut config: Config,
         store: DynStore,
         listener: TcpListener,
+        webhook_key: WebhookKey,
     ) -> anyhow::Result<Application> {
         let directory = config.directory()?;
         if directory.access.is_empty()
@@ -66,6 +69,7 @@ impl Application {
                     vonage.clone(),
                     config.event_url(),
                     config.input_url(),
+                    webhook_key.clone(),
                     config.language.clone(),
                     config.ringing_timer,
                     config.provider_timeout,
@@ -77,7 +81,7 @@ impl Application {
         let engine = Engine::new(store, provider, Arc::new(config), directory);
         Ok(Application {
             listener,
-            state: AppState::new(engine, sim),
+            state: AppState::new(engine, sim, webhook_key),
             sim_events,
         })
     }

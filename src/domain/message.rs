@@ -182,6 +182,15 @@ fn what(alert: &Alert) -> Option<String> {
     })
 }
 
+/// The patient's name as calls and texts write it, whether or not they include it.
+pub fn patient_name(alert: &Alert) -> Option<String> {
+    alert
+        .patient_name
+        .as_deref()
+        .map(clean)
+        .filter(|n| !n.is_empty())
+}
+
 /// Text from the database is spoken by a TTS engine: drop control characters and markup
 /// that SSML would interpret, and collapse white space.
 fn clean(s: &str) -> String {

@@ -437,6 +437,7 @@ async fn call_person(
         greeting: menu::announcement_prompt(&announcement, engine.menu_options(alert)),
         language: engine.language_for(Some(&person.id)),
         speech: engine.speech().0,
+        patient_name: crate::domain::message::patient_name(alert),
     };
     let result = engine.provider.place_call(&request).await;
     let now = engine.now();

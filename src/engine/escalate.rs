@@ -294,6 +294,7 @@ pub(super) async fn sms_fallback(
         to: number.clone(),
         text,
         client_ref: id.simple().to_string(),
+        patient_name: crate::domain::message::patient_name(alert),
     };
     match engine.provider.send_sms(&request).await {
         Ok(message_id) => {

@@ -76,6 +76,21 @@ impl Engine {
             }))
     }
 
+    /// The call an event is about. When the webhook's URL names our call (and, unsigned,
+    /// proves it with that call's token), the event may act on that call only, whatever
+    /// provider id its body claims.
+    async fn find_call(
+        &self,
+        provider_call_id: &str,
+        call_id: Option<uuid::Uuid>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        Ok(self
+            .store
+            .find_call(provider_call_id, call_id)
+            .await?
+            .filter(|call| call_id.is_none_or(|id| id == call.id)))
+    }
+
     /// A call status event. The call's status only moves forward.
     pub async fn handle_call_event(
         &self,
@@ -84,7 +99,6 @@ impl Engine {
     ) -> Result<EventOutcome, StoreError> {
         let now = self.now();
         let Some(call) = self
-            .store
             .find_call(&event.provider_call_id, event.call_id)
             .await?
         else {
@@ -161,7 +175,6 @@ impl Engine {
     ) -> Result<Turn, StoreError> {
         let now = self.now();
         let Some(call) = self
-            .store
             .find_call(&input.provider_call_id, input.call_id)
             .await?
         else {

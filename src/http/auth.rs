@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{AppState, HttpError};
-use crate::auth::{Role, random_token, same_secret, token_hash};
+use crate::auth::{Role, bearer, random_token, same_secret, token_hash};
 use crate::store::Session;
 
 pub const SESSION_COOKIE: &str = "alertcall_session";
@@ -85,10 +85,10 @@ pub async fn principal(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
+        let token = bearer(auth).ok_or_else(|| {
             HttpError::Unauthorized("use Authorization: Bearer <API token>".into())
         })?;
-        return match access.token(token.trim()) {
+        return match access.token(token) {
             Some(t) => Ok(Some(Principal {
                 name: t.name.clone(),
                 role: t.role,

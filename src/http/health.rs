@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{AppState, HttpError};
+use crate::telephony::webhook_token::Protection;
 
 /// Alive: answers as soon as the server is up (scripts and supervisors wait on this).
 pub async fn healthz() -> &'static str {
@@ -32,10 +33,19 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         tracing::warn!(provider = engine.provider.name(), error = %e, "not ready: the provider cannot place calls");
     }
     let word = |check: &Result<(), String>| if check.is_ok() { "ok" } else { "unavailable" };
+    // Which check keeps forged webhooks from acknowledging, and whether a "1" by SMS can
+    // acknowledge at all (see `webhooks`).
+    let sms_reply_ack = match super::webhooks::sms_reply_ack(&state).await {
+        Ok(true) => "on",
+        Ok(false) => "off",
+        Err(_) => "unknown",
+    };
     let body = json!({
         "database": word(&database),
         "provider": engine.provider.name(),
         "provider_status": word(&provider),
+        "webhook_protection": Protection::of(&engine.config).as_str(),
+        "sms_reply_ack": sms_reply_ack,
     });
     let status = if database.is_ok() {
         StatusCode::OK

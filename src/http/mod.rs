@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::engine::Engine;
 use crate::store::StoreError;
 use crate::telephony::simulator::{SimError, Simulator};
+use crate::telephony::webhook_token::WebhookKey;
 
 pub mod api;
 pub mod auth;
@@ -32,13 +33,24 @@ pub struct AppState {
     pub lockout: Arc<auth::Lockout>,
     /// Password checks that may run at once (see `auth::login`).
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Makes and checks the tokens in webhook URLs (`webhooks::verify`).
+    pub webhook_key: WebhookKey,
+    /// Whether this instance has seen the SMS Inbound URL with its token used (cached
+    /// from the database: `webhooks::sms_reply_ack`).
+    pub sms_url_used: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, sim: Option<Arc<Simulator>>) -> AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        sim: Option<Arc<Simulator>>,
+        webhook_key: WebhookKey,
+    ) -> AppState {
         AppState {
             engine,
             sim,
+            webhook_key,
+            sms_url_used: Arc::default(),
             lockout: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(auth::PASSWORD_CHECKS)),
         }
@@ -51,12 +63,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/call-event", post(webhooks::event))
         .route("/api/sms/inbound", post(webhooks::inbound_sms))
         .route("/api/sms/status", post(webhooks::sms_status))
+        .layer(axum::middleware::from_fn(webhooks::json_only))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_webhooks,
         ));
-    let mut router = Router::new()
-        .merge(webhooks)
+    let mut router = Router::new();
+    // The simulator is driven through its own routes (`/api/sim/...`, with their
+    // credentials): nothing may post provider webhooks to it.
+    if state.sim.is_none() {
+        router = router.merge(webhooks);
+    }
+    router = router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -114,6 +132,7 @@ async fn count_webhooks(State(state): State<AppState>, request: Request, next: N
         StatusCode::UNAUTHORIZED => "rejected_signature",
         StatusCode::BAD_REQUEST => "malformed",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "wrong_content_type",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         _ => "error",
     };

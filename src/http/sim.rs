@@ -23,7 +23,22 @@ use crate::telephony::simulator::{SimCall, SimSms, Simulator};
 ///   viewer role, anything else admin (and a session's CSRF token);
 /// - without, only when no ALERTCALL_API_TOKEN is set and the request comes straight from
 ///   this machine (`from_this_machine`), so that `alertcall sim ...` works out of the box.
-pub struct Phones(Arc<Simulator>);
+pub struct Phones {
+    sim: Arc<Simulator>,
+    /// `[dashboard] show_patient_name = false`: what the phones heard is shown without the
+    /// patient's name, as everywhere else on the dashboard and the API.
+    hide_names: bool,
+}
+
+impl Phones {
+    fn call(&self, call: SimCall) -> Json<SimCall> {
+        Json(if self.hide_names {
+            call.without_patient_name()
+        } else {
+            call
+        })
+    }
+}
 
 impl FromRequestParts<AppState> for Phones {
     type Rejection = HttpError;
@@ -63,30 +78,39 @@ impl FromRequestParts<AppState> for Phones {
                 ));
             }
         }
-        state.sim.clone().map(Phones).ok_or_else(|| {
+        let hide_names = state.engine.directory().show_patient_name == Some(false);
+        let sim = state.sim.clone();
+        sim.map(|sim| Phones { sim, hide_names }).ok_or_else(|| {
             HttpError::NotFound("the simulator is not the configured provider".into())
         })
     }
 }
 
-/// Headers a reverse proxy adds. Behind one every client connects from the proxy, often on
-/// this machine, so a request carrying any of them is not taken as local.
-const PROXY_HEADERS: [&str; 5] = [
+/// Headers a reverse proxy or CDN adds. Behind one every client connects from the proxy,
+/// often on this machine, so a request carrying any of them is not taken as local.
+const PROXY_HEADERS: [&str; 10] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-real-ip",
+    "via",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
 ];
 
 /// Whether a request came straight from this machine: a loopback peer, no proxy headers,
-/// and a Host that names this machine — a web page whose own name was made to resolve to
-/// 127.0.0.1 (DNS rebinding) sends its own name.
+/// and one Host that names this machine — a web page whose own name was made to resolve to
+/// 127.0.0.1 (DNS rebinding) sends its own name, and with two a proxy may have read the other.
 fn from_this_machine(peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
     peer.is_some_and(|ip| ip.is_loopback())
         && !PROXY_HEADERS.iter().any(|h| headers.contains_key(*h))
-        && headers
-            .get(header::HOST)
+        && hosts.next().is_none()
+        && host
             .and_then(|v| v.to_str().ok())
             .is_some_and(names_this_machine)
 }
@@ -105,19 +129,23 @@ fn names_this_machine(host: &str) -> bool {
         })
 }
 
-pub async fn list(Phones(sim): Phones) -> Json<Vec<SimCall>> {
-    Json(sim.list())
+pub async fn list(phones: Phones) -> Json<Vec<SimCall>> {
+    Json(
+        phones
+            .sim
+            .list()
+            .into_iter()
+            .map(|c| phones.call(c).0)
+            .collect(),
+    )
 }
 
-pub async fn show(Phones(sim): Phones, Path(id): Path<String>) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(sim.get(&id)?))
+pub async fn show(phones: Phones, Path(id): Path<String>) -> Result<Json<SimCall>, HttpError> {
+    Ok(phones.call(phones.sim.get(&id)?))
 }
 
-pub async fn answer(
-    Phones(sim): Phones,
-    Path(id): Path<String>,
-) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(sim.answer(&id)?))
+pub async fn answer(phones: Phones, Path(id): Path<String>) -> Result<Json<SimCall>, HttpError> {
+    Ok(phones.call(phones.sim.answer(&id)?))
 }
 
 #[derive(Deserialize)]
@@ -127,13 +155,13 @@ pub struct Keys {
 
 pub async fn press(
     State(state): State<AppState>,
-    Phones(sim): Phones,
+    phones: Phones,
     Path(id): Path<String>,
     Json(keys): Json<Keys>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let input = sim.press(&id, &keys.keys)?;
+    let input = phones.sim.press(&id, &keys.keys)?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
-    Ok(Json(sim.hear(&id, &turn.reply)?))
+    Ok(phones.call(phones.sim.hear(&id, &turn.reply)?))
 }
 
 #[derive(Deserialize)]
@@ -147,34 +175,41 @@ pub struct Said {
 /// report it.
 pub async fn say(
     State(state): State<AppState>,
-    Phones(sim): Phones,
+    phones: Phones,
     Path(id): Path<String>,
     Json(said): Json<Said>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let input = sim.say(&id, &said.text, said.confidence.unwrap_or(1.0))?;
+    let input = phones
+        .sim
+        .say(&id, &said.text, said.confidence.unwrap_or(1.0))?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
-    Ok(Json(sim.hear(&id, &turn.reply)?))
+    Ok(phones.call(phones.sim.hear(&id, &turn.reply)?))
 }
 
 pub async fn silence(
     State(state): State<AppState>,
-    Phones(sim): Phones,
+    phones: Phones,
     Path(id): Path<String>,
 ) -> Result<Json<SimCall>, HttpError> {
-    let input = sim.silence(&id)?;
+    let input = phones.sim.silence(&id)?;
     let turn = state.engine.handle_input(&input, Source::Simulator).await?;
-    Ok(Json(sim.hear(&id, &turn.reply)?))
+    Ok(phones.call(phones.sim.hear(&id, &turn.reply)?))
 }
 
-pub async fn hang_up(
-    Phones(sim): Phones,
-    Path(id): Path<String>,
-) -> Result<Json<SimCall>, HttpError> {
-    Ok(Json(sim.hang_up(&id)?))
+pub async fn hang_up(phones: Phones, Path(id): Path<String>) -> Result<Json<SimCall>, HttpError> {
+    Ok(phones.call(phones.sim.hang_up(&id)?))
 }
 
-pub async fn messages(Phones(sim): Phones) -> Json<Vec<SimSms>> {
-    Json(sim.messages())
+pub async fn messages(phones: Phones) -> Json<Vec<SimSms>> {
+    let hide = phones.hide_names;
+    Json(
+        phones
+            .sim
+            .messages()
+            .into_iter()
+            .map(|m| if hide { m.without_patient_name() } else { m })
+            .collect(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -245,5 +280,11 @@ mod tests {
             );
         }
         assert!(!from_this_machine(local, &HeaderMap::new()), "no Host");
+        let mut two_hosts = headers(&[host]);
+        two_hosts.append(header::HOST, "evil.example".parse().unwrap());
+        assert!(!from_this_machine(local, &two_hosts), "two Host headers");
+        let mut two_local = headers(&[host]);
+        two_local.append(header::HOST, "localhost".parse().unwrap());
+        assert!(!from_this_machine(local, &two_local), "two Host headers");
     }
 }

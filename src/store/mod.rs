@@ -545,6 +545,11 @@ pub trait Store: Send + Sync + 'static {
     /// The newest audit-trail id: it grows with every step any instance records.
     async fn last_event_id(&self) -> Result<i64, StoreError>;
 
+    /// The setting `name`, stored as `value` if it had none: the first instance to ask
+    /// decides, and every instance sharing the database gets the same answer.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError>;
     /// The unexpired session with this token hash.
     async fn session(

@@ -17,6 +17,10 @@ use crate::domain::alert::CRITICAL;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/postgres/0001_init.sql")),
     (2, include_str!("migrations/postgres/0002_sessions.sql")),
+    (
+        3,
+        include_str!("migrations/postgres/0003_webhook_secrets.sql"),
+    ),
 ];
 
 /// Serialises migrations across instances starting at once.
@@ -824,6 +828,29 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .doing("reading the newest audit entry")
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall.settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .doing("storing a setting")?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("the setting {name}")))
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM alertcall.settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a setting")
     }
 
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {

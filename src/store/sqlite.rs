@@ -20,6 +20,10 @@ use crate::domain::alert::CRITICAL;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_sessions.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_webhook_secrets.sql"),
+    ),
 ];
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
@@ -753,6 +757,29 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .doing("reading the newest audit entry")
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall_settings (name, value) VALUES (?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .doing("storing a setting")?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("the setting {name}")))
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM alertcall_settings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a setting")
     }
 
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ use crate::domain::phone::Phone;
 
 pub mod simulator;
 pub mod vonage;
+pub mod webhook_token;
 
 /// A call to place.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct CallRequest {
     pub language: String,
     /// Whether the menu also listens for spoken answers.
     pub speech: bool,
+    /// The patient's name as the call may speak it, for views that must hide it
+    /// (`[dashboard] show_patient_name = false`).
+    pub patient_name: Option<String>,
 }
 
 /// The provider accepted the call.
@@ -73,4 +77,6 @@ pub struct SmsRequest {
     pub text: String,
     /// Ours, echoed in delivery receipts (Vonage `client_ref`).
     pub client_ref: String,
+    /// As in `CallRequest`.
+    pub patient_name: Option<String>,
 }

@@ -45,6 +45,9 @@ pub struct SimCall {
     pub conference: Option<String>,
     #[serde(skip)]
     greeting: Reply,
+    /// The name the call speaks, hidden from views that may not show it.
+    #[serde(skip)]
+    patient_name: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -71,7 +74,38 @@ pub struct SimSms {
     /// Masked, like calls.
     pub to: String,
     pub text: String,
+    #[serde(skip)]
+    patient_name: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What a view shows instead of a patient's name it may not show.
+pub const NAME_HIDDEN: &str = "[name hidden]";
+
+fn hide(text: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => text.replace(name, NAME_HIDDEN),
+        None => text.to_string(),
+    }
+}
+
+impl SimCall {
+    /// The call as a view that may not show patient names sees it.
+    pub fn without_patient_name(mut self) -> SimCall {
+        let name = self.patient_name.take();
+        for line in &mut self.heard {
+            *line = hide(line, name.as_deref());
+        }
+        self
+    }
+}
+
+impl SimSms {
+    /// The text as a view that may not show patient names sees it.
+    pub fn without_patient_name(mut self) -> SimSms {
+        self.text = hide(&self.text, self.patient_name.take().as_deref());
+        self
+    }
 }
 
 pub struct Simulator {
@@ -280,6 +314,7 @@ impl Provider for Simulator {
             connected_to: None,
             conference: None,
             greeting: request.greeting.clone(),
+            patient_name: request.patient_name.clone(),
             created_at: Utc::now(),
         };
         {
@@ -318,6 +353,7 @@ impl Provider for Simulator {
             id: id.clone(),
             to: sms.to.masked(),
             text: sms.text.clone(),
+            patient_name: sms.patient_name.clone(),
             created_at: Utc::now(),
         });
         tracing::info!(sms = %id, to = %sms.to.masked(), "SIMULATED SMS sent");

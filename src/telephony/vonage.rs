@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::webhook_token::WebhookKey;
 use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
 use crate::config::VonageConfig;
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
@@ -59,6 +60,8 @@ pub struct VonageProvider {
     key: EncodingKey,
     event_url: String,
     input_url: String,
+    /// Makes the per-call token in the webhook URLs.
+    webhook_key: WebhookKey,
     language: String,
     ringing_timer: Duration,
     token: Mutex<Option<(String, Instant)>>,
@@ -80,6 +83,7 @@ impl VonageProvider {
         config: VonageConfig,
         event_url: String,
         input_url: String,
+        webhook_key: WebhookKey,
         language: String,
         ringing_timer: Duration,
         timeout: Duration,
@@ -99,6 +103,7 @@ impl VonageProvider {
             key,
             event_url,
             input_url,
+            webhook_key,
             language,
             ringing_timer,
             token: Mutex::new(None),
@@ -133,7 +138,7 @@ impl VonageProvider {
     /// The create-call body (public so tests can check it against the contract).
     pub fn create_call_body(&self, request: &CallRequest) -> Value {
         let call = request.call_id;
-        let input_url = with_call(&self.input_url, call);
+        let input_url = self.webhook_key.call_url(&self.input_url, call);
         let language = if request.language.is_empty() {
             &self.language
         } else {
@@ -149,7 +154,7 @@ impl VonageProvider {
             "to": [{"type": "phone", "number": request.to.digits()}],
             "from": {"type": "phone", "number": self.config.from_number.digits()},
             "ncco": ncco(&request.greeting, &context),
-            "event_url": [with_call(&self.event_url, call)],
+            "event_url": [self.webhook_key.call_url(&self.event_url, call)],
             "event_method": "POST",
             "ringing_timer": self.ringing_timer.as_secs().clamp(1, 120),
             "length_timer": LENGTH_TIMER_SECS,
@@ -158,15 +163,10 @@ impl VonageProvider {
     }
 }
 
-/// `url?call=<our id>`: how a webhook finds its call before the provider's id is recorded.
-pub fn with_call(url: &str, call_id: Uuid) -> String {
-    format!("{url}?call={call_id}")
-}
-
 /// How replies are rendered on one call.
 #[derive(Debug, Clone, Copy)]
 pub struct NccoContext<'a> {
-    /// Where the input action posts its result (with `?call=`).
+    /// Where the input action posts its result (`WebhookKey::call_url`).
     pub input_url: &'a str,
     /// BCP-47, for `talk` and speech recognition.
     pub language: &'a str,
@@ -505,6 +505,16 @@ fn text(map: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
+/// A call's uuid: 1 to 128 characters and no control characters (it is logged and stored).
+fn check_uuid(uuid: &str) -> Result<(), WebhookError> {
+    if uuid.is_empty() || uuid.len() > 128 || uuid.chars().any(char::is_control) {
+        return Err(WebhookError::Malformed(
+            "uuid must be 1 to 128 characters, none of them control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses the call event webhook (`event_url`).
 pub fn parse_event(body: &[u8], call_id: Option<Uuid>) -> Result<VonageEvent, WebhookError> {
     let map = object(body)?;
@@ -519,11 +529,7 @@ pub fn parse_event(body: &[u8], call_id: Option<Uuid>) -> Result<VonageEvent, We
         }
         return Err(WebhookError::Missing("uuid and status"));
     };
-    if uuid.is_empty() || uuid.len() > 128 {
-        return Err(WebhookError::Malformed(
-            "uuid must be 1 to 128 characters".into(),
-        ));
-    }
+    check_uuid(&uuid)?;
     let kind = match status.as_str() {
         "started" => CallEventKind::Started,
         "ringing" => CallEventKind::Ringing,
@@ -552,11 +558,7 @@ pub fn parse_event(body: &[u8], call_id: Option<Uuid>) -> Result<VonageEvent, We
 pub fn parse_input(body: &[u8], call_id: Option<Uuid>) -> Result<InputEvent, WebhookError> {
     let map = object(body)?;
     let uuid = text(&map, "uuid").ok_or(WebhookError::Missing("uuid"))?;
-    if uuid.is_empty() || uuid.len() > 128 {
-        return Err(WebhookError::Malformed(
-            "uuid must be 1 to 128 characters".into(),
-        ));
-    }
+    check_uuid(&uuid)?;
     let dtmf = match map.get("dtmf") {
         Some(Value::Object(d)) => Some(d),
         None | Some(Value::Null) => None,
@@ -658,10 +660,7 @@ pub fn verify_signature(
     let Some(header) = authorization else {
         return refuse("unsigned: no Authorization header");
     };
-    let Some(token) = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-    else {
+    let Some(token) = crate::auth::bearer(header) else {
         return refuse("the Authorization header is not a Bearer token");
     };
     let mut validation = Validation::new(Algorithm::HS256);
@@ -669,7 +668,7 @@ pub fn verify_signature(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     let claims = match jsonwebtoken::decode::<SignedClaims>(
-        token.trim(),
+        token,
         &DecodingKey::from_secret(secret.as_bytes()),
         &validation,
     ) {
@@ -760,6 +759,10 @@ mod tests {
             Err(WebhookError::Missing(_))
         ));
         assert!(matches!(
+            parse_event(br#"{"uuid":"u\r\nforged","status":"ringing"}"#, None),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
             parse_input(b"{\"dtmf\":{}}", None),
             Err(WebhookError::Missing(_))
         ));
@@ -768,6 +771,7 @@ mod tests {
             br#"{"uuid":"u","dtmf":{"digits":["1"]}}"#,
             br#"{"uuid":"u","dtmf":{"digits":"1","timed_out":"maybe"}}"#,
             br#"{"uuid":"u","dtmf":{"digits":"123456789012345678901"}}"#,
+            br#"{"uuid":"u\n2026-12-03T10:00:00Z ERROR forged","dtmf":{"digits":"1"}}"#,
         ] {
             assert!(
                 matches!(parse_input(bad, None), Err(WebhookError::Malformed(_))),

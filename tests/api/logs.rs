@@ -90,3 +90,82 @@ async fn json_logs_carry_the_flow_and_no_patient_data() {
         assert!(!text.contains(secret), "{secret:?} is in the log:\n{text}");
     }
 }
+
+/// A newline in an alert id (another system writes the alerts table) or a webhook's uuid
+/// cannot forge a log line, and a flood of refused webhooks writes one line, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_cannot_forge_log_lines_and_refusals_do_not_flood_the_log() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let fake = FakeVonage::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alertcall.log");
+    let serve = Serve::start_logging(
+        &db,
+        &fake,
+        &[("VONAGE_SIGNATURE_SECRET", ""), ("RUST_LOG", "info")],
+        &log,
+    )
+    .await;
+    let forged = "2026-12-03T10:00:00.000000Z ERROR alertcall: FORGED";
+    db.exec(&format!(
+        "INSERT INTO alerts (id, patient_id, room_id, severity, alert_type, message) \
+         VALUES ('A1' || char(10) || '{forged}', 'P001', 'R2', 'critical', 'seizure', 'Seizure')"
+    ))
+    .await;
+    let calls = wait_for_calls(&db, &fake, 1).await;
+    let client = reqwest::Client::new();
+    // A uuid with a newline, on the call's own (valid) URL: refused as malformed.
+    let body = input_body(&format!("u\n{forged}"), "1", false);
+    let r = post_webhook(&client, &input_url(&calls[0]), &body, None).await;
+    assert_eq!(r.status(), 400);
+    // 200 unsigned webhooks without a token.
+    for _ in 0..200 {
+        let r = post_webhook(
+            &client,
+            &serve.url("/api/alerts/call-response"),
+            &input_body("u", "1", false),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 401);
+    }
+    let metrics = client
+        .get(serve.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::core::metric(
+            &metrics,
+            r#"alertcall_webhooks_total{kind="call_input",result="rejected_signature"}"#
+        ),
+        Some(200.0),
+        "each refusal is counted"
+    );
+    wait_until("the call is logged", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("calling nurse")
+    })
+    .await;
+    serve.kill9();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("A1\\n2026-12-03"),
+        "the id is logged, escaped:\n{text}"
+    );
+    for line in text.lines() {
+        assert!(!line.starts_with(forged), "a forged line:\n{text}");
+    }
+    let refusals = text
+        .lines()
+        .filter(|l| l.contains("refused a webhook"))
+        .count();
+    assert!(
+        (1..=2).contains(&refusals),
+        "{refusals} refusal lines for 201 refusals:\n{text}"
+    );
+}
