@@ -9,6 +9,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telephony;

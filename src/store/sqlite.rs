@@ -20,6 +20,10 @@ use crate::domain::alert::CRITICAL;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_sessions.sql")),
+    (
+        3,
+        include_str!("migrations/sqlite/0003_session_credential.sql"),
+    ),
 ];
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
@@ -757,12 +761,13 @@ impl Store for SqliteStore {
 
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO alertcall_sessions (token_hash, username, role, csrf, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO alertcall_sessions (token_hash, username, role, credential, csrf, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(token_hash)
         .bind(&session.user)
         .bind(&session.role)
+        .bind(&session.credential)
         .bind(&session.csrf)
         .bind(ts(session.expires_at))
         .execute(&self.pool)
@@ -776,8 +781,8 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT username, role, csrf, expires_at FROM alertcall_sessions \
+        let row: Option<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT username, role, credential, csrf, expires_at FROM alertcall_sessions \
              WHERE token_hash = ? AND expires_at > ?",
         )
         .bind(token_hash)
@@ -785,12 +790,15 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .doing("looking up a session")?;
-        Ok(row.map(|(user, role, csrf, expires_at)| Session {
-            user,
-            role,
-            csrf,
-            expires_at,
-        }))
+        Ok(
+            row.map(|(user, role, credential, csrf, expires_at)| Session {
+                user,
+                role,
+                credential,
+                csrf,
+                expires_at,
+            }),
+        )
     }
 
     async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -199,6 +199,7 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
     let expired = alertcall::store::Session {
         user: "admin".into(),
         role: "admin".into(),
+        credential: String::new(),
         csrf: "c".into(),
         expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
     };
