@@ -950,3 +950,29 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_masked_wherever_a_viewer_would_see_them() {
+        assert_eq!(mask_number("+13854019951").as_deref(), Some("+13*******51"));
+        assert_eq!(
+            mask_number("phone:+13854019951").as_deref(),
+            Some("phone:+13*******51")
+        );
+        assert_eq!(mask_number("dashboard:admin"), None);
+        assert_eq!(mask_number("2026-11-24T20:15:20Z"), None);
+        let mut detail = serde_json::json!({
+            "by": "sms:+13854019951", "calls": [{"to": "13854019951"}], "digits": "1", "n": 5
+        });
+        mask_numbers(&mut detail);
+        assert_eq!(
+            detail,
+            serde_json::json!({
+                "by": "sms:+13*******51", "calls": [{"to": "138******51"}], "digits": "1", "n": 5
+            })
+        );
+    }
+}
