@@ -224,7 +224,7 @@ pub fn check_same_origin(headers: &HeaderMap) -> Result<(), HttpError> {
 }
 
 /// The address the connection came from: behind a reverse proxy, the proxy's. `None` only
-/// when the router is served without `ConnectInfo` (`startup` always adds it).
+/// when the router is served without `ConnectInfo` (`server::serve` always adds it).
 pub fn peer(extensions: &Extensions) -> Option<IpAddr> {
     // An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d.
     extensions
