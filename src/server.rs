@@ -99,12 +99,20 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
+                    let out_of_files =
+                        matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                     if let Some(more) = accept_errors.due() {
-                        tracing::error!(error = %e, repeated = more, "cannot accept connections");
+                        if out_of_files {
+                            tracing::error!(error = %e, repeated = more, "cannot accept connections: out of open files");
+                        } else {
+                            tracing::warn!(error = %e, repeated = more, "a connection could not be accepted");
+                        }
                     }
-                    // Out of descriptors (EMFILE) is the likely cause: an idle connection
-                    // gives one back. Either way, a pause instead of a busy loop.
-                    open.close_oldest_idle();
+                    if out_of_files {
+                        // An idle connection gives a descriptor back.
+                        open.close_oldest_idle();
+                    }
+                    // A pause instead of a busy loop on an error that repeats.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -221,7 +229,9 @@ impl Open {
     }
 }
 
-/// A request in flight on a connection, for as long as its handler runs.
+/// A request in flight on a connection, for as long as its handler runs (a response body
+/// still streaming, such as the dashboard's event stream, no longer counts: at the cap such a
+/// connection may be closed, and the browser reconnects).
 struct Busy(Arc<Conn>);
 
 impl Busy {
