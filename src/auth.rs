@@ -1,9 +1,13 @@
 //! Who may use the dashboard and the API: people with passwords (Argon2id hashes), machines
 //! with API tokens (only their SHA-256 is configured), each with a role.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// What a signed-in person or token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -57,24 +61,147 @@ pub struct Access {
     pub tokens: Vec<ApiToken>,
 }
 
+impl User {
+    /// Changes when the user's password or role does: a session started under another one
+    /// is over (`http::auth::principal`).
+    pub fn credential(&self) -> String {
+        token_hash(&format!("{}\n{}", self.role.as_str(), self.password_hash))
+    }
+}
+
+/// Argon2 memory of one password check, in 1 KiB blocks: OWASP's first Argon2id choice
+/// (19 MiB). Hashes that need more are refused when the configuration is read.
+pub const MEMORY_BLOCKS: usize = 19 * 1024;
+
 /// OWASP's first Argon2id choice: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {
     Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
-        Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters"),
+        Params::new(MEMORY_BLOCKS as u32, 2, 1, None).expect("valid Argon2 parameters"),
     )
 }
 
 /// An Argon2id hash of `password` with a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> String {
-    let mut salt = [0u8; 16];
-    salt.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let salt = SaltString::encode_b64(&salt).expect("16 bytes make a valid salt");
+    hash_with_salt(password, uuid::Uuid::new_v4().as_bytes())
+}
+
+/// The same hash every time for the same password (its salt is derived from it): for a
+/// password given in the environment, which is hashed again at every reload and must not
+/// end its sessions by looking changed. The hash is only ever held in memory.
+pub fn stable_hash(password: &str) -> String {
+    hash_with_salt(password, &Sha256::digest(password.as_bytes())[..16])
+}
+
+fn hash_with_salt(password: &str, salt: &[u8]) -> String {
+    let salt = SaltString::encode_b64(salt).expect("16 bytes make a valid salt");
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .expect("hashing with valid parameters")
         .to_string()
+}
+
+/// Whether `password` matches the PHC string `phc`, computed in `memory` (never allocated
+/// here: see `PasswordChecks`).
+fn verify(password: &[u8], phc: &str, memory: &mut [Block]) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(hash.algorithm),
+        Params::try_from(&hash),
+        hash.salt,
+        hash.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, memory)
+        .is_ok()
+        && same(&out, expected.as_bytes())
+}
+
+/// The password checks that may run at once, each computed in Argon2 memory allocated once
+/// and then reused: however many sign-ins arrive, checks hold at most `checks` × 19 MiB.
+/// (A fresh 19 MiB per check let the allocator keep a copy per blocking thread: gigabytes
+/// under a sign-in flood.)
+pub struct PasswordChecks {
+    permits: Arc<Semaphore>,
+    memory: Mutex<Vec<Vec<Block>>>,
+}
+
+/// One running password check: a permit and its memory, both given back when dropped.
+pub struct PasswordCheck {
+    memory: Vec<Block>,
+    pool: Arc<PasswordChecks>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PasswordChecks {
+    pub fn new(checks: usize) -> Arc<PasswordChecks> {
+        Arc::new(PasswordChecks {
+            permits: Arc::new(Semaphore::new(checks)),
+            memory: Mutex::default(),
+        })
+    }
+
+    /// A free check, or `None` when none frees up within `wait`.
+    pub async fn acquire(self: &Arc<Self>, wait: Duration) -> Option<PasswordCheck> {
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let memory = self
+            .memory
+            .lock()
+            .expect("password memory lock")
+            .pop()
+            .unwrap_or_default();
+        Some(PasswordCheck {
+            memory,
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+impl PasswordCheck {
+    /// `Access::sign_in` in this check's memory. Takes tens of milliseconds of CPU: call it
+    /// off the async threads.
+    pub fn sign_in<'a>(
+        &mut self,
+        access: &'a Access,
+        name: &str,
+        password: &str,
+    ) -> Option<&'a User> {
+        if self.memory.is_empty() {
+            // Allocated on first use only, so that an instance nobody signs in to holds none.
+            self.memory = vec![Block::default(); MEMORY_BLOCKS];
+        }
+        access.sign_in(name, password, &mut self.memory)
+    }
+}
+
+impl Drop for PasswordCheck {
+    fn drop(&mut self) {
+        if !self.memory.is_empty() {
+            let memory = std::mem::take(&mut self.memory);
+            self.pool
+                .memory
+                .lock()
+                .expect("password memory lock")
+                .push(memory);
+        }
+    }
 }
 
 /// Whether `text` is a PHC string this service can verify.
@@ -86,6 +213,16 @@ pub fn check_hash(text: &str) -> Result<(), String> {
         return Err(format!(
             "uses {}; only argon2id hashes are accepted (`alertcall hash-password`)",
             hash.algorithm
+        ));
+    }
+    let params = Params::try_from(&hash).map_err(|e| {
+        format!("has unusable Argon2 parameters ({e}); make one with `alertcall hash-password`")
+    })?;
+    if params.block_count() > MEMORY_BLOCKS {
+        return Err(format!(
+            "needs {} KiB of memory per check; at most {MEMORY_BLOCKS} KiB are allowed, so that \
+             sign-ins cannot exhaust memory: make one with `alertcall hash-password`",
+            params.m_cost()
         ));
     }
     Ok(())
@@ -130,11 +267,11 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 impl Access {
     /// The user with this name and password. Unknown names cost as much as wrong passwords,
     /// so a response's timing does not tell which names exist.
-    pub fn sign_in(&self, name: &str, password: &str) -> Option<&User> {
+    /// The check runs in `memory` (see `PasswordChecks`).
+    pub fn sign_in(&self, name: &str, password: &str, memory: &mut [Block]) -> Option<&User> {
         let user = self.users.iter().find(|u| u.name == name);
         let hash = user.map_or(DUMMY_HASH, |u| u.password_hash.as_str());
-        let ok = PasswordHash::new(hash)
-            .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok());
+        let ok = verify(password.as_bytes(), hash, memory);
         user.filter(|_| ok)
     }
 
@@ -173,12 +310,60 @@ mod tests {
             }],
             tokens: vec![],
         };
+        let mut memory = vec![Block::default(); MEMORY_BLOCKS];
         assert_eq!(
-            access.sign_in("eve", "correct horse").unwrap().role,
+            access
+                .sign_in("eve", "correct horse", &mut memory)
+                .unwrap()
+                .role,
             Role::Admin
         );
-        assert!(access.sign_in("eve", "wrong").is_none());
-        assert!(access.sign_in("nobody", "correct horse").is_none());
+        assert!(access.sign_in("eve", "wrong", &mut memory).is_none());
+        assert!(
+            access
+                .sign_in("nobody", "correct horse", &mut memory)
+                .is_none()
+        );
+        let stable = stable_hash("correct horse");
+        assert_eq!(
+            stable,
+            stable_hash("correct horse"),
+            "same password, same hash"
+        );
+        assert!(verify(b"correct horse", &stable, &mut memory));
+    }
+
+    #[test]
+    fn hashes_needing_more_memory_than_a_check_has_are_refused() {
+        let big = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(2 * MEMORY_BLOCKS as u32, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw", &SaltString::encode_b64(b"0123456789abcdef").unwrap())
+        .unwrap()
+        .to_string();
+        assert!(check_hash(&big).unwrap_err().contains("at most 19456 KiB"));
+    }
+
+    #[test]
+    fn a_credential_changes_with_the_password_or_the_role() {
+        let user = User {
+            name: "eve".into(),
+            role: Role::Admin,
+            password_hash: DUMMY_HASH.into(),
+        };
+        let demoted = User {
+            role: Role::Viewer,
+            ..user.clone()
+        };
+        let new_password = User {
+            password_hash: stable_hash("another"),
+            ..user.clone()
+        };
+        assert_eq!(user.credential(), user.clone().credential());
+        assert_ne!(user.credential(), demoted.credential());
+        assert_ne!(user.credential(), new_password.credential());
     }
 
     #[test]

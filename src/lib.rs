@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod log_line;
 pub mod metrics;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telephony;

@@ -123,18 +123,26 @@ impl Application {
                 let _ = rx.wait_for(|s| *s).await;
             }
         }));
-        // The peer address decides who may use the simulator without credentials and keys
-        // the sign-in lockout (`http::auth::peer`).
-        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let config = &self.state.engine.config;
+        let files = crate::server::raise_file_limit();
+        let limits =
+            crate::server::Limits::new(config.header_read_timeout, config.max_connections, files);
+        tracing::info!(
+            open_files = files,
+            max_connections = limits.max_connections,
+            header_read_timeout = ?limits.header_read_timeout,
+            "connection limits"
+        );
+        let app = http::router(self.state);
         let mut rx = stop_rx;
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        });
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        server.await?;
+        crate::server::serve(self.listener, app, limits, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
         let _ = engine_task.await;
         Ok(())
     }

@@ -58,6 +58,11 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Signed webhooks older than this are refused.
     pub webhook_max_age: Duration,
+    /// A client must send a whole request head within this (also the idle limit of a
+    /// kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// Open HTTP connections at most (lowered to fit the file limit; see `server`).
+    pub max_connections: usize,
     /// An admin API token (`Authorization: Bearer ...`), besides alertcall.toml's.
     pub api_token: Option<Secret>,
     /// The password of a dashboard user `admin`, besides alertcall.toml's `[[users]]`.
@@ -229,6 +234,21 @@ impl Config {
         let provider_timeout = duration("ALERTCALL_PROVIDER_TIMEOUT", "10s");
         let lease = duration("ALERTCALL_LEASE", "30s");
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
+        let header_read_timeout = duration("ALERTCALL_HEADER_READ_TIMEOUT", "10s");
+        if header_read_timeout.is_zero() {
+            errors.push("ALERTCALL_HEADER_READ_TIMEOUT must be above zero".into());
+        }
+        let max_connections_text =
+            get("ALERTCALL_MAX_CONNECTIONS").unwrap_or_else(|| "2048".into());
+        let max_connections = match max_connections_text.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                errors.push(format!(
+                    "ALERTCALL_MAX_CONNECTIONS={max_connections_text:?} must be a whole number above zero, such as 2048"
+                ));
+                2048
+            }
+        };
         if !(1..=120).contains(&ringing_timer.as_secs()) {
             errors.push(
                 "ALERTCALL_RINGING_TIMER must be between 1s and 120s (Vonage's limit)".into(),
@@ -367,6 +387,8 @@ impl Config {
             provider_timeout,
             lease,
             webhook_max_age,
+            header_read_timeout,
+            max_connections,
             api_token: get("ALERTCALL_API_TOKEN").map(Secret),
             admin_password: get("ALERTCALL_ADMIN_PASSWORD").map(Secret),
             protect_metrics,
@@ -505,17 +527,47 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`,
+/// for messages and logs. The URL is read by the same (WHATWG) rules as the database driver's,
+/// so a raw `@` in a password ends the password at the last `@`, as when connecting; a URL
+/// that cannot be read shows nothing before its last `@` and no query.
+pub fn redact_url(text: &str) -> String {
+    const HIDDEN: &str = "***";
+    let secret =
+        |key: &str| key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword");
+    let Ok(mut url) = url::Url::parse(text) else {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return text.split('?').next().unwrap_or_default().to_string();
+        };
+        let rest = rest.split('?').next().unwrap_or_default();
+        return match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://{HIDDEN}@{host}"),
+            None => format!("{scheme}://{rest}"),
+        };
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
+    let mut changed = false;
+    if url.password().is_some() {
+        changed |= url.set_password(Some(HIDDEN)).is_ok();
+    }
+    if url.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) {
+                    HIDDEN.into()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        url.to_string()
+    } else {
+        text.to_string()
     }
 }
 
@@ -620,5 +672,42 @@ mod tests {
             "postgres://postgres:***@db.supabase.co:5432/postgres"
         );
         assert_eq!(redact_url("sqlite://alertcall.db"), "sqlite://alertcall.db");
+        assert_eq!(
+            redact_url("sqlite:data/alertcall.db?mode=rwc"),
+            "sqlite:data/alertcall.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn redacts_a_password_given_in_the_query() {
+        assert_eq!(
+            redact_url("postgres://postgres@db:5432/app?sslmode=require&password=hunter2"),
+            "postgres://postgres@db:5432/app?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/app?PASSWORD=hunter2&sslpassword=key-pass"),
+            "postgresql://db/app?PASSWORD=***&sslpassword=***"
+        );
+    }
+
+    /// The driver splits userinfo at the *last* `@` (WHATWG URL rules), so a raw `@` in a
+    /// password still connects; the redaction follows the same rule and shows none of it.
+    #[test]
+    fn a_raw_at_sign_in_a_password_is_hidden_whole() {
+        for url in [
+            "postgres://postgres:p@ss@w0rd@db.example.org:5432/postgres",
+            "postgres://postgres:p%40ss%40w0rd@db.example.org:5432/postgres",
+        ] {
+            assert_eq!(
+                redact_url(url),
+                "postgres://postgres:***@db.example.org:5432/postgres"
+            );
+        }
+        // Unreadable (a raw `/` in the password): nothing before the last `@` is shown.
+        let shown = redact_url("postgres://postgres:pa/ss@w0rd@db:5432/app?password=x");
+        assert!(
+            !shown.contains("ss") && !shown.contains("pa/") && !shown.contains("x"),
+            "{shown}"
+        );
     }
 }

@@ -229,7 +229,7 @@ fn env_access(config: &Config) -> Access {
             .map(|password| User {
                 name: "admin".into(),
                 role: Role::Admin,
-                password_hash: crate::auth::hash_password(password.expose()),
+                password_hash: crate::auth::stable_hash(password.expose()),
             })
             .collect(),
         tokens: config

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-use super::auth::{Admin, Viewer};
+use super::auth::{Admin, Principal, Viewer};
 use super::{AppState, HttpError};
 use crate::analytics::{self, Analytics};
+use crate::auth::Role;
 use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::domain::call::CallRecord;
 use crate::domain::phone::Phone;
@@ -91,6 +92,7 @@ pub struct AlertSummary {
     pub triggered_at: DateTime<Utc>,
     pub age_seconds: f64,
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Who acknowledged; a nurse's number is masked for viewers (admins see it whole).
     pub acknowledged_by: Option<String>,
     /// `metadata.call.call_status`, as the seed's queries read it.
     pub call_status: Option<String>,
@@ -115,6 +117,7 @@ pub struct TimelineEntry {
     /// engine, vonage, simulator, cli, dashboard, api.
     pub source: String,
     pub call_id: Option<String>,
+    /// What happened; nurses' numbers are masked for viewers (admins see them whole).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -446,7 +449,7 @@ pub async fn me(State(state): State<AppState>, Viewer(who): Viewer) -> Json<Me> 
         (status = 401, body = ErrorBody)))]
 pub async fn list_alerts(
     State(state): State<AppState>,
-    Viewer(_): Viewer,
+    Viewer(who): Viewer,
     ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<Json<Vec<AlertSummary>>, HttpError> {
     let status = match q.status.unwrap_or(StatusFilter::Active) {
@@ -484,7 +487,7 @@ pub async fn list_alerts(
         .into_iter()
         .map(|view| {
             let calling = live.remove(&view.alert.id).unwrap_or_default();
-            state.summary_with(view, calling)
+            state.summary_with(view, calling).shown_to(&who)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -538,7 +541,7 @@ async fn view_of(state: &AppState, id: &str) -> Result<AlertView, HttpError> {
         (status = 404, body = ErrorBody)))]
 pub async fn alert_detail(
     State(state): State<AppState>,
-    Viewer(_): Viewer,
+    Viewer(who): Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<AlertDetail>, HttpError> {
     let view = view_of(&state, &id).await?;
@@ -552,8 +555,8 @@ pub async fn alert_detail(
         .cloned()
         .map(|c| state.call_summary(c))
         .collect();
-    let alert = state.summary_with(view, calling);
-    let timeline = timeline_of(triggered, &alert.severity, events);
+    let alert = state.summary_with(view, calling).shown_to(&who);
+    let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events));
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
     Ok(Json(AlertDetail {
@@ -600,16 +603,76 @@ fn timeline_of(
         (status = 404, body = ErrorBody)))]
 pub async fn timeline(
     State(state): State<AppState>,
-    Viewer(_): Viewer,
+    Viewer(who): Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<TimelineEntry>>, HttpError> {
     let view = view_of(&state, &id).await?;
     let events = state.engine.store.list_events(&view.alert.id).await?;
-    Ok(Json(timeline_of(
-        view.alert.triggered_at,
-        &view.alert.severity,
-        events,
+    Ok(Json(shown_to(
+        &who,
+        timeline_of(view.alert.triggered_at, &view.alert.severity, events),
     )))
+}
+
+/// Whether `who` sees nurses' numbers whole in `acknowledged_by` and the timeline: admins
+/// (who correct numbers and place test calls) do; viewers see them masked. Decided here only.
+fn sees_numbers(who: &Principal) -> bool {
+    who.role >= Role::Admin
+}
+
+/// `text` with its phone number masked, if it is one: the whole text (`+13854019951`, as
+/// the seed writes `acknowledged_by`) or what follows a `via:` prefix (`sms:+13854019951`).
+fn mask_number(text: &str) -> Option<String> {
+    let is_number = |s: &str| {
+        let s = s.trim();
+        let digits = s.chars().filter(char::is_ascii_digit).count();
+        (7..=15).contains(&digits)
+            && s.strip_prefix('+')
+                .unwrap_or(s)
+                .chars()
+                .all(|c| c.is_ascii_digit() || " -.()".contains(c))
+    };
+    if is_number(text) {
+        return Some(crate::domain::phone::mask(text.trim()));
+    }
+    let (via, rest) = text.split_once(':')?;
+    is_number(rest).then(|| format!("{via}:{}", crate::domain::phone::mask(rest.trim())))
+}
+
+/// Every phone number among `value`'s strings masked.
+fn mask_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let Some(masked) = mask_number(text) {
+                *text = masked;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(mask_numbers),
+        _ => {}
+    }
+}
+
+impl AlertSummary {
+    /// As `who` may see it (`sees_numbers`).
+    fn shown_to(mut self, who: &Principal) -> AlertSummary {
+        if !sees_numbers(who)
+            && let Some(masked) = self.acknowledged_by.as_deref().and_then(mask_number)
+        {
+            self.acknowledged_by = Some(masked);
+        }
+        self
+    }
+}
+
+/// A timeline as `who` may see it (`sees_numbers`).
+fn shown_to(who: &Principal, mut timeline: Vec<TimelineEntry>) -> Vec<TimelineEntry> {
+    if !sees_numbers(who) {
+        timeline
+            .iter_mut()
+            .for_each(|e| mask_numbers(&mut e.detail));
+    }
+    timeline
 }
 
 #[utoipa::path(post, path = "/api/v1/alerts", tag = "alerts", request_body = RaiseAlert,
@@ -942,4 +1005,30 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
+}
+
+#[cfg(test)]
+mod masking_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_masked_wherever_a_viewer_would_see_them() {
+        assert_eq!(mask_number("+13854019951").as_deref(), Some("+13*******51"));
+        assert_eq!(
+            mask_number("phone:+13854019951").as_deref(),
+            Some("phone:+13*******51")
+        );
+        assert_eq!(mask_number("dashboard:admin"), None);
+        assert_eq!(mask_number("2026-11-24T20:15:20Z"), None);
+        let mut detail = serde_json::json!({
+            "by": "sms:+13854019951", "calls": [{"to": "13854019951"}], "digits": "1", "n": 5
+        });
+        mask_numbers(&mut detail);
+        assert_eq!(
+            detail,
+            serde_json::json!({
+                "by": "sms:+13*******51", "calls": [{"to": "138******51"}], "digits": "1", "n": 5
+            })
+        );
+    }
 }

@@ -5,9 +5,10 @@
 //! request made with a cookie must carry the session's CSRF token in `X-CSRF-Token`, and
 //! a cross-site `Origin` is refused.
 //!
-//! Sign-in is guarded twice: at most `PASSWORD_CHECKS` Argon2 checks run at once (each
-//! holds 19 MiB, so a flood of sign-ins must queue instead of exhausting memory), and failed
-//! sign-ins are counted per name *and client address* (see `Lockout`).
+//! Sign-in is guarded twice: at most `PASSWORD_CHECKS` Argon2 checks run at once, each in
+//! 19 MiB allocated once and reused (`auth::PasswordChecks`), so a flood of sign-ins queues
+//! instead of exhausting memory; and attempts are counted per name and address, and per name
+//! (see `Lockout`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,11 +31,14 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a sign-in lasts: one long shift.
 const SESSION_HOURS: i64 = 13;
 /// Failed sign-ins allowed per name and address in `LOCKOUT_WINDOW` before refusing.
-const MAX_FAILURES: u32 = 10;
+pub const MAX_FAILURES: u32 = 10;
+/// Failed sign-ins allowed per name from all addresses together in `LOCKOUT_WINDOW`.
+pub const MAX_NAME_FAILURES: u32 = 30;
 const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Only this much of a name is kept as a lockout key, so long made-up names cost little.
 const NAME_KEY_CHARS: usize = 64;
-/// (name, address) pairs the lockout tracks at most; the oldest make way for new ones.
+/// Names, and (name, address) pairs, the lockout tracks at most; the oldest make way for new
+/// ones.
 const MAX_TRACKED: usize = 10_000;
 /// Argon2 checks at once: 4 × 19 MiB at most, and more would only share the same cores.
 pub const PASSWORD_CHECKS: usize = 4;
@@ -108,14 +112,16 @@ pub async fn principal(
     else {
         return Ok(None);
     };
-    // A user removed or demoted in alertcall.toml loses access at the next reload.
-    Ok(access.user(&session.user).map(|user| Principal {
-        name: user.name.clone(),
-        role: user
-            .role
-            .min(Role::parse(&session.role).unwrap_or(Role::Viewer)),
-        csrf: Some(session.csrf),
-    }))
+    // A user removed, or whose password or role changed, in alertcall.toml or the
+    // environment is signed out at the next reload.
+    Ok(access
+        .user(&session.user)
+        .filter(|user| same_secret(&user.credential(), &session.credential))
+        .map(|user| Principal {
+            name: user.name.clone(),
+            role: user.role,
+            csrf: Some(session.csrf),
+        }))
 }
 
 /// Any signed-in person or valid token (read-only access).
@@ -218,7 +224,7 @@ pub fn check_same_origin(headers: &HeaderMap) -> Result<(), HttpError> {
 }
 
 /// The address the connection came from: behind a reverse proxy, the proxy's. `None` only
-/// when the router is served without `ConnectInfo` (`startup` always adds it).
+/// when the router is served without `ConnectInfo` (`server::serve` always adds it).
 pub fn peer(extensions: &Extensions) -> Option<IpAddr> {
     // An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d.
     extensions
@@ -237,79 +243,120 @@ impl<S: Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// Counts failed sign-ins so that passwords cannot be guessed quickly. The count is kept per
-/// name *and client address*: a stranger's guesses lock the stranger out, not the real user
-/// signing in from elsewhere. Behind a reverse proxy every client has the proxy's address,
-/// so the count is in effect per name again. (Forwarded headers are not trusted for this:
-/// anyone can send them.)
+/// Counts sign-in attempts so that passwords cannot be guessed quickly. An attempt is
+/// counted *before* its password check waits for a permit, so a concurrent burst is bounded
+/// like a sequence; a successful sign-in takes its own attempt back.
+///
+/// Two counts: per name *and client address* (`MAX_FAILURES`: a stranger's guesses lock
+/// the stranger out, not the real user signing in from elsewhere), and per name from every
+/// address together (`MAX_NAME_FAILURES`: guesses from rotating addresses are bounded too, at
+/// the price that a determined stranger can lock the name for `LOCKOUT_WINDOW`). Behind a
+/// reverse proxy every client has the proxy's address, so the first count is in effect per
+/// name. (Forwarded headers are not trusted for this: anyone can send them.)
+#[derive(Default)]
 pub struct Lockout {
-    failures: Mutex<HashMap<LockoutKey, Failures>>,
-    capacity: usize,
+    counts: Mutex<LockoutCounts>,
 }
 
-type LockoutKey = (String, Option<IpAddr>);
+#[derive(Default)]
+struct LockoutCounts {
+    at: Counts<(String, Option<IpAddr>)>,
+    name: Counts<String>,
+}
+
+/// Attempts per key in the current window, keeping at most `capacity` keys.
+struct Counts<K> {
+    entries: HashMap<K, Failures>,
+    capacity: usize,
+}
 
 struct Failures {
     count: u32,
     since: Instant,
 }
 
-impl Default for Lockout {
+impl<K> Default for Counts<K> {
     fn default() -> Self {
-        Lockout::with_capacity(MAX_TRACKED)
-    }
-}
-
-fn lockout_key(name: &str, peer: Option<IpAddr>) -> LockoutKey {
-    (name.chars().take(NAME_KEY_CHARS).collect(), peer)
-}
-
-impl Lockout {
-    fn with_capacity(capacity: usize) -> Lockout {
-        Lockout {
-            failures: Mutex::default(),
-            capacity,
+        Counts {
+            entries: HashMap::new(),
+            capacity: MAX_TRACKED,
         }
     }
+}
 
-    fn locked(&self, name: &str, peer: Option<IpAddr>) -> bool {
-        let failures = self.failures.lock().expect("lockout lock");
-        failures
-            .get(&lockout_key(name, peer))
-            .is_some_and(|f| f.count >= MAX_FAILURES && f.since.elapsed() < LOCKOUT_WINDOW)
+impl<K: Eq + std::hash::Hash + Clone> Counts<K> {
+    fn current(&self, key: &K) -> u32 {
+        self.entries
+            .get(key)
+            .filter(|f| f.since.elapsed() < LOCKOUT_WINDOW)
+            .map_or(0, |f| f.count)
     }
 
-    fn failed(&self, name: &str, peer: Option<IpAddr>) {
-        let mut failures = self.failures.lock().expect("lockout lock");
-        let key = lockout_key(name, peer);
-        if !failures.contains_key(&key) && failures.len() >= self.capacity {
-            failures.retain(|_, f| f.since.elapsed() < LOCKOUT_WINDOW);
+    fn add(&mut self, key: K) {
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.entries
+                .retain(|_, f| f.since.elapsed() < LOCKOUT_WINDOW);
             // Still full of recent failures (a flood of made-up names): the oldest goes.
-            if failures.len() >= self.capacity
-                && let Some(oldest) = failures
+            if self.entries.len() >= self.capacity
+                && let Some(oldest) = self
+                    .entries
                     .iter()
                     .min_by_key(|(_, f)| f.since)
                     .map(|(k, _)| k.clone())
             {
-                failures.remove(&oldest);
+                self.entries.remove(&oldest);
             }
         }
         let fresh = || Failures {
             count: 0,
             since: Instant::now(),
         };
-        let entry = failures.entry(key).or_insert_with(fresh);
+        let entry = self.entries.entry(key).or_insert_with(fresh);
         if entry.since.elapsed() >= LOCKOUT_WINDOW {
             *entry = fresh();
         }
         entry.count += 1;
     }
 
+    fn take_back(&mut self, key: &K) {
+        if let Some(f) = self.entries.get_mut(key) {
+            f.count = f.count.saturating_sub(1);
+        }
+    }
+}
+
+fn name_key(name: &str) -> String {
+    name.chars().take(NAME_KEY_CHARS).collect()
+}
+
+impl Lockout {
+    /// Counts an attempt for `name` from `peer`; `false` (nothing counted) when either
+    /// count has reached its limit.
+    fn attempt(&self, name: &str, peer: Option<IpAddr>) -> bool {
+        let mut counts = self.counts.lock().expect("lockout lock");
+        let (at, name) = ((name_key(name), peer), name_key(name));
+        if counts.at.current(&at) >= MAX_FAILURES || counts.name.current(&name) >= MAX_NAME_FAILURES
+        {
+            return false;
+        }
+        counts.at.add(at);
+        counts.name.add(name);
+        true
+    }
+
+    /// The attempt was never checked (no password check was free): it does not count.
+    fn not_checked(&self, name: &str, peer: Option<IpAddr>) {
+        let mut counts = self.counts.lock().expect("lockout lock");
+        counts.at.take_back(&(name_key(name), peer));
+        counts.name.take_back(&name_key(name));
+    }
+
+    /// The right password: this address starts afresh; the name's count only loses this
+    /// attempt, so that guesses from elsewhere are still bounded.
     fn succeeded(&self, name: &str, peer: Option<IpAddr>) {
-        self.failures
-            .lock()
-            .expect("lockout lock")
-            .remove(&lockout_key(name, peer));
+        let mut counts = self.counts.lock().expect("lockout lock");
+        counts.at.entries.remove(&(name_key(name), peer));
+        counts.name.take_back(&name_key(name));
     }
 }
 
@@ -327,9 +374,7 @@ fn login_form(message: &str) -> Response {
 /// The sign-in form; `?error=1` after a failed attempt, `?error=locked` after too many.
 pub async fn login_page(Query(q): Query<HashMap<String, String>>) -> Response {
     let message = match q.get("error").map(String::as_str) {
-        Some("locked") => {
-            "Too many failed attempts for this name from this address; wait 15 minutes."
-        }
+        Some("locked") => "Too many failed attempts for this name; wait 15 minutes.",
         Some(_) => "Wrong name or password.",
         None => "",
     };
@@ -365,16 +410,12 @@ pub async fn login(
 ) -> Result<Response, HttpError> {
     check_same_origin(&headers)?;
     let name = form.username.trim().to_string();
-    if state.lockout.locked(&name, peer) {
-        tracing::warn!(client = ?peer, "sign-in refused: too many failures for this name from this address");
+    if !state.lockout.attempt(&name, peer) {
+        tracing::warn!(client = ?peer, "sign-in refused: too many failures for this name");
         return Ok(Redirect::to("/login?error=locked").into_response());
     }
-    let Ok(Ok(permit)) = tokio::time::timeout(
-        PASSWORD_CHECK_WAIT,
-        state.password_checks.clone().acquire_owned(),
-    )
-    .await
-    else {
+    let Some(mut check) = state.password_checks.acquire(PASSWORD_CHECK_WAIT).await else {
+        state.lockout.not_checked(&name, peer);
         tracing::warn!(client = ?peer, "sign-in refused: too many password checks at once");
         let mut busy = login_form(BUSY);
         *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -387,16 +428,16 @@ pub async fn login(
     let directory = state.engine.directory();
     let user = tokio::task::spawn_blocking({
         let name = name.clone();
+        // Held by the check itself: it runs to the end even if the client goes away.
         move || {
-            // Held by the check itself: it runs to the end even if the client goes away.
-            let _permit = permit;
-            directory.access.sign_in(&name, &form.password).cloned()
+            check
+                .sign_in(&directory.access, &name, &form.password)
+                .cloned()
         }
     })
     .await
     .map_err(|e| HttpError::BadRequest(format!("sign-in failed: {e}")))?;
     let Some(user) = user else {
-        state.lockout.failed(&name, peer);
         tracing::warn!(client = ?peer, "sign-in failed: wrong name or password");
         return Ok(Redirect::to("/login?error=1").into_response());
     };
@@ -413,6 +454,7 @@ pub async fn login(
             &Session {
                 user: user.name.clone(),
                 role: user.role.as_str().into(),
+                credential: user.credential(),
                 csrf: random_token(),
                 expires_at: now + chrono::Duration::hours(SESSION_HOURS),
             },
@@ -455,7 +497,7 @@ mod tests {
 
     fn fail(lockout: &Lockout, name: &str, peer: Option<IpAddr>, times: u32) {
         for _ in 0..times {
-            lockout.failed(name, peer);
+            assert!(lockout.attempt(name, peer));
         }
     }
 
@@ -463,30 +505,53 @@ mod tests {
     fn a_lockout_is_per_name_and_address() {
         let lockout = Lockout::default();
         let (here, there) = (Some([10, 0, 0, 1].into()), Some([10, 0, 0, 2].into()));
-        fail(&lockout, "admin", here, MAX_FAILURES - 1);
-        assert!(!lockout.locked("admin", here));
-        fail(&lockout, "admin", here, 1);
-        assert!(lockout.locked("admin", here));
-        assert!(!lockout.locked("admin", there));
-        assert!(!lockout.locked("vera", here));
+        fail(&lockout, "admin", here, MAX_FAILURES);
+        assert!(!lockout.attempt("admin", here));
+        assert!(lockout.attempt("admin", there));
+        assert!(lockout.attempt("vera", here));
         lockout.succeeded("admin", here);
-        assert!(!lockout.locked("admin", here));
+        assert!(lockout.attempt("admin", here));
+    }
+
+    #[test]
+    fn a_burst_counts_every_attempt_before_any_is_checked() {
+        let lockout = Lockout::default();
+        let here = Some([10, 0, 0, 1].into());
+        let allowed = (0..40).filter(|_| lockout.attempt("admin", here)).count();
+        assert_eq!(allowed as u32, MAX_FAILURES);
+        // Attempts that found no free check are given back.
+        lockout.not_checked("admin", here);
+        assert!(lockout.attempt("admin", here));
+        assert!(!lockout.attempt("admin", here));
+    }
+
+    #[test]
+    fn rotating_addresses_are_locked_per_name() {
+        let lockout = Lockout::default();
+        let allowed = (0..200u8)
+            .filter(|n| lockout.attempt("admin", Some([10, 0, 1, *n].into())))
+            .count();
+        assert_eq!(allowed as u32, MAX_NAME_FAILURES);
+        assert!(lockout.attempt("vera", Some([10, 0, 1, 1].into())));
     }
 
     #[test]
     fn made_up_names_cannot_grow_the_table() {
-        let lockout = Lockout::with_capacity(3);
+        let lockout = Lockout::default();
+        lockout.counts.lock().unwrap().at.capacity = 3;
+        lockout.counts.lock().unwrap().name.capacity = 3;
         let long = "x".repeat(10_000);
         fail(&lockout, &long, None, MAX_FAILURES);
         // Names count by their first NAME_KEY_CHARS characters.
-        assert!(lockout.locked(&"x".repeat(NAME_KEY_CHARS), None));
+        assert!(!lockout.attempt(&"x".repeat(NAME_KEY_CHARS), None));
         for name in ["a", "b", "c", "d"] {
-            lockout.failed(name, None);
+            lockout.attempt(name, None);
         }
-        let failures = lockout.failures.lock().unwrap();
-        assert_eq!(failures.len(), 3);
+        let counts = lockout.counts.lock().unwrap();
+        assert_eq!(counts.at.entries.len(), 3);
+        assert_eq!(counts.name.entries.len(), 3);
         assert!(
-            !failures.contains_key(&lockout_key(&long, None)),
+            !counts.name.entries.contains_key(&name_key(&long)),
             "the oldest made way"
         );
     }

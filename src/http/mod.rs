@@ -5,11 +5,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::engine::Engine;
 use crate::store::StoreError;
@@ -32,7 +33,7 @@ pub struct AppState {
     pub sim: Option<Arc<Simulator>>,
     pub lockout: Arc<auth::Lockout>,
     /// Password checks that may run at once (see `auth::login`).
-    pub password_checks: Arc<tokio::sync::Semaphore>,
+    pub password_checks: Arc<crate::auth::PasswordChecks>,
     /// Makes and checks the tokens in webhook URLs (`webhooks::verify`).
     pub webhook_key: WebhookKey,
     /// Whether this instance has seen the SMS Inbound URL with its token used (cached
@@ -52,7 +53,7 @@ impl AppState {
             webhook_key,
             sms_url_used: Arc::default(),
             lockout: Arc::default(),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(auth::PASSWORD_CHECKS)),
+            password_checks: crate::auth::PasswordChecks::new(auth::PASSWORD_CHECKS),
         }
     }
 }
@@ -115,6 +116,12 @@ pub fn router(state: AppState) -> Router {
             count_database_errors,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Alerts, patients and the CSRF token must not stay in a browser's or proxy's cache;
+        // a response that says otherwise keeps its own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(state)
 }
 

@@ -351,6 +351,8 @@ pub struct CallFilter {
 pub struct Session {
     pub user: String,
     pub role: String,
+    /// `User::credential` at sign-in: the session ends when the password or role changes.
+    pub credential: String,
     /// The token every form action must carry (X-CSRF-Token).
     pub csrf: String,
     pub expires_at: DateTime<Utc>,

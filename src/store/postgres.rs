@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("migrations/postgres/0003_webhook_secrets.sql"),
     ),
+    (
+        4,
+        include_str!("migrations/postgres/0004_session_credential.sql"),
+    ),
 ];
 
 /// Serialises migrations across instances starting at once.
@@ -855,12 +859,13 @@ impl Store for PgStore {
 
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO alertcall.sessions (token_hash, username, role, csrf, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO alertcall.sessions (token_hash, username, role, credential, csrf, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_hash)
         .bind(&session.user)
         .bind(&session.role)
+        .bind(&session.credential)
         .bind(&session.csrf)
         .bind(session.expires_at)
         .execute(&self.pool)
@@ -874,8 +879,8 @@ impl Store for PgStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT username, role, csrf, expires_at FROM alertcall.sessions \
+        let row: Option<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT username, role, credential, csrf, expires_at FROM alertcall.sessions \
              WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)
@@ -883,12 +888,15 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .doing("looking up a session")?;
-        Ok(row.map(|(user, role, csrf, expires_at)| Session {
-            user,
-            role,
-            csrf,
-            expires_at,
-        }))
+        Ok(
+            row.map(|(user, role, credential, csrf, expires_at)| Session {
+                user,
+                role,
+                credential,
+                csrf,
+                expires_at,
+            }),
+        )
     }
 
     async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("migrations/sqlite/0003_webhook_secrets.sql"),
     ),
+    (
+        4,
+        include_str!("migrations/sqlite/0004_session_credential.sql"),
+    ),
 ];
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
@@ -784,12 +788,13 @@ impl Store for SqliteStore {
 
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO alertcall_sessions (token_hash, username, role, csrf, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO alertcall_sessions (token_hash, username, role, credential, csrf, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(token_hash)
         .bind(&session.user)
         .bind(&session.role)
+        .bind(&session.credential)
         .bind(&session.csrf)
         .bind(ts(session.expires_at))
         .execute(&self.pool)
@@ -803,8 +808,8 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError> {
-        let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT username, role, csrf, expires_at FROM alertcall_sessions \
+        let row: Option<(String, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT username, role, credential, csrf, expires_at FROM alertcall_sessions \
              WHERE token_hash = ? AND expires_at > ?",
         )
         .bind(token_hash)
@@ -812,12 +817,15 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .doing("looking up a session")?;
-        Ok(row.map(|(user, role, csrf, expires_at)| Session {
-            user,
-            role,
-            csrf,
-            expires_at,
-        }))
+        Ok(
+            row.map(|(user, role, credential, csrf, expires_at)| Session {
+                user,
+                role,
+                credential,
+                csrf,
+                expires_at,
+            }),
+        )
     }
 
     async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError> {

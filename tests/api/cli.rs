@@ -424,3 +424,23 @@ pub async fn resolve_from_the_command_line(db: crate::db::TestDb) {
     );
 }
 crate::both_backends!(cli::resolve_from_the_command_line);
+
+/// Finding 7 of issue 11: a database password given as `?password=` is not printed.
+#[test]
+fn check_never_prints_a_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["check"],
+        &[
+            (
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres?password=s3cret-pw",
+            ),
+            ("ALERTCALL_ADMIN_PASSWORD", "an-admin-password"),
+        ],
+        dir.path(),
+    );
+    let all = stdout(&out) + &stderr(&out);
+    assert!(!all.contains("s3cret-pw"), "{all}");
+    assert!(all.contains("password=***"), "{all}");
+}

@@ -199,6 +199,7 @@ pub async fn sign_in_sessions_and_csrf(db: TestDb) {
     let expired = alertcall::store::Session {
         user: "admin".into(),
         role: "admin".into(),
+        credential: String::new(),
         csrf: "c".into(),
         expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
     };
@@ -1047,5 +1048,187 @@ async fn exhausted_alerts_are_flagged_first() {
     assert_eq!(ids, [ignored.as_str(), older.as_str()], "exhausted first");
     assert_eq!(board[0]["live_status"], "exhausted");
     assert_eq!(board[0]["escalation"]["state"], "exhausted");
+    app.stop().await;
+}
+
+/// One sign-in attempt from `client`: `checked` (wrong password, evaluated), `locked` or
+/// `busy` (503, no check was free).
+async fn attempt(
+    app: &TestApp,
+    client: &reqwest::Client,
+    name: &str,
+    password: &str,
+) -> &'static str {
+    let r = client
+        .post(app.url("/login"))
+        .form(&[("username", name), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 503 {
+        return "busy";
+    }
+    match r.headers()["location"].to_str().unwrap() {
+        "/login?error=1" => "checked",
+        "/login?error=locked" => "locked",
+        "/" => "signed in",
+        other => panic!("unexpected redirect to {other}"),
+    }
+}
+
+/// Finding 6 of issue 11: a concurrent burst of 40 guesses from one address gets at most
+/// the limit evaluated (each attempt is counted before it waits for a password check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_guesses_evaluates_at_most_the_limit() {
+    use alertcall::http::auth::MAX_FAILURES;
+    let _turn = crate::helpers::heavy().await;
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = std::sync::Arc::new(spawn(&db, &file).await);
+    let client = browser();
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let (app, client) = (app.clone(), client.clone());
+            tokio::spawn(async move { attempt(&app, &client, "admin", "guess").await })
+        })
+        .collect();
+    let mut outcomes = std::collections::HashMap::new();
+    for guess in burst {
+        *outcomes.entry(guess.await.unwrap()).or_insert(0u32) += 1;
+    }
+    let checked = outcomes.get("checked").copied().unwrap_or(0);
+    assert!(checked <= MAX_FAILURES, "{outcomes:?}");
+    assert!(
+        outcomes.get("locked").copied().unwrap_or(0)
+            >= 40 - MAX_FAILURES - outcomes.get("busy").copied().unwrap_or(0),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.values().sum::<u32>(), 40);
+}
+
+/// Finding 6 of issue 11: guesses from rotating source addresses are bounded per name; the
+/// name is then locked from a fresh address too, other names are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_from_rotating_addresses_lock_the_name() {
+    use alertcall::http::auth::MAX_NAME_FAILURES;
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let from = |n: u8| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+            .build()
+            .unwrap()
+    };
+    let mut checked = 0;
+    for n in 0..40u8 {
+        if attempt(&app, &from(10 + n), "admin", "guess").await == "checked" {
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, MAX_NAME_FAILURES);
+    assert_eq!(
+        attempt(&app, &from(99), "admin", ADMIN_PASSWORD).await,
+        "locked"
+    );
+    assert_eq!(
+        attempt(&app, &from(99), "vera", VIEWER_PASSWORD).await,
+        "signed in"
+    );
+    app.stop().await;
+}
+
+/// Finding 7 of issue 11: a session ends when its user's password or role changes (on the
+/// reload SIGHUP does).
+pub async fn sessions_end_when_the_password_or_role_changes(db: TestDb) {
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    let write = |role: &str, password: &str| {
+        std::fs::write(
+            file.path(),
+            format!(
+                "[[users]]\nname = \"vera\"\nrole = \"{role}\"\npassword_hash = \"{}\"\n",
+                alertcall::auth::hash_password(password),
+            ),
+        )
+        .unwrap();
+        app.engine.reload(app.engine.config.directory().unwrap());
+    };
+    let vera = browser();
+    assert_eq!(sign_in(&app, &vera, "vera", VIEWER_PASSWORD).await, 200);
+    app.engine.reload(app.engine.config.directory().unwrap());
+    assert_eq!(
+        signed_in_as(&app, &vera).await["name"],
+        "vera",
+        "a reload alone keeps it"
+    );
+    write("viewer", "a-new-password-2");
+    let r = vera.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a new password ends the session");
+    assert_eq!(sign_in(&app, &vera, "vera", "a-new-password-2").await, 200);
+    std::fs::write(
+        file.path(),
+        std::fs::read_to_string(file.path())
+            .unwrap()
+            .replace("\"viewer\"", "\"admin\""),
+    )
+    .unwrap();
+    app.engine.reload(app.engine.config.directory().unwrap());
+    let r = vera.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a new role ends the session");
+    // The environment's admin keeps its session across reloads (its hash is stable).
+    let admin = browser();
+    assert_eq!(sign_in(&app, &admin, "admin", ADMIN_PASSWORD).await, 200);
+    app.engine.reload(app.engine.config.directory().unwrap());
+    assert_eq!(signed_in_as(&app, &admin).await["name"], "admin");
+    app.stop().await;
+}
+both_backends!(dashboard::sessions_end_when_the_password_or_role_changes);
+
+/// Finding 7 of issue 11: API answers carrying patient data or the CSRF token are not
+/// cached; viewers see nurses' numbers masked in `acknowledged_by` and the timeline, admins
+/// see them whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_are_not_cached_and_viewers_see_numbers_masked() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let file = access_file();
+    let app = spawn(&db, &file).await;
+    db.exec(
+        "INSERT INTO alerts (patient_id, severity, status, message, acknowledged_by) \
+         VALUES ('P1', 'low', 'acknowledged', 'done', '+13854019951')",
+    )
+    .await;
+    let id = db
+        .scalar("SELECT CAST(id AS TEXT) FROM alerts")
+        .await
+        .unwrap();
+    let admin = browser();
+    assert_eq!(sign_in(&app, &admin, "admin", ADMIN_PASSWORD).await, 200);
+    for path in [
+        "/api/v1/me",
+        "/api/v1/alerts?status=all",
+        &format!("/api/v1/alerts/{id}"),
+    ] {
+        let r = admin.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+    let by = |token: &str| {
+        let app = &app;
+        let token = token.to_string();
+        async move {
+            app.get_json("/api/v1/alerts?status=all", &token).await[0]["acknowledged_by"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(by(ADMIN_TOKEN).await, "+13854019951");
+    let masked = by(VIEWER_TOKEN).await;
+    assert!(
+        !masked.contains("4019951") && masked.starts_with("+13"),
+        "{masked}"
+    );
     app.stop().await;
 }

@@ -14,7 +14,18 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(db: &TestDb, fake: &FakeVonage, extra: &[(&str, &str)]) -> Serve {
-        Serve::spawn(db, fake, extra, None).await
+        Serve::spawn(db, fake, extra, None, None).await
+    }
+
+    /// Like `start`, with the process's soft and hard limits on open files at `files` (as
+    /// systemd's default soft limit of 1,024 would be, without the unit's `LimitNOFILE=`).
+    pub async fn start_with_file_limit(
+        db: &TestDb,
+        fake: &FakeVonage,
+        extra: &[(&str, &str)],
+        files: u64,
+    ) -> Serve {
+        Serve::spawn(db, fake, extra, None, Some(files)).await
     }
 
     /// Like `start`, with everything the process logs written to `log`.
@@ -25,7 +36,7 @@ impl Serve {
         log: &std::path::Path,
     ) -> Serve {
         let file = std::fs::File::create(log).expect("create the log file");
-        Serve::spawn(db, fake, extra, Some(file)).await
+        Serve::spawn(db, fake, extra, Some(file), None).await
     }
 
     async fn spawn(
@@ -33,6 +44,7 @@ impl Serve {
         fake: &FakeVonage,
         extra: &[(&str, &str)],
         log: Option<std::fs::File>,
+        files: Option<u64>,
     ) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -64,6 +76,23 @@ impl Serve {
                 cmd.stderr(Stdio::null());
             }
             None => {}
+        }
+        if let Some(files) = files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let child = cmd.spawn().expect("start alertcall serve");
         let serve = Serve { child, addr };
@@ -106,6 +135,17 @@ impl Serve {
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Peak resident memory in kB (Linux's VmHWM).
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }

@@ -563,3 +563,154 @@ async fn replayed_webhooks_are_harmless_and_the_age_limit_is_configurable() {
     );
     app.stop().await;
 }
+
+/// Finding 2 of issue 11: ~1,100 idle and half-sent connections, more than the process's
+/// 1,024 open files, while webhooks and /healthz keep being answered, each well within the
+/// header-read timeout (the oldest idle connection makes room for a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_do_not_stop_webhooks() {
+    use tokio::io::AsyncWriteExt;
+    let _turn = crate::helpers::heavy().await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let timeout = Duration::from_secs(5);
+    let serve =
+        Serve::start_with_file_limit(&db, &fake, &[("ALERTCALL_HEADER_READ_TIMEOUT", "5s")], 1024)
+            .await;
+    // This test process holds the client ends.
+    assert!(
+        alertcall::server::raise_file_limit() > 2500,
+        "the test needs 2,500 open files"
+    );
+    let mut held = Vec::new();
+    for n in 0..1100 {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&serve.addr).await else {
+            continue;
+        };
+        if n % 2 == 1 {
+            let _ = stream
+                .write_all(b"POST /api/alerts/call-event HTTP/1.1\r\nHost: x\r\nContent-")
+                .await;
+        }
+        held.push(stream);
+    }
+    assert!(held.len() >= 1000, "only {} connections opened", held.len());
+    // A fresh connection per request, as a provider's webhook would come.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let body = crate::core::event_body("4f1c0b6e-0000-4000-8000-000000000000", "ringing");
+    let webhook_url = serve.url("/api/alerts/call-event");
+    for round in 0..20 {
+        let started = std::time::Instant::now();
+        let health = client.get(serve.url("/healthz")).send().await;
+        let webhook = post_webhook(&client, &webhook_url, &body, Some(SIGNATURE_SECRET));
+        let webhook = tokio::time::timeout(timeout, webhook).await;
+        let elapsed = started.elapsed();
+        assert_eq!(
+            health.map(|r| r.status().as_u16()).ok(),
+            Some(200),
+            "round {round}: /healthz unanswered after {elapsed:?}"
+        );
+        let status = webhook
+            .unwrap_or_else(|_| panic!("round {round}: the webhook waited {elapsed:?}"))
+            .status();
+        assert!(
+            status.as_u16() < 500,
+            "round {round}: webhook answered {status}"
+        );
+        assert!(elapsed < timeout, "round {round}: {elapsed:?}");
+    }
+    drop(held);
+    let mut serve = serve;
+    assert!(serve.is_running());
+}
+
+/// Finding 5 of issue 11: 60 clients posting wrong passwords (made-up names, so the lockout
+/// does not cut the work short) keep the process's peak memory under 150 MB: the Argon2
+/// checks reuse memory allocated once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_flood_keeps_memory_bounded() {
+    let _turn = crate::helpers::heavy().await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let serve = Serve::start(&db, &fake, &[]).await;
+    let run_for = Duration::from_secs(if full() { 30 } else { 10 });
+    let started = std::time::Instant::now();
+    let checked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..60)
+        .map(|c| {
+            let url = serve.url("/login");
+            let checked = checked.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                let mut n = 0;
+                while started.elapsed() < run_for {
+                    n += 1;
+                    let name = format!("guest-{c}-{n}");
+                    let Ok(r) = client
+                        .post(&url)
+                        .form(&[("username", name.as_str()), ("password", "wrong")])
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    if r.headers()
+                        .get("location")
+                        .is_some_and(|l| l == "/login?error=1")
+                    {
+                        checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let checked = checked.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(checked >= 20, "only {checked} passwords were checked");
+    let peak = serve.peak_rss_kb();
+    eprintln!("{checked} password checks; peak RSS {peak} kB");
+    assert!(peak > 0 && peak <= 150_000, "peak RSS {peak} kB");
+}
+
+/// The header-read timeout also closes a silent connection, a half-sent request head and a
+/// kept-alive connection left idle after its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_half_sent_and_idle_connections_are_closed_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn(&db, None, &[("ALERTCALL_HEADER_READ_TIMEOUT", "1s")]).await;
+    let sends: [&[u8]; 3] = [
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    ];
+    for send in sends {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(send).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection");
+        let elapsed = started.elapsed();
+        assert!(read.is_ok() || !answer.is_empty());
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            "{:?} closed after {elapsed:?}",
+            String::from_utf8_lossy(send)
+        );
+        if send.ends_with(b"\r\n\r\n") {
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "answered first");
+        }
+    }
+    app.stop().await;
+}
