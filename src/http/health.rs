@@ -13,7 +13,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready: the database answers within 2 s. Whether the provider can place calls is reported
+/// Ready: the database answers within 2 s and stores what is written (`database_writes`:
+/// a full disk, an I/O error or read-only files fail writes while reads still answer; see
+/// `Engine::writes_failing`). Whether the provider can place calls is reported
 /// too, but does not make the instance unready: a refused key refuses every instance alike,
 /// and taking them all out of a load balancer would also cut the dashboard the charge nurses
 /// fall back on and the webhooks still arriving. Only "ok" or "unavailable" is answered, to
@@ -32,12 +34,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         tracing::warn!(provider = engine.provider.name(), error = %e, "not ready: the provider cannot place calls");
     }
     let word = |check: &Result<(), String>| if check.is_ok() { "ok" } else { "unavailable" };
+    let writes_failing = engine.writes_failing();
     let body = json!({
         "database": word(&database),
+        "database_writes": if writes_failing { "failing" } else { "ok" },
         "provider": engine.provider.name(),
         "provider_status": word(&provider),
     });
-    let status = if database.is_ok() {
+    let status = if database.is_ok() && !writes_failing {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

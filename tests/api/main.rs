@@ -8,6 +8,7 @@ mod dashboard;
 mod db;
 mod escalation;
 mod fake_vonage;
+mod faults;
 mod helpers;
 mod logs;
 mod openapi_fuzz;
