@@ -126,23 +126,12 @@ impl Application {
         let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             let _ = rx.wait_for(|s| *s).await;
         });
-        tokio::spawn({
-            let engine = engine.clone();
-            async move {
-                tokio::select! {
-                    () = shutdown => {}
-                    () = engine.unwritable() => {}
-                }
-                let _ = stop_tx.send(true);
-            }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
         });
         server.await?;
         let _ = engine_task.await;
-        if engine.is_unwritable() {
-            anyhow::bail!(
-                "the database files cannot be written (see the log above): fix their permissions or storage, then start alertcall again"
-            );
-        }
         Ok(())
     }
 }

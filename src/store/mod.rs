@@ -91,24 +91,6 @@ impl StoreError {
             code.starts_with("53") || code.starts_with("58") || code == "25006"
         }
     }
-
-    /// The SQLite database files cannot be written at all (SQLITE_READONLY: opened read-only
-    /// because of their permissions, or moved or deleted while open). Unlike a full disk this
-    /// does not heal while the files stay open.
-    pub fn is_unwritable(&self) -> bool {
-        match self {
-            StoreError::Database {
-                source: sqlx::Error::Database(e),
-                ..
-            } => {
-                e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && e.code()
-                        .and_then(|c| c.parse::<i32>().ok())
-                        .is_some_and(|c| c & 0xff == 8)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// What the engine must do next for one alert, and who holds it right now.

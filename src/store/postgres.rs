@@ -440,7 +440,7 @@ impl Store for PgStore {
         };
         let sql = format!(
             "WITH candidates AS ( \
-               SELECT a.id::text AS alert_id, a.triggered_at < $2 AS stale FROM alerts a \
+               SELECT a.id::text AS alert_id, (a.triggered_at < $2 AND isfinite(a.triggered_at)) AS stale FROM alerts a \
                WHERE a.severity = '{CRITICAL}' AND a.status = 'active' {only_clause} \
                  AND NOT EXISTS (SELECT 1 FROM alertcall.pages p WHERE p.alert_id = a.id::text) \
                ORDER BY a.triggered_at LIMIT 1000) \

@@ -110,11 +110,6 @@ impl Serve {
             .unwrap_or(0)
     }
 
-    /// How the process ended, once it has.
-    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
