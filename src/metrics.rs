@@ -67,6 +67,7 @@ pub struct Metrics {
     alert_to_dial: Histogram,
     alert_to_ack: Histogram,
     database_errors: Counter,
+    database_write_failures: Counter,
     provider_errors: Family<ProviderKind, Counter>,
 }
 
@@ -92,6 +93,7 @@ impl Metrics {
             alert_to_dial: latency_histogram(),
             alert_to_ack: latency_histogram(),
             database_errors: Counter::default(),
+            database_write_failures: Counter::default(),
             provider_errors: Family::default(),
             registry: Registry::default(),
         };
@@ -154,6 +156,11 @@ impl Metrics {
             "database_errors",
             "Database operations that failed",
             m.database_errors.clone(),
+        );
+        registry.register(
+            "database_write_failures",
+            "Database writes refused for lack of space, an I/O error or read-only files",
+            m.database_write_failures.clone(),
         );
         registry.register(
             "provider_errors",
@@ -247,6 +254,10 @@ impl Metrics {
 
     pub fn database_error(&self) {
         self.database_errors.inc();
+    }
+
+    pub fn database_write_failure(&self) {
+        self.database_write_failures.inc();
     }
 
     pub fn provider_error(&self, provider: &str, kind: &str) {

@@ -19,7 +19,12 @@ pub struct Alert {
     pub alert_type: Option<String>,
     pub title: Option<String>,
     pub message: Option<String>,
+    /// When the alert was triggered, or, when `alerts.triggered_at` could not be read, when
+    /// alertcall first saw it.
     pub triggered_at: DateTime<Utc>,
+    /// `alerts.triggered_at` as written, when it could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable_triggered_at: Option<String>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub acknowledged_by: Option<String>,
 }

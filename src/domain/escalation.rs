@@ -605,6 +605,7 @@ mod tests {
             title: None,
             message: None,
             triggered_at: t(0),
+            unreadable_triggered_at: None,
             acknowledged_at: None,
             acknowledged_by: None,
         };

@@ -444,6 +444,7 @@ mod tests {
             title: None,
             message: Some("x".repeat(5000)),
             triggered_at: chrono::Utc::now(),
+            unreadable_triggered_at: None,
             acknowledged_at: None,
             acknowledged_by: None,
         };

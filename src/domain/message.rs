@@ -237,6 +237,7 @@ mod tests {
             title: None,
             message: Some("Seizure activity detected".into()),
             triggered_at: Utc::now(),
+            unreadable_triggered_at: None,
             acknowledged_at: None,
             acknowledged_by: None,
         }

@@ -9,3 +9,4 @@ pub mod menu;
 pub mod message;
 pub mod phone;
 pub mod schedule;
+pub mod timestamp;

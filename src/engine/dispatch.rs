@@ -55,6 +55,9 @@ async fn claim(engine: &Arc<Engine>) -> usize {
     match engine.store.claim_due(&lease, free as i64).await {
         Ok(pages) => {
             engine.set_database_ok(true);
+            if !pages.is_empty() {
+                engine.stored();
+            }
             let n = pages.len();
             for page in pages {
                 spawn_page(engine.clone(), page, lease.clone());
@@ -63,6 +66,7 @@ async fn claim(engine: &Arc<Engine>) -> usize {
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not claim due work; will retry");
+            engine.store_failed(&e);
             engine.set_database_ok(false);
             0
         }
@@ -93,11 +97,16 @@ pub(super) fn spawn_page(engine: Arc<Engine>, page: Page, lease: Lease) {
         };
         if let Some(page) = page
             && let Ok(_permit) = engine.in_flight.clone().acquire_owned().await
-            && let Err(e) = work(&engine, &page, &lease).await
         {
-            // The lease runs out and the page is retried, by this or another instance.
-            engine.metrics.database_error();
-            tracing::warn!(alert_id = %page.alert_id, error = %e, "could not process alert; it will be retried");
+            match work(&engine, &page, &lease).await {
+                Ok(()) => engine.stored(),
+                Err(e) => {
+                    // The lease runs out and the page is retried, by this or another instance.
+                    engine.metrics.database_error();
+                    engine.store_failed(&e);
+                    tracing::warn!(alert_id = %page.alert_id, error = %e, "could not process alert; it will be retried");
+                }
+            }
         }
         drop(guard);
         let mut working = engine.working.lock().expect("working lock");
@@ -129,6 +138,18 @@ async fn work(
         )
         .await;
     };
+    let first_attempt =
+        page.state == PageState::Due && page.step == 0 && page.round == 0 && page.attempts == 0;
+    if let Some(raw) = &alert.unreadable_triggered_at
+        && first_attempt
+    {
+        tracing::error!(
+            alert_id = ?alert.id,
+            triggered_at = %raw,
+            first_seen = %alert.triggered_at,
+            "alerts.triggered_at cannot be read: calling anyway, timed from when alertcall first saw the alert"
+        );
+    }
     let directory = engine.directory();
     let Some(policy) = escalate::policy_for(&directory, page, &alert) else {
         tracing::error!(alert_id = %alert.id, "NO ESCALATION POLICY matches this alert: nobody can be called; add one to alertcall.toml");

@@ -76,10 +76,14 @@ pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
         let pages = match engine.store.intake(only, not_before, &lease).await {
             Ok(pages) => {
                 engine.set_database_ok(true);
+                if !pages.is_empty() {
+                    engine.stored();
+                }
                 pages
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not take in new alerts; will retry");
+                engine.store_failed(&e);
                 engine.set_database_ok(false);
                 return;
             }

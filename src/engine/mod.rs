@@ -19,6 +19,7 @@ mod actions;
 mod dispatch;
 mod escalate;
 mod events;
+mod faults;
 mod intake;
 pub mod limiter;
 
@@ -45,6 +46,7 @@ pub struct Engine {
     working: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     limiter: limiter::RateLimiter,
     db_ok: AtomicBool,
+    write_faults: faults::WriteFaults,
     /// Staff, schedules and policies; replaced whole on a reload.
     directory: std::sync::RwLock<Arc<Directory>>,
     /// The credentials from the environment, added to alertcall.toml's on every reload.
@@ -77,6 +79,7 @@ impl Engine {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             working: std::sync::Mutex::new(std::collections::HashMap::new()),
             db_ok: AtomicBool::new(true),
+            write_faults: faults::WriteFaults::default(),
             directory: std::sync::RwLock::new(Arc::new(directory)),
             env_access,
         })

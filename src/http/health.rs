@@ -14,7 +14,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready: the database answers within 2 s. Whether the provider can place calls is reported
+/// Ready: the database answers within 2 s and stores what is written (`database_writes`:
+/// a full disk, an I/O error or read-only files fail writes while reads still answer; see
+/// `Engine::writes_failing`). Whether the provider can place calls is reported
 /// too, but does not make the instance unready: a refused key refuses every instance alike,
 /// and taking them all out of a load balancer would also cut the dashboard the charge nurses
 /// fall back on and the webhooks still arriving. Only "ok" or "unavailable" is answered, to
@@ -40,14 +42,16 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Ok(false) => "off",
         Err(_) => "unknown",
     };
+    let writes_failing = engine.writes_failing();
     let body = json!({
         "database": word(&database),
+        "database_writes": if writes_failing { "failing" } else { "ok" },
         "provider": engine.provider.name(),
         "provider_status": word(&provider),
         "webhook_protection": Protection::of(&engine.config).as_str(),
         "sms_reply_ack": sms_reply_ack,
     });
-    let status = if database.is_ok() {
+    let status = if database.is_ok() && !writes_failing {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

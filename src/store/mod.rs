@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
 use crate::domain::call::{CallRecord, CallStatus};
+use crate::domain::timestamp;
 
 /// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
 /// SQL list; a unit test keeps the two in step.
@@ -64,6 +65,31 @@ impl StoreError {
                 ..
             }
         )
+    }
+}
+
+impl StoreError {
+    /// The database refused to store data: a full disk, an I/O error, read-only or
+    /// unopenable files. Such faults heal when space or access returns.
+    pub fn is_write_fault(&self) -> bool {
+        let StoreError::Database {
+            source: sqlx::Error::Database(e),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let code = e.code().unwrap_or_default();
+        if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            // The primary result code (the low byte of an extended one): SQLITE_READONLY,
+            // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+            code.parse::<i32>()
+                .is_ok_and(|c| matches!(c & 0xff, 8 | 10 | 13 | 14))
+        } else {
+            // SQLSTATE class 53 (disk full, out of memory), 58 (I/O error), and a read-only
+            // transaction (a standby).
+            code.starts_with("53") || code.starts_with("58") || code == "25006"
+        }
     }
 }
 
@@ -616,8 +642,9 @@ pub(crate) struct AlertRow {
     alert_type: Option<String>,
     title: Option<String>,
     message: Option<String>,
-    triggered_at: DateTime<Utc>,
-    acknowledged_at: Option<DateTime<Utc>>,
+    /// The times the hospital writes, as text: read by `timestamp::read`, never failing a row.
+    triggered_at: Option<String>,
+    acknowledged_at: Option<String>,
     acknowledged_by: Option<String>,
     /// The call status mirrored into `metadata.call`, and the page, if any.
     call_status: Option<String>,
@@ -627,6 +654,9 @@ pub(crate) struct AlertRow {
     page_round: Option<i32>,
     page_policy: Option<String>,
     page_due_at: Option<DateTime<Utc>>,
+    /// When alertcall first saw the alert (its page's creation): the alert's time when
+    /// `triggered_at` cannot be read, the same on every instance and after restarts.
+    first_seen: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -653,6 +683,12 @@ impl TryFrom<AlertRow> for AlertView {
 
 impl From<AlertRow> for Alert {
     fn from(r: AlertRow) -> Self {
+        let read = r.triggered_at.as_deref().and_then(timestamp::read);
+        let unreadable_triggered_at = match (read, &r.triggered_at) {
+            (Some(_), _) => None,
+            (None, Some(raw)) => Some(format!("{raw:?}")),
+            (None, None) => Some("NULL".to_string()),
+        };
         Alert {
             id: r.id,
             patient_id: r.patient_id,
@@ -664,11 +700,35 @@ impl From<AlertRow> for Alert {
             alert_type: r.alert_type,
             title: r.title,
             message: r.message,
-            triggered_at: r.triggered_at,
-            acknowledged_at: r.acknowledged_at,
+            // Not yet taken in (not critical, or seen this instant): the time it is read.
+            triggered_at: read.or(r.first_seen).unwrap_or_else(Utc::now),
+            unreadable_triggered_at,
+            acknowledged_at: r.acknowledged_at.as_deref().and_then(timestamp::read),
             acknowledged_by: r.acknowledged_by,
         }
     }
+}
+
+/// Alert rows as views: a row that cannot be decoded is logged and left out, never failing
+/// the list (the API, the board, the CLI).
+pub(crate) fn views_from_rows<R: sqlx::Row>(rows: Vec<R>) -> Vec<AlertView>
+where
+    AlertRow: for<'r> sqlx::FromRow<'r, R>,
+{
+    rows.iter()
+        .filter_map(|row| {
+            match <AlertRow as sqlx::FromRow<R>>::from_row(row)
+                .map_err(|e| StoreError::Invalid(e.to_string()))
+                .and_then(AlertView::try_from)
+            {
+                Ok(view) => Some(view),
+                Err(e) => {
+                    tracing::error!(error = %e, "an alert row cannot be read; left out of the list");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -816,14 +876,15 @@ pub trait CallTx: Send {
         self.mirror(call).await
     }
     /// `status='acknowledged'` when still active, with the `answered` call mirrored into
-    /// `metadata.call` in the same statement; whether it was active.
+    /// `metadata.call` in the same statement; whether it was active (`Some`), with its
+    /// `triggered_at` as text (`timestamp::read` reads it).
     async fn acknowledge_alert(
         &mut self,
         alert_id: &str,
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+    ) -> Result<Option<Option<String>>, StoreError>;
     /// Whether an alert with this id exists.
     async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
@@ -974,7 +1035,7 @@ pub(crate) async fn acknowledged_by_call(
     Ok(AckResult {
         outcome: AckOutcome::Acknowledged,
         live,
-        triggered_at: Some(triggered_at),
+        triggered_at: triggered_at.as_deref().and_then(timestamp::read),
     })
 }
 
@@ -1015,7 +1076,7 @@ pub(crate) async fn acknowledged(
         Some(triggered_at) => AckResult {
             outcome: AckOutcome::Acknowledged,
             live: Vec::new(),
-            triggered_at: Some(triggered_at),
+            triggered_at: triggered_at.as_deref().and_then(timestamp::read),
         },
         None if tx.alert_exists(alert_id).await? => AckResult::not(AckOutcome::AlreadyHandled),
         None => AckResult::not(AckOutcome::NoSuchAlert),

@@ -164,7 +164,7 @@ impl CallTx for PgCallTx {
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ) -> Result<Option<Option<String>>, StoreError> {
         if !id_fits(&self.id_type, alert_id) {
             return Ok(None);
         }
@@ -173,7 +173,7 @@ impl CallTx for PgCallTx {
                metadata = CASE WHEN $4::jsonb IS NULL THEN metadata ELSE \
                  (CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{{}}'::jsonb END) \
                  || jsonb_build_object('call', $4::jsonb) END \
-             WHERE id = {} AND status = 'active' RETURNING triggered_at::timestamptz",
+             WHERE id = {} AND status = 'active' RETURNING triggered_at::text",
             self.id_cast
         )))
         .bind(alert_id)
@@ -448,7 +448,7 @@ impl Store for PgStore {
         };
         let sql = format!(
             "WITH candidates AS ( \
-               SELECT a.id::text AS alert_id, a.triggered_at < $2 AS stale FROM alerts a \
+               SELECT a.id::text AS alert_id, (a.triggered_at < $2 AND isfinite(a.triggered_at)) AS stale FROM alerts a \
                WHERE a.severity = '{CRITICAL}' AND a.status = 'active' {only_clause} \
                  AND NOT EXISTS (SELECT 1 FROM alertcall.pages p WHERE p.alert_id = a.id::text) \
                ORDER BY a.triggered_at LIMIT 1000) \
@@ -607,13 +607,13 @@ impl Store for PgStore {
     }
 
     async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
-        let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "{ALERT_SELECT} WHERE ($1::text IS NULL OR a.status = $1) \
                AND ($2::text IS NULL OR a.severity = $2) \
-               AND ($3::timestamptz IS NULL OR a.triggered_at >= $3) \
-               AND ($4::timestamptz IS NULL OR a.triggered_at < $4) \
+               AND ($3::timestamptz IS NULL OR {ALERT_TIME} >= $3) \
+               AND ($4::timestamptz IS NULL OR {ALERT_TIME} < $4) \
                AND ($6::text IS NULL OR a.id = {}) \
-             ORDER BY a.triggered_at DESC LIMIT $5",
+             ORDER BY {ALERT_TIME} DESC LIMIT $5",
             self.id_param(6)
         )))
         .bind(&filter.status)
@@ -625,7 +625,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await;
         match rows {
-            Ok(rows) => rows.into_iter().map(AlertView::try_from).collect(),
+            Ok(rows) => Ok(views_from_rows(rows)),
             // An id that cannot be one of this table's ids matches nothing.
             Err(e) if is_bad_id(&e) => Ok(Vec::new()),
             Err(e) => Err(e).doing("listing alerts"),
@@ -930,16 +930,20 @@ impl Store for PgStore {
     }
 }
 
+/// The alert's time for ordering and filtering: `triggered_at`, or when alertcall first saw the
+/// alert if it is NULL (as `timestamp::read` falls back for the row itself).
+const ALERT_TIME: &str = "coalesce(a.triggered_at, pg.created_at)";
+
 const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patient_id, \
      p.name::text AS patient_name, a.room_id::text AS room_id, r.room_name::text AS room_name, \
      a.severity::text AS severity, a.status::text AS status, a.alert_type::text AS alert_type, \
-     a.title::text AS title, a.message::text AS message, a.triggered_at::timestamptz AS triggered_at, \
-     a.acknowledged_at::timestamptz AS acknowledged_at, \
+     a.title::text AS title, a.message::text AS message, \
+     a.triggered_at::text AS triggered_at, a.acknowledged_at::text AS acknowledged_at, \
      a.acknowledged_by::text AS acknowledged_by, \
      a.metadata->'call'->>'call_status' AS call_status, \
      (a.metadata->'call' IS NOT NULL) AS has_call, pg.state AS page_state, \
      pg.step AS page_step, pg.round AS page_round, pg.policy AS page_policy, \
-     pg.due_at AS page_due_at \
+     pg.due_at AS page_due_at, pg.created_at AS first_seen \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id::text = a.patient_id::text \
      LEFT JOIN rooms r ON r.room_id::text = a.room_id::text \

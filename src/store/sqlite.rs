@@ -30,6 +30,23 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
 ];
 
+/// A time column the hospital writes, as text for `timestamp::read`: whatever its storage
+/// class (an epoch number becomes its digits; a BLOB, which need not be UTF-8, its hex).
+macro_rules! raw_time {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN typeof(",
+            $column,
+            ") = 'blob' THEN 'x''' || hex(",
+            $column,
+            ") || '''' \
+             ELSE CAST(",
+            $column,
+            " AS TEXT) END"
+        )
+    };
+}
+
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
      step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
@@ -61,6 +78,23 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A transaction whose COMMIT failed (a full disk) is rolled back when dropped; if
+            // SQLite had already rolled it back itself, that ROLLBACK fails and sqlx still
+            // counts the connection as inside a transaction, refusing every BEGIN on it. Such
+            // a connection is closed, never handed out again.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // Runs the rollback queued when the transaction was dropped.
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "closing a SQLite connection left inside a failed transaction"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options.clone())
             .await
             .doing("opening the SQLite database")?;
@@ -146,14 +180,15 @@ impl CallTx for SqliteCallTx {
         by: &Acknowledger,
         at: DateTime<Utc>,
         answered: Option<&CallRecord>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query_scalar(
+    ) -> Result<Option<Option<String>>, StoreError> {
+        sqlx::query_scalar(concat!(
             "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?2, acknowledged_by = ?3, \
                metadata = CASE WHEN ?4 IS NULL THEN metadata ELSE json_set( \
                  CASE WHEN json_valid(metadata) AND json_type(metadata) = 'object' THEN metadata ELSE '{}' END, \
                  '$.call', json(?4)) END \
-             WHERE id = ?1 AND status = 'active' RETURNING triggered_at",
-        )
+             WHERE id = ?1 AND status = 'active' RETURNING ",
+            raw_time!("triggered_at")
+        ))
         .bind(alert_id)
         .bind(ts(at))
         .bind(by.as_str())
@@ -534,13 +569,13 @@ impl Store for SqliteStore {
     }
 
     async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError> {
-        let rows = sqlx::query_as::<_, AlertRow>(AssertSqlSafe(format!(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "{ALERT_SELECT} WHERE (?1 IS NULL OR a.status = ?1) \
                AND (?2 IS NULL OR a.severity = ?2) \
-               AND (?3 IS NULL OR julianday(a.triggered_at) >= julianday(?3)) \
-               AND (?4 IS NULL OR julianday(a.triggered_at) < julianday(?4)) \
+               AND (?3 IS NULL OR {ALERT_TIME} >= julianday(?3)) \
+               AND (?4 IS NULL OR {ALERT_TIME} < julianday(?4)) \
                AND (?6 IS NULL OR CAST(a.id AS TEXT) = ?6) \
-             ORDER BY julianday(a.triggered_at) DESC LIMIT ?5"
+             ORDER BY {ALERT_TIME} DESC LIMIT ?5"
         )))
         .bind(&filter.status)
         .bind(&filter.severity)
@@ -551,7 +586,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .doing("listing alerts")?;
-        rows.into_iter().map(AlertView::try_from).collect()
+        Ok(views_from_rows(rows))
     }
 
     async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError> {
@@ -859,20 +894,29 @@ impl Store for SqliteStore {
     }
 }
 
-const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \
+/// The alert's time for ordering and filtering: `triggered_at` when SQLite can read it, else
+/// when alertcall first saw the alert (`timestamp::read` does the same for the row itself).
+const ALERT_TIME: &str = "coalesce(julianday(a.triggered_at), julianday(pg.created_at))";
+
+const ALERT_SELECT: &str = concat!(
+    "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id AS TEXT) AS patient_id, \
      p.name AS patient_name, CAST(a.room_id AS TEXT) AS room_id, r.room_name AS room_name, \
-     a.severity, a.status, a.alert_type, a.title, a.message, a.triggered_at, a.acknowledged_at, \
-     a.acknowledged_by, \
+     a.severity, a.status, a.alert_type, a.title, a.message, ",
+    raw_time!("a.triggered_at"),
+    " AS triggered_at, ",
+    raw_time!("a.acknowledged_at"),
+    " AS acknowledged_at, a.acknowledged_by, \
      CASE WHEN json_valid(a.metadata) THEN json_extract(a.metadata, '$.call.call_status') END \
        AS call_status, \
      CASE WHEN json_valid(a.metadata) THEN json_type(a.metadata, '$.call') IS NOT NULL ELSE 0 END \
        AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
-     pg.policy AS page_policy, pg.due_at AS page_due_at \
+     pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id = a.patient_id \
      LEFT JOIN rooms r ON r.room_id = a.room_id \
-     LEFT JOIN alertcall_pages pg ON pg.alert_id = CAST(a.id AS TEXT)";
+     LEFT JOIN alertcall_pages pg ON pg.alert_id = CAST(a.id AS TEXT)"
+);
 
 /// Notices commits by other processes: `PRAGMA data_version` changes whenever another
 /// connection commits to the file, and costs no I/O to read.

@@ -76,6 +76,22 @@ impl TestDb {
         }
     }
 
+    /// A fresh SQLite database at `path` (e.g. on a small tmpfs); the caller owns the directory.
+    pub async fn sqlite_at(path: &std::path::Path) -> TestDb {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("open sqlite");
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+            pool: Pool::Sqlite(pool),
+            _dir: None,
+        }
+    }
+
     /// The same database reached through another URL (e.g. a proxy); the pool stays direct.
     pub fn with_url(db: &TestDb, url: String) -> TestDb {
         TestDb {

@@ -10,6 +10,7 @@ mod db;
 mod decline;
 mod escalation;
 mod fake_vonage;
+mod faults;
 mod helpers;
 mod logs;
 mod openapi_fuzz;

@@ -13,6 +13,7 @@ use crate::db::{Backend, TestDb};
 use crate::fake_vonage::{
     Behaviour, FakeVonage, Received, SIGNATURE_SECRET, post_webhook, sign_webhook, token,
 };
+use crate::faults::{self, SmallDisk};
 use crate::helpers::{TestApp, wait_until};
 use crate::process::{Serve, full};
 
@@ -711,6 +712,88 @@ async fn silent_half_sent_and_idle_connections_are_closed_after_the_header_read_
         if send.ends_with(b"\r\n\r\n") {
             assert!(answer.starts_with(b"HTTP/1.1 200"), "answered first");
         }
+    }
+    app.stop().await;
+}
+
+/// A full disk under SQLite: acknowledgements fail while it lasts and `/readyz` and the
+/// metrics say so; once space returns, every acknowledgement answers 200 at its first try and
+/// every new alert is called, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_heals_without_a_restart() {
+    let Some(disk) = SmallDisk::mount(16) else {
+        return;
+    };
+    let db = TestDb::sqlite_at(&disk.path("alertcall.db")).await;
+    let fake = FakeVonage::start().await;
+    let app = TestApp::spawn(
+        &db,
+        Some(&fake),
+        &[faults::API_TOKEN, ("ALERTCALL_SWEEP_INTERVAL", "200ms")],
+    )
+    .await;
+    let before = if full() { 20 } else { 6 };
+    db.exec(&insert_tagged("disk-", 0, before)).await;
+    wait_until("the first alerts are called", LONG, || async {
+        calls_per_tag(&fake.calls(), "disk-").len() == before as usize
+    })
+    .await;
+    let ids: Vec<String> = db
+        .rows("SELECT CAST(id AS TEXT) FROM alerts WHERE message LIKE 'disk-%'")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+
+    disk.fill();
+    let mut refused = Vec::new();
+    for id in &ids {
+        if faults::acknowledge(&app, id).await != 200 {
+            refused.push(id.clone());
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "no acknowledgement failed on a full disk"
+    );
+    faults::wait_ready(&app, 503, "failing").await;
+    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric(&metrics, "alertcall_database_write_failures_total").is_some_and(|n| n > 0.0),
+        "the failed writes are counted:\n{metrics}"
+    );
+
+    disk.free();
+    for id in &refused {
+        assert_eq!(
+            faults::acknowledge(&app, id).await,
+            200,
+            "acknowledging {id} once the disk has space"
+        );
+    }
+    faults::wait_ready(&app, 200, "ok").await;
+    let after = before + if full() { 40 } else { 12 };
+    db.exec(&insert_tagged("disk-", before, after)).await;
+    wait_until("every alert after the fault is called", LONG, || async {
+        calls_per_tag(&fake.calls(), "disk-").len() == after as usize
+    })
+    .await;
+    let new: Vec<String> = db
+        .rows(
+            "SELECT CAST(id AS TEXT) FROM alerts WHERE message LIKE 'disk-%' AND status = 'active'",
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(new.len(), (after - before) as usize);
+    for id in &new {
+        assert_eq!(
+            faults::acknowledge(&app, id).await,
+            200,
+            "acknowledging {id}"
+        );
     }
     app.stop().await;
 }
