@@ -8,4 +8,5 @@ pub mod intent;
 pub mod menu;
 pub mod message;
 pub mod phone;
+pub mod reach;
 pub mod schedule;

@@ -327,6 +327,10 @@ pub struct PageView {
     pub round: i32,
     pub policy: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
+    /// Notifications of the current step that failed because of the provider, in a row.
+    pub attempts: i32,
+    /// Why the last of those failed.
+    pub last_error: Option<String>,
 }
 
 /// Which calls to list, newest first.
@@ -620,6 +624,8 @@ pub(crate) struct AlertRow {
     page_round: Option<i32>,
     page_policy: Option<String>,
     page_due_at: Option<DateTime<Utc>>,
+    page_attempts: Option<i32>,
+    page_last_error: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -633,6 +639,8 @@ impl TryFrom<AlertRow> for AlertView {
                 round: r.page_round.unwrap_or(0),
                 policy: r.page_policy.take(),
                 due_at: r.page_due_at,
+                attempts: r.page_attempts.unwrap_or(0),
+                last_error: r.page_last_error.take(),
             }),
         };
         Ok(AlertView {
