@@ -189,7 +189,7 @@ impl Metrics {
         );
         registry.register(
             "heartbeats",
-            "Heartbeat pings sent to ALERTCALL_HEARTBEAT_URL, by result (sent, error)",
+            "Heartbeat intervals, by result: sent, error (the monitor did not take it), withheld (something is wrong)",
             m.heartbeats.clone(),
         );
         Metrics { registry, ..m }

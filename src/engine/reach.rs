@@ -21,6 +21,8 @@ use crate::telephony::ProviderError;
 const ASSESS_EVERY: Duration = Duration::from_secs(1);
 /// The most active critical alerts assessed at once.
 const MAX_ALERTS: i64 = 1000;
+/// How many of an alert's newest calls are looked through for its last escalation call.
+const RECENT_CALLS: i64 = 20;
 /// How long one heartbeat request may take.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -197,10 +199,12 @@ impl Engine {
         Ok(out)
     }
 
-    /// The alert's newest call, when the provider refused it without placing it: an
-    /// exhausted page got there only by a refusal for good (other failures retry the step).
+    /// The alert's newest escalation call (not the fallback contact's), when the provider
+    /// refused it without placing it: an exhausted page got there only by a refusal for good
+    /// (other failures retry the step).
     async fn refused(&self, alert_id: &str) -> Result<Option<Refused>, StoreError> {
-        let Some(call) = self.store.list_calls(Some(alert_id), 1).await?.pop() else {
+        let calls = self.store.list_calls(Some(alert_id), RECENT_CALLS).await?;
+        let Some(call) = calls.into_iter().find(|c| c.step >= 0) else {
             return Ok(None);
         };
         if call.provider_call_id.is_some() || call.status != crate::domain::call::CallStatus::Failed
@@ -353,6 +357,7 @@ pub(super) async fn heartbeat(engine: Arc<Engine>) {
             withheld = why_not.clone();
         }
         if why_not.is_some() {
+            engine.metrics.heartbeat("withheld");
             continue;
         }
         match http.get(url.expose()).send().await {
