@@ -43,10 +43,19 @@ async fn dashboard_in_chromium() {
     // Two units with schedules, as a hospital would have them (the on-call view shows them).
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/alertcall.example.toml");
     let app = TestApp::spawn(&db, None, &[("ALERTCALL_CONFIG", example)]).await;
+    // A critical alert two days old when first seen: skipped, so it reaches nobody (a banner).
+    let skipped = db
+        .scalar(
+            "INSERT INTO alerts (severity, message, triggered_at) VALUES ('critical', 'Old bed exit', \
+             strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days')) RETURNING CAST(id AS TEXT)",
+        )
+        .await
+        .unwrap();
     let mut node = Command::new("node");
     node.arg(root.join("tests/browser/dashboard.mjs"))
         .env("ALERTCALL_URL", app.url(""))
         .env("ALERTCALL_PASSWORD", ADMIN_PASSWORD)
+        .env("UNREACHED_ALERT", &skipped)
         .env("SCREENSHOTS", root.join("test-artifacts/browser"))
         .env("CHROMIUM", chromium);
     let stdout = run_tool(node, "the browser flow (tests/browser/dashboard.mjs)").await;
@@ -72,6 +81,7 @@ async fn dashboard_in_chromium() {
         "5b-oncall",
         "6-said",
         "7-dashboard-actions",
+        "8-unreached-banner",
     ] {
         assert!(
             root.join(format!("test-artifacts/browser/{shot}.png"))
