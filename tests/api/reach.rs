@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::core::{WAIT, metric};
+use crate::core::{WAIT, input_body, input_url, metric};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{Behaviour, FakeVonage, Received};
+use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
 
 const TOKEN: &str = "reach-test-token";
@@ -117,6 +117,8 @@ struct Case {
     /// Part of the banner's sentence.
     message: &'static str,
     fallback_called: bool,
+    /// The fallback contact presses 1 at the end: the alert is acknowledged.
+    fallback_acknowledges: bool,
 }
 
 async fn unreached(db: TestDb, case: Case) {
@@ -253,6 +255,40 @@ async fn unreached(db: TestDb, case: Case) {
     .await;
     assert_eq!(desk_calls(), usize::from(case.fallback_called));
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+
+    if case.fallback_acknowledges {
+        let call = fake.calls().into_iter().find(|c| to(c) == DESK).unwrap();
+        let uuid = call.uuid.clone().unwrap();
+        let r = app
+            .webhook(
+                &input_url(&call),
+                &input_body(&uuid, "1", false),
+                Some(SIGNATURE_SECRET),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        wait_until(
+            "the fallback's press 1 acknowledges the alert",
+            WAIT,
+            || async {
+                db.scalar(&format!(
+                    "SELECT status FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+                ))
+                .await
+                .as_deref()
+                    == Some("acknowledged")
+            },
+        )
+        .await;
+        wait_until("the alert no longer counts as unreached", WAIT, || async {
+            scrape(&app, &series).await == Some(0.0)
+        })
+        .await;
+        wait_until("the heartbeat resumes", WAIT, || async {
+            monitor.pings() > pings
+        })
+        .await;
+    }
     app.stop().await;
 }
 
@@ -274,6 +310,7 @@ notify = ["person:nurse"]
             reason: "no_policy",
             message: "No escalation policy matches this alert (severity \"critical\"",
             fallback_called: true,
+            fallback_acknowledges: false,
         },
     )
     .await;
@@ -298,6 +335,7 @@ wait = "1s"
             reason: "nobody_on_call",
             message: "only people without a phone number (Ana Souza)",
             fallback_called: true,
+            fallback_acknowledges: false,
         },
     )
     .await;
@@ -316,11 +354,30 @@ pub async fn the_provider_refuses_our_credentials(db: TestDb) {
             message: "vonage cannot place calls",
             // The fallback contact cannot be phoned either: it is not tried.
             fallback_called: false,
+            fallback_acknowledges: false,
         },
     )
     .await;
 }
 both_backends!(reach::the_provider_refuses_our_credentials);
+
+pub async fn the_provider_keeps_failing(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: Some(|_| Behaviour::Status(503, None)),
+            old: false,
+            reason: "provider_down",
+            message: "Vonage answered 503",
+            fallback_called: false,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_provider_keeps_failing);
 
 pub async fn an_old_alert_is_skipped(db: TestDb) {
     unreached(
@@ -333,6 +390,7 @@ pub async fn an_old_alert_is_skipped(db: TestDb) {
             reason: "skipped",
             message: "older than 24 h (ALERTCALL_MAX_ALERT_AGE)",
             fallback_called: false,
+            fallback_acknowledges: false,
         },
     )
     .await;
@@ -350,6 +408,7 @@ pub async fn nobody_answers_the_whole_escalation(db: TestDb) {
             reason: "exhausted",
             message: "Every step of policy \"ward\" was called and nobody pressed 1",
             fallback_called: true,
+            fallback_acknowledges: true,
         },
     )
     .await;
@@ -367,6 +426,7 @@ pub async fn the_number_is_refused_for_good(db: TestDb) {
             reason: "failed_for_good",
             message: "The call to Dev Patel was refused for good",
             fallback_called: true,
+            fallback_acknowledges: false,
         },
     )
     .await;
