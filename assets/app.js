@@ -74,8 +74,28 @@ function isoFromInput(value) {
 function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
-function badge(text, kind) {
-  return el("span", { class: `badge ${String(kind || text).replace(/\s+/g, "-")}` }, text);
+// What the escalation words on badges mean, shown on hover.
+const BADGE_HELP = {
+  stale: "Not called: already older than ALERTCALL_MAX_ALERT_AGE when alertcall first saw it.",
+  failed: "Not called: no escalation policy matched this alert.",
+  "not paged": "alertcall has not taken this alert in (yet): only active alerts of severity critical are called.",
+  exhausted: "Every step was called and nobody pressed 1; the last step is called again.",
+  due: "A call is about to be placed (or is retried after a provider error).",
+  waiting: "Calls went out; waiting for someone to press 1 before the next step.",
+};
+function badge(text, kind, title) {
+  return el("span", { class: `badge ${String(kind || text).replace(/\s+/g, "-")}`, title: title || BADGE_HELP[text] }, text);
+}
+
+// A red banner per alert that reaches nobody: the reason, what happens next, the fix.
+function unreachedBanner(a) {
+  const u = a.unreached;
+  return el("div", { class: "banner unreached", role: "alert", "data-alert": a.id, "data-reason": u.reason },
+    el("a", { href: `#/alert/${encodeURIComponent(a.id)}` }, `NOBODY IS BEING REACHED${a.room ? ` (${a.room})` : ""}: `),
+    u.message,
+    el("div", { class: "banner-next" }, "Next: ", u.next),
+    el("div", { class: "banner-fix" }, "Fix: ", u.fix),
+  );
 }
 
 // ---- the alert board ----------------------------------------------------------------------
@@ -103,7 +123,7 @@ async function loadBoard() {
         el("td", { class: "age", "data-since": a.triggered_at }, duration(a.age_seconds)),
         el("td", {}, step),
         el("td", { class: "calling" }, calling),
-        el("td", {}, badge(a.skipped || a.live_status, a.live_status)),
+        el("td", {}, badge(a.skipped || a.live_status, a.live_status, a.unreached && a.unreached.message)),
         el("td", { class: "admin-only" }, el("button", { class: "small", onclick: () => act(a.id, "acknowledge") }, "Acknowledge")),
       );
     }),
@@ -113,6 +133,9 @@ async function loadBoard() {
   const resolveSkipped = document.getElementById("resolve-skipped");
   resolveSkipped.hidden = skipped === 0;
   resolveSkipped.textContent = `Resolve ${skipped} skipped alert${skipped === 1 ? "" : "s"}`;
+  document.getElementById("unreached-banners").replaceChildren(
+    ...alerts.filter((a) => a.unreached).map(unreachedBanner),
+  );
   const exhausted = alerts.filter((a) => a.live_status === "exhausted").length;
   const banner = document.getElementById("exhausted-banner");
   banner.hidden = exhausted === 0;
@@ -223,7 +246,8 @@ async function loadAlert(id) {
   const detail = await api(`/api/v1/alerts/${encodeURIComponent(id)}`);
   const a = detail.alert;
   document.getElementById("alert-head").replaceChildren(
-    el("h2", {}, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.skipped || a.live_status, a.live_status)),
+    a.unreached ? unreachedBanner(a) : "",
+    el("h2", {}, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.skipped || a.live_status, a.live_status, a.unreached && a.unreached.message)),
     el("dl", { class: "facts" },
       el("dt", {}, "Room"), el("dd", {}, a.room || "–"),
       el("dt", {}, "Patient"), el("dd", {}, a.patient || "–"),

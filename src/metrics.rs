@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -40,6 +41,16 @@ struct ChoiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderKind {
     provider: String,
     kind: String,
@@ -69,6 +80,9 @@ pub struct Metrics {
     database_errors: Counter,
     database_write_failures: Counter,
     provider_errors: Family<ProviderKind, Counter>,
+    unreached: Family<ReasonLabel, Gauge>,
+    dispatch_loop_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    heartbeats: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,6 +109,9 @@ impl Metrics {
             database_errors: Counter::default(),
             database_write_failures: Counter::default(),
             provider_errors: Family::default(),
+            unreached: Family::default(),
+            dispatch_loop_age: Gauge::default(),
+            heartbeats: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,6 +183,21 @@ impl Metrics {
             "provider_errors",
             "Provider requests that failed, by provider and kind",
             m.provider_errors.clone(),
+        );
+        registry.register(
+            "unreached_alerts",
+            "Active critical alerts nobody is being reached about, by reason",
+            m.unreached.clone(),
+        );
+        registry.register(
+            "dispatch_loop_age_seconds",
+            "Seconds since this instance's dispatcher last went round its loop",
+            m.dispatch_loop_age.clone(),
+        );
+        registry.register(
+            "heartbeats",
+            "Heartbeat intervals, by result: sent, error (the monitor did not take it), withheld (something is wrong)",
+            m.heartbeats.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -258,6 +290,26 @@ impl Metrics {
 
     pub fn database_write_failure(&self) {
         self.database_write_failures.inc();
+    }
+
+    pub fn unreached(&self, reason: &str, alerts: i64) {
+        self.unreached
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .set(alerts);
+    }
+
+    pub fn dispatch_loop_age(&self, seconds: f64) {
+        self.dispatch_loop_age.set(seconds);
+    }
+
+    pub fn heartbeat(&self, result: &str) {
+        self.heartbeats
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn provider_error(&self, provider: &str, kind: &str) {

@@ -61,8 +61,9 @@ pub struct Directory {
     pub access: crate::auth::Access,
     /// `[dashboard] show_patient_name`: false hides names on the dashboard and in the API.
     pub show_patient_name: Option<bool>,
-    /// `[hospital] fallback`: the hospital's safety net, e.g. `["person:charge-desk"]`.
-    pub fallback: Vec<String>,
+    /// `[hospital] fallback`: the hospital's safety net (a charge-nurse desk, a supervisor),
+    /// called and texted when an alert reaches nobody; not a step of any policy.
+    pub fallback: Vec<Target>,
 }
 
 impl Directory {
@@ -152,9 +153,9 @@ struct HospitalDoc {
     default_country_code: Option<Spanned<String>>,
     /// BCP-47, e.g. "en-GB": the language calls speak and understand.
     language: Option<Spanned<String>>,
-    /// Who is told when an alert reaches nobody, e.g. ["person:charge-desk"].
+    /// Who is called and texted when an alert reaches nobody (`person:charge-desk`).
     #[serde(default)]
-    fallback: Vec<String>,
+    fallback: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -495,32 +496,9 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         for (j, step) in policy.steps.get_ref().iter().enumerate() {
             let sfield = format!("{field}.steps[{j}]");
             let mut targets = Vec::new();
+            let notify = format!("{sfield}.notify");
             for t in &step.notify {
-                match target(t.get_ref()) {
-                    Some(Target::Person(who)) if !staff.contains_key(&who) => {
-                        p.at(
-                            t,
-                            &format!("{sfield}.notify"),
-                            format!("no staff member has id {who:?}"),
-                        );
-                    }
-                    Some(Target::OnCall(s) | Target::Everyone(s)) if !names.contains(&s) => {
-                        p.at(
-                            t,
-                            &format!("{sfield}.notify"),
-                            format!("no schedule is named {s:?}"),
-                        );
-                    }
-                    Some(target) => targets.push(target),
-                    None => p.at(
-                        t,
-                        &format!("{sfield}.notify"),
-                        format!(
-                            "{:?} must be person:<id>, oncall:<schedule> or everyone:<schedule>",
-                            t.get_ref()
-                        ),
-                    ),
-                }
+                targets.extend(known_target(&mut p, t, &notify, &staff, &names));
             }
             if step.notify.is_empty() {
                 p.at(
@@ -559,6 +537,13 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             renotify_every,
         });
     }
+
+    let fallback = doc
+        .hospital
+        .fallback
+        .iter()
+        .filter_map(|t| known_target(&mut p, t, "hospital.fallback", &staff, &names))
+        .collect();
 
     let language = checked_language(&mut p, &doc.hospital.language, "hospital.language");
     let speech_min_confidence = doc.speech.min_confidence.as_ref().and_then(|c| {
@@ -615,7 +600,7 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             policies,
             access,
             show_patient_name: doc.dashboard.show_patient_name,
-            fallback: doc.hospital.fallback.clone(),
+            fallback,
         })
     } else {
         Err(p.list)
@@ -761,6 +746,31 @@ fn checked_language(
     }
 }
 
+/// A target naming a known person or schedule; otherwise a problem, reported at `field`.
+fn known_target(
+    p: &mut Problems,
+    t: &Spanned<String>,
+    field: &str,
+    staff: &HashMap<String, Person>,
+    schedules: &HashSet<String>,
+) -> Option<Target> {
+    let problem = match target(t.get_ref()) {
+        Some(Target::Person(who)) if !staff.contains_key(&who) => {
+            format!("no staff member has id {who:?}")
+        }
+        Some(Target::OnCall(s) | Target::Everyone(s)) if !schedules.contains(&s) => {
+            format!("no schedule is named {s:?}")
+        }
+        Some(target) => return Some(target),
+        None => format!(
+            "{:?} must be person:<id>, oncall:<schedule> or everyone:<schedule>",
+            t.get_ref()
+        ),
+    };
+    p.at(t, field, problem);
+    None
+}
+
 /// `person:ana`, `oncall:icu`, `everyone:icu`.
 fn target(text: &str) -> Option<Target> {
     let (kind, name) = text.split_once(':')?;
@@ -892,6 +902,26 @@ wait = "soon"
             "{all}"
         );
         assert_eq!(errors.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn the_fallback_contact_names_known_staff() {
+        let text = r#"
+[hospital]
+fallback = ["person:desk", "oncall:icu"]
+
+[[staff]]
+id = "desk"
+name = "Charge desk"
+phone = "+13854019951"
+"#;
+        let errors = parse("alertcall.toml", text).unwrap_err();
+        assert_eq!(
+            errors,
+            ["alertcall.toml:3: hospital.fallback: no schedule is named \"icu\""]
+        );
+        let ok = parse("alertcall.toml", &text.replace(", \"oncall:icu\"", "")).unwrap();
+        assert_eq!(ok.fallback, [Target::Person("desk".into())]);
     }
 
     #[test]

@@ -29,8 +29,6 @@ pub struct Config {
     pub public_url_set: bool,
     pub provider: ProviderConfig,
     pub nurse_phone: Phone,
-    /// `ALERTCALL_FALLBACK_PHONE`: the hospital's safety net when no alertcall.toml names one.
-    pub fallback_phone: Option<Phone>,
     pub messages: MessageSettings,
     /// Which of `messages` came from the environment (they win over alertcall.toml).
     pub messages_from_env: (bool, bool),
@@ -73,6 +71,21 @@ pub struct Config {
     /// `alertcall.toml` in the working directory if it exists.
     pub config_file: Option<PathBuf>,
     pub log_json: bool,
+    /// `ALERTCALL_FALLBACK_PHONE`: the safety net called and texted when an alert reaches
+    /// nobody; wins over `[hospital] fallback`.
+    pub fallback_phone: Option<Phone>,
+    /// `ALERTCALL_HEARTBEAT_URL`: requested every `heartbeat_every` while all is well, so a
+    /// push monitor pages IT when the pings stop. A secret (the URL is the credential).
+    pub heartbeat_url: Option<Secret>,
+    pub heartbeat_every: Duration,
+}
+
+/// A URL that is a credential (a heartbeat URL), for logs: scheme and host, the rest hidden.
+pub fn mask_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}/***")
 }
 
 /// A value that must not reach the logs; `Debug` prints `<redacted>`.
@@ -235,6 +248,7 @@ impl Config {
         let lease = duration("ALERTCALL_LEASE", "30s");
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
         let header_read_timeout = duration("ALERTCALL_HEADER_READ_TIMEOUT", "10s");
+        let heartbeat_every = duration("ALERTCALL_HEARTBEAT_EVERY", "60s");
         if header_read_timeout.is_zero() {
             errors.push("ALERTCALL_HEADER_READ_TIMEOUT must be above zero".into());
         }
@@ -317,12 +331,6 @@ impl Config {
             }
         };
 
-        let fallback_phone = get("ALERTCALL_FALLBACK_PHONE").and_then(|n| {
-            Phone::parse(&n)
-                .map_err(|e| errors.push(format!("ALERTCALL_FALLBACK_PHONE: {e}")))
-                .ok()
-        });
-
         if let ProviderConfig::Vonage(v) = &provider
             && !public_url_set
             && v.api_url == DEFAULT_VONAGE_API_URL
@@ -333,6 +341,26 @@ impl Config {
                     .into(),
             );
         }
+
+        let heartbeat_url = get("ALERTCALL_HEARTBEAT_URL").map(Secret);
+        if let Some(url) = &heartbeat_url
+            && !(url.expose().starts_with("http://") || url.expose().starts_with("https://"))
+        {
+            errors.push(format!(
+                "ALERTCALL_HEARTBEAT_URL ({}) must be an http(s) URL, e.g. your monitor's \
+                 https://hc-ping.com/<uuid>",
+                mask_url(url.expose())
+            ));
+        }
+        if heartbeat_every.is_zero() {
+            errors.push("ALERTCALL_HEARTBEAT_EVERY must be above zero, e.g. 60s".into());
+        }
+
+        let fallback_phone = get("ALERTCALL_FALLBACK_PHONE").and_then(|n| {
+            Phone::parse(&n)
+                .map_err(|e| errors.push(format!("ALERTCALL_FALLBACK_PHONE: {e}")))
+                .ok()
+        });
 
         let mut flag = |name: &str, default: bool| match get(name).as_deref() {
             None => default,
@@ -373,7 +401,6 @@ impl Config {
             public_url_set,
             provider,
             nurse_phone,
-            fallback_phone,
             messages,
             messages_from_env,
             language: get("ALERTCALL_LANGUAGE").unwrap_or_else(|| "en-US".into()),
@@ -394,6 +421,9 @@ impl Config {
             protect_metrics,
             config_file,
             log_json,
+            fallback_phone,
+            heartbeat_url,
+            heartbeat_every,
         })
     }
 
@@ -708,6 +738,18 @@ mod tests {
         assert!(
             !shown.contains("ss") && !shown.contains("pa/") && !shown.contains("x"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn heartbeat_urls_are_masked() {
+        assert_eq!(
+            mask_url("https://hc-ping.com/5f3c9e0a-secret?x=1"),
+            "https://hc-ping.com/***"
+        );
+        assert_eq!(
+            mask_url("http://user:pw@kuma.local:3001/api/push/abc"),
+            "http://kuma.local:3001/***"
         );
     }
 }

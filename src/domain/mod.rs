@@ -8,5 +8,6 @@ pub mod intent;
 pub mod menu;
 pub mod message;
 pub mod phone;
+pub mod reach;
 pub mod schedule;
 pub mod timestamp;

@@ -28,17 +28,23 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 const CONFIG_RETRY: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(engine: Arc<Engine>) {
+    // The heartbeat asks whether this loop ran in its interval: go round at least twice in it.
+    let max_idle = MAX_IDLE.min(engine.config.heartbeat_every / 2);
     loop {
+        engine.dispatch_looped();
         let claimed = claim(&engine).await;
         if claimed > 0 && engine.in_flight.available_permits() > 0 {
             continue;
         }
         let sleep = match engine.store.next_due_at().await {
             Ok(Some(due)) => (due - engine.now()).to_std().unwrap_or(Duration::ZERO),
-            Ok(None) => MAX_IDLE,
-            Err(_) => MAX_IDLE,
+            Ok(None) => max_idle,
+            Err(_) => max_idle,
         }
-        .clamp(Duration::from_millis(5), MAX_IDLE);
+        .clamp(
+            Duration::from_millis(5),
+            max_idle.max(Duration::from_millis(5)),
+        );
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = engine.wake.notified() => {}
@@ -354,11 +360,11 @@ async fn notify(
             continue;
         };
         let at = Position {
-            policy,
-            step,
-            round,
+            policy: &policy.name,
+            step: step as i32,
+            round: round as i32,
         };
-        match call_person(engine, page, lease, alert, person, &phone, at).await? {
+        match call_person(engine, Some((page, lease)), alert, person, &phone, at).await? {
             Called::Placed => placed += 1,
             Called::Unreachable => unreachable.push(person.id.clone()),
             Called::Later(wait, reason) => {
@@ -397,15 +403,37 @@ enum Called {
 /// Where in its escalation a call is placed.
 #[derive(Clone, Copy)]
 struct Position<'a> {
-    policy: &'a Policy,
-    step: usize,
-    round: u32,
+    policy: &'a str,
+    step: i32,
+    round: i32,
 }
 
+/// The policy and step recorded on a call to the fallback contact: no step of any policy, so
+/// its end moves no escalation, while its "press 1" acknowledges like any call's.
+const FALLBACK: Position<'static> = Position {
+    policy: "fallback",
+    step: -1,
+    round: -1,
+};
+
+/// Calls the fallback contact about an alert nobody is being reached about.
+pub(super) async fn call_fallback(
+    engine: &Arc<Engine>,
+    alert: &Alert,
+    person: &Person,
+    to: &Phone,
+) -> Result<(), crate::store::StoreError> {
+    // Placed or not, the outcome is logged and recorded on the call; nothing retries it.
+    call_person(engine, None, alert, person, to, FALLBACK)
+        .await
+        .map(|_| ())
+}
+
+/// Places one call through the provider and records it. `claim`: the page and lease it is
+/// placed under (none for the fallback contact).
 async fn call_person(
     engine: &Arc<Engine>,
-    page: &Page,
-    lease: &Lease,
+    claim: Option<(&Page, &Lease)>,
     alert: &Alert,
     person: &Person,
     to: &Phone,
@@ -425,19 +453,17 @@ async fn call_person(
             provider: engine.provider.name().to_string(),
             to_number: to.e164().to_string(),
             message: announcement.clone(),
-            step: step as i32,
-            round: round as i32,
+            step,
+            round,
             person: Some(person.id.clone()),
-            policy: policy.name.clone(),
+            policy: policy.to_string(),
             at: engine.now(),
         })
         .await?;
     engine.limiter.acquire().await;
     // Waiting for a slot may have taken a while: make sure the page is still ours.
-    let renewed = lease.renewed(engine.now(), engine.config.lease);
-    let quarter = chrono::Duration::from_std(engine.config.lease / 4).unwrap_or_default();
-    if renewed.now > lease.now + quarter
-        && !engine.store.renew_lease(&page.alert_id, &renewed).await?
+    if let Some((page, lease)) = claim
+        && !still_ours(engine, page, lease).await?
     {
         tracing::info!(alert_id = %alert.id, "another instance took over this alert");
         engine
@@ -445,13 +471,14 @@ async fn call_person(
             .call_failed(
                 call.id,
                 "not placed: another instance took over",
-                renewed.now,
+                engine.now(),
                 None,
                 &[],
             )
             .await?;
         return Ok(Called::Later(Duration::ZERO, "taken over".into()));
     }
+    let provider = engine.provider.name();
     let request = CallRequest {
         call_id: call.id,
         to: to.clone(),
@@ -461,6 +488,9 @@ async fn call_person(
         patient_name: crate::domain::message::patient_name(alert),
     };
     let result = engine.provider.place_call(&request).await;
+    engine
+        .provider_health
+        .record(provider, result.as_ref().map(|_| ()));
     let now = engine.now();
     match result {
         Ok(placed) => {
@@ -476,7 +506,6 @@ async fn call_person(
                 .store
                 .call_placed(call.id, &placed.provider_call_id, now, None, &[audit])
                 .await?;
-            let provider = engine.provider.name();
             engine.metrics.call_placed(provider, "placed");
             if step == 0 && round == 0 {
                 engine
@@ -525,13 +554,26 @@ async fn call_person(
                     Called::Later(CONFIG_RETRY, err.to_string())
                 }
                 ProviderError::Transient { retry_after, .. } => {
-                    let wait = retry_delay(page.attempts, *retry_after, fastrand::f64());
+                    let attempts = claim.map_or(0, |(page, _)| page.attempts);
+                    let wait = retry_delay(attempts, *retry_after, fastrand::f64());
                     tracing::warn!(alert_id = %alert.id, error = %err, retry_in = ?wait, "call failed; retrying");
                     Called::Later(wait, err.to_string())
                 }
             })
         }
     }
+}
+
+/// Renews the lease when a good part of it went by; false when another instance took over.
+async fn still_ours(
+    engine: &Engine,
+    page: &Page,
+    lease: &Lease,
+) -> Result<bool, crate::store::StoreError> {
+    let renewed = lease.renewed(engine.now(), engine.config.lease);
+    let quarter = chrono::Duration::from_std(engine.config.lease / 4).unwrap_or_default();
+    Ok(renewed.now <= lease.now + quarter
+        || engine.store.renew_lease(&page.alert_id, &renewed).await?)
 }
 
 /// Exponential back-off with jitter for a failed call: 0.5 s, 1 s, 2 s, ... capped at 30 s,

@@ -250,8 +250,23 @@ pub(super) async fn sms_fallback(
     alert: &Alert,
     person: &str,
 ) -> Result<(), StoreError> {
+    let number = engine
+        .directory()
+        .staff
+        .get(person)
+        .and_then(|p| p.sms.clone());
+    text(engine, alert, person, number, "").await
+}
+
+/// Texts `number` (or records that `person` has none) about the alert, `prefix` first.
+async fn text(
+    engine: &Engine,
+    alert: &Alert,
+    person: &str,
+    number: Option<crate::domain::phone::Phone>,
+    prefix: &str,
+) -> Result<(), StoreError> {
     let now = engine.now();
-    let directory = engine.directory();
     let audit = |kind: &str, detail: serde_json::Value| AuditEvent {
         alert_id: Some(alert.id.clone()),
         call_id: None,
@@ -261,7 +276,7 @@ pub(super) async fn sms_fallback(
         detail,
         at: now,
     };
-    let Some(number) = directory.staff.get(person).and_then(|p| p.sms.clone()) else {
+    let Some(number) = number else {
         return engine
             .store
             .record_event(&audit(
@@ -273,7 +288,7 @@ pub(super) async fn sms_fallback(
     };
     let code = format!("{:04}", fastrand::u16(0..10000));
     let text = format!(
-        "{} Reply 1 to acknowledge (ref {code}).",
+        "{prefix}{} Reply 1 to acknowledge (ref {code}).",
         crate::domain::message::announcement(alert, &engine.messages())
     );
     let id = uuid::Uuid::new_v4();
@@ -325,6 +340,51 @@ pub(super) async fn sms_fallback(
                 ))
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Calls and texts the fallback contact (`[hospital] fallback`, `ALERTCALL_FALLBACK_PHONE`)
+/// about an alert nobody is being reached about. The call is an ordinary call: its "press 1"
+/// acknowledges the alert.
+pub(super) async fn notify_fallback(
+    engine: &std::sync::Arc<Engine>,
+    alert: &Alert,
+    unreached: &crate::domain::reach::Unreached,
+) -> Result<(), StoreError> {
+    let directory = engine.directory();
+    let people = people(&directory, &directory.fallback, engine.now());
+    if people.is_empty() {
+        tracing::error!(alert_id = %alert.id, "no fallback contact to tell: set [hospital] fallback in alertcall.toml or ALERTCALL_FALLBACK_PHONE");
+        return Ok(());
+    }
+    let first = engine
+        .store
+        .record_event(&AuditEvent {
+            alert_id: Some(alert.id.clone()),
+            call_id: None,
+            source: "engine".into(),
+            kind: "fallback.notified".into(),
+            dedupe_key: Some(format!(
+                "fallback:{}:{}",
+                alert.id,
+                unreached.reason.as_str()
+            )),
+            detail: json!({"reason": unreached.reason.as_str(), "people": people.iter().map(|p| &p.id).collect::<Vec<_>>()}),
+            at: engine.now(),
+        })
+        .await?;
+    if !first {
+        return Ok(());
+    }
+    let prefix = format!("NOBODY REACHED: {} ", unreached.message);
+    for person in &people {
+        tracing::warn!(alert_id = %alert.id, person = %person.id, reason = unreached.reason.as_str(), "calling and texting the fallback contact");
+        if let Some(phone) = &person.phone {
+            super::dispatch::call_fallback(engine, alert, person, phone).await?;
+        }
+        let number = person.sms.clone().or_else(|| person.phone.clone());
+        text(engine, alert, &person.id, number, &prefix).await?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::Engine;
 use crate::config::file::Person;
 use crate::domain::alert::Acknowledger;
 use crate::domain::call::{CallEvent, CallRecord, CallStatus, InputEvent};
-use crate::domain::escalation::{Ahead, Event};
+use crate::domain::escalation::{Ahead, Event, Target};
 use crate::domain::intent::{self, SpeechResult, Understood, Via};
 use crate::domain::menu::{self, MenuChoice, Reply};
 use crate::domain::message::{self, DetailFacts, Response};
@@ -648,20 +648,23 @@ impl Engine {
         menu::after_decline(&ahead, now, &clock, self.fallback_names().as_deref())
     }
 
-    /// The names of the hospital's fallback contacts (`[hospital] fallback`, else
-    /// `ALERTCALL_FALLBACK_PHONE`), or None when there is none; a number has no name.
+    /// The names of the hospital's fallback contacts (`ALERTCALL_FALLBACK_PHONE`, which wins,
+    /// else `[hospital] fallback`), or None when there is none; a number has no name.
     fn fallback_names(&self) -> Option<Vec<String>> {
+        if self.config.fallback_phone.is_some() {
+            return Some(Vec::new());
+        }
         let directory = self.directory();
-        if !directory.fallback.is_empty() {
-            let names = directory
+        (!directory.fallback.is_empty()).then(|| {
+            directory
                 .fallback
                 .iter()
-                .filter_map(|target| target.strip_prefix("person:"))
-                .filter_map(|id| directory.staff.get(id).map(|p| p.name.clone()))
-                .collect();
-            return Some(names);
-        }
-        self.config.fallback_phone.as_ref().map(|_| Vec::new())
+                .filter_map(|target| match target {
+                    Target::Person(id) => directory.staff.get(id).map(|p| p.name.clone()),
+                    Target::OnCall(_) | Target::Everyone(_) => None,
+                })
+                .collect()
+        })
     }
 
     async fn repeat(&self, call: &CallRecord) -> Result<Reply, StoreError> {

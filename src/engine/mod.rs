@@ -3,7 +3,7 @@
 //! rules come from `domain`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
@@ -22,6 +22,7 @@ mod events;
 mod faults;
 mod intake;
 pub mod limiter;
+pub mod reach;
 
 pub use actions::{acknowledge, resolve};
 pub use events::{EventOutcome, Source, Turn};
@@ -51,6 +52,10 @@ pub struct Engine {
     directory: std::sync::RwLock<Arc<Directory>>,
     /// The credentials from the environment, added to alertcall.toml's on every reload.
     env_access: Access,
+    /// Whether each provider can place calls, as its calls showed.
+    provider_health: reach::ProviderHealthBook,
+    /// When the dispatcher last went round its loop (Unix ms; 0: not yet).
+    dispatch_loop_ms: AtomicI64,
 }
 
 impl Engine {
@@ -82,6 +87,8 @@ impl Engine {
             write_faults: faults::WriteFaults::default(),
             directory: std::sync::RwLock::new(Arc::new(directory)),
             env_access,
+            provider_health: reach::ProviderHealthBook::default(),
+            dispatch_loop_ms: AtomicI64::new(0),
         })
     }
 
@@ -185,10 +192,14 @@ impl Engine {
         let intake = tokio::spawn(intake::run(self.clone()));
         let dispatch = tokio::spawn(dispatch::run(self.clone()));
         let changes = tokio::spawn(watch_changes(self.clone()));
+        let reach = tokio::spawn(reach::watch(self.clone()));
+        let heartbeat = tokio::spawn(reach::heartbeat(self.clone()));
         shutdown.await;
         intake.abort();
         dispatch.abort();
         changes.abort();
+        reach.abort();
+        heartbeat.abort();
     }
 
     /// Changes for live dashboards: the newest audit-trail id, whenever it grows.
@@ -247,9 +258,12 @@ fn env_access(config: &Config) -> Access {
     }
 }
 
+/// The staff id of `ALERTCALL_FALLBACK_PHONE`.
+pub const FALLBACK_ID: &str = "fallback";
+
 /// alertcall.toml's directory with what the environment adds: credentials, and without
 /// policies, the seed's setup: one step calling `NURSE_PHONE_NUMBER`, waiting
-/// `ALERTCALL_ACK_WAIT`.
+/// `ALERTCALL_ACK_WAIT`; `ALERTCALL_FALLBACK_PHONE` as the fallback contact.
 fn complete(mut directory: Directory, config: &Config, env_access: &Access) -> Directory {
     for user in &env_access.users {
         if directory.access.user(&user.name).is_none() {
@@ -260,6 +274,19 @@ fn complete(mut directory: Directory, config: &Config, env_access: &Access) -> D
         .access
         .tokens
         .extend(env_access.tokens.iter().cloned());
+    if let Some(phone) = &config.fallback_phone {
+        directory.staff.insert(
+            FALLBACK_ID.into(),
+            Person {
+                id: FALLBACK_ID.into(),
+                name: "Fallback contact (ALERTCALL_FALLBACK_PHONE)".into(),
+                phone: Some(phone.clone()),
+                sms: Some(phone.clone()),
+                language: None,
+            },
+        );
+        directory.fallback = vec![Target::Person(FALLBACK_ID.into())];
+    }
     if directory.policies.is_empty() {
         directory
             .staff

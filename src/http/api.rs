@@ -105,6 +105,60 @@ pub struct AlertSummary {
     pub escalation: Option<Escalation>,
     /// Calls still ringing or in progress.
     pub calling: Vec<CallSummary>,
+    /// Set when this active critical alert reaches nobody: why, what happens next, the fix.
+    pub unreached: Option<UnreachedAlert>,
+}
+
+/// An active critical alert nobody is being reached about.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct UnreachedAlert {
+    pub alert_id: String,
+    /// no_policy, nobody_on_call, provider_down, skipped, exhausted or failed_for_good.
+    pub reason: String,
+    /// What is wrong, in a plain sentence.
+    pub message: String,
+    /// What happens next (who is called when, whether the fallback contact is told).
+    pub next: String,
+    /// What fixes it.
+    pub fix: String,
+}
+
+impl UnreachedAlert {
+    fn new(alert_id: &str, u: &crate::domain::reach::Unreached) -> UnreachedAlert {
+        UnreachedAlert {
+            alert_id: alert_id.into(),
+            reason: u.reason.as_str().into(),
+            message: u.message.clone(),
+            next: u.next.clone(),
+            fix: u.fix.clone(),
+        }
+    }
+}
+
+/// Whether a provider can place calls.
+#[derive(Serialize, ToSchema)]
+pub struct ProviderStatus {
+    pub name: String,
+    /// ok, refused (credentials or key: a person must fix them) or failing (errors or
+    /// timeouts in a row).
+    pub status: String,
+    /// Why not, in the provider's words.
+    pub detail: Option<String>,
+}
+
+/// Whether every active critical alert reaches someone, and what alertcall runs on.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// ok, or degraded when an alert reaches nobody, a provider cannot place calls or the
+    /// database does not answer.
+    pub status: String,
+    pub unreached: Vec<UnreachedAlert>,
+    pub providers: Vec<ProviderStatus>,
+    /// ok or unavailable.
+    pub database: String,
+    /// When this instance's dispatcher last went round its loop.
+    pub last_dispatch_loop: Option<DateTime<Utc>>,
+    pub last_dispatch_loop_age_seconds: Option<f64>,
 }
 
 /// One entry of an alert's timeline.
@@ -334,10 +388,24 @@ impl AppState {
             .into_iter()
             .map(|c| self.call_summary(c))
             .collect();
-        Ok(self.summary_with(view, calling))
+        let unreached = self.unreached(std::slice::from_ref(&view)).await?;
+        Ok(self.summary_with(view, calling, &unreached))
     }
 
-    fn summary_with(&self, view: AlertView, calling: Vec<CallSummary>) -> AlertSummary {
+    /// Why nobody is being reached, for those of `views` that reach nobody.
+    async fn unreached(
+        &self,
+        views: &[AlertView],
+    ) -> Result<HashMap<String, crate::domain::reach::Unreached>, HttpError> {
+        Ok(self.engine.assess(views).await?)
+    }
+
+    fn summary_with(
+        &self,
+        view: AlertView,
+        calling: Vec<CallSummary>,
+        unreached: &HashMap<String, crate::domain::reach::Unreached>,
+    ) -> AlertSummary {
         let directory = self.engine.directory();
         let show_patient = directory.show_patient_name != Some(false);
         // A page records its policy with its first call; until then, the policy the
@@ -351,6 +419,7 @@ impl AppState {
                     .map(|p| p.name.clone())
             });
         let a = view.alert;
+        let unreached = unreached.get(&a.id).map(|u| UnreachedAlert::new(&a.id, u));
         let live_status = live_status(a.status.as_str(), &view.page, &calling);
         let skipped = view
             .page
@@ -385,6 +454,7 @@ impl AppState {
                 due_at: p.due_at,
             }),
             calling,
+            unreached,
         }
     }
 }
@@ -443,6 +513,44 @@ pub async fn me(State(state): State<AppState>, Viewer(who): Viewer) -> Json<Me> 
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/health", tag = "health",
+    description = "Whether every active critical alert reaches someone: each one that does \
+        not, with the reason, what happens next and the fix; the providers; the dispatcher.",
+    responses((status = 200, body = Health), (status = 401, body = ErrorBody)))]
+pub async fn health(State(state): State<AppState>, Viewer(_): Viewer) -> Json<Health> {
+    let engine = &state.engine;
+    let (unreached, database) = match engine.unreached().await {
+        Ok(list) => (list, "ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: cannot read the active alerts");
+            (Vec::new(), "unavailable")
+        }
+    };
+    let health = engine.provider_health();
+    let providers_ok = health.iter().all(|(_, h)| h.can_call());
+    let providers: Vec<ProviderStatus> = health
+        .into_iter()
+        .map(|(name, h)| ProviderStatus {
+            name: name.into(),
+            status: h.as_str().into(),
+            detail: h.detail().map(str::to_string),
+        })
+        .collect();
+    let ok = unreached.is_empty() && providers_ok && database == "ok";
+    let last = engine.last_dispatch_loop();
+    Json(Health {
+        status: if ok { "ok" } else { "degraded" }.into(),
+        unreached: unreached
+            .iter()
+            .map(|r| UnreachedAlert::new(&r.alert.id, &r.unreached))
+            .collect(),
+        providers,
+        database: database.into(),
+        last_dispatch_loop: last,
+        last_dispatch_loop_age_seconds: last.map(|t| (engine.now() - t).as_seconds_f64().max(0.0)),
+    })
+}
+
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertsQuery),
     description = "Alerts, most urgent first: by severity, exhausted escalations first, then oldest first.",
     responses((status = 200, body = [AlertSummary]), (status = 400, body = ErrorBody),
@@ -483,11 +591,12 @@ pub async fn list_alerts(
             .or_default()
             .push(state.call_summary(call));
     }
+    let unreached = state.unreached(&views).await?;
     let mut out: Vec<AlertSummary> = views
         .into_iter()
         .map(|view| {
             let calling = live.remove(&view.alert.id).unwrap_or_default();
-            state.summary_with(view, calling).shown_to(&who)
+            state.summary_with(view, calling, &unreached).shown_to(&who)
         })
         .collect();
     out.sort_by(|a, b| {
@@ -555,7 +664,8 @@ pub async fn alert_detail(
         .cloned()
         .map(|c| state.call_summary(c))
         .collect();
-    let alert = state.summary_with(view, calling).shown_to(&who);
+    let unreached = state.unreached(std::slice::from_ref(&view)).await?;
+    let alert = state.summary_with(view, calling, &unreached).shown_to(&who);
     let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events));
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
@@ -992,7 +1102,7 @@ impl Modify for Security {
             from /login. Live changes: GET /api/v1/events (server-sent events, `change` \
             events carry the newest audit id)."
     ),
-    paths(me, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, resolve_skipped, calls, analytics, oncall),
+    paths(me, health, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, resolve_skipped, calls, analytics, oncall),
     modifiers(&Security),
     security(("token" = []), ("session" = []))
 )]

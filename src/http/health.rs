@@ -72,6 +72,11 @@ pub async fn metrics(
             "metrics are protected (ALERTCALL_PROTECT_METRICS): send Authorization: Bearer <API token>".into(),
         ));
     }
+    let engine = &state.engine;
+    if let Some(at) = engine.last_dispatch_loop() {
+        let age = (engine.now() - at).as_seconds_f64().max(0.0);
+        engine.metrics.dispatch_loop_age(age);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{file}", get(dashboard::asset))
         .route("/api/v1/openapi.json", get(api::openapi_json))
         .route("/api/v1/me", get(api::me))
+        .route("/api/v1/health", get(api::health))
         .route(
             "/api/v1/alerts",
             get(api::list_alerts).post(api::raise_alert),

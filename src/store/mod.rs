@@ -353,6 +353,10 @@ pub struct PageView {
     pub round: i32,
     pub policy: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
+    /// Notifications of the current step that failed because of the provider, in a row.
+    pub attempts: i32,
+    /// Why the last of those failed.
+    pub last_error: Option<String>,
 }
 
 /// Which calls to list, newest first.
@@ -657,6 +661,8 @@ pub(crate) struct AlertRow {
     /// When alertcall first saw the alert (its page's creation): the alert's time when
     /// `triggered_at` cannot be read, the same on every instance and after restarts.
     first_seen: Option<DateTime<Utc>>,
+    page_attempts: Option<i32>,
+    page_last_error: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -670,6 +676,8 @@ impl TryFrom<AlertRow> for AlertView {
                 round: r.page_round.unwrap_or(0),
                 policy: r.page_policy.take(),
                 due_at: r.page_due_at,
+                attempts: r.page_attempts.unwrap_or(0),
+                last_error: r.page_last_error.take(),
             }),
         };
         Ok(AlertView {

@@ -911,7 +911,8 @@ const ALERT_SELECT: &str = concat!(
      CASE WHEN json_valid(a.metadata) THEN json_type(a.metadata, '$.call') IS NOT NULL ELSE 0 END \
        AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
-     pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen \
+     pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen, \
+     pg.attempts AS page_attempts, pg.last_error AS page_last_error \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id = a.patient_id \
      LEFT JOIN rooms r ON r.room_id = a.room_id \

@@ -53,6 +53,7 @@ async fn dashboard_in_chromium() {
     node.arg(root.join("tests/browser/dashboard.mjs"))
         .env("ALERTCALL_URL", app.url(""))
         .env("ALERTCALL_PASSWORD", ADMIN_PASSWORD)
+        .env("UNREACHED_ALERT", &old)
         .env("SCREENSHOTS", root.join("test-artifacts/browser"))
         .env("CHROMIUM", chromium);
     let stdout = run_tool(node, "the browser flow (tests/browser/dashboard.mjs)").await;
@@ -85,6 +86,7 @@ async fn dashboard_in_chromium() {
         "6-said",
         "7-dashboard-actions",
         "8-skipped",
+        "8-unreached-banner",
     ] {
         assert!(
             root.join(format!("test-artifacts/browser/{shot}.png"))

@@ -169,3 +169,89 @@ async fn values_cannot_forge_log_lines_and_refusals_do_not_flood_the_log() {
         "{refusals} refusal lines for 201 refusals:\n{text}"
     );
 }
+
+/// An alert that reaches nobody is logged at error once (not at every sweep), the heartbeat
+/// being withheld once, and the heartbeat URL (a secret) never in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreached_alert_is_logged_once_and_the_heartbeat_url_is_masked() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let fake = FakeVonage::start().await;
+    fake.set_default(|_| crate::fake_vonage::Behaviour::Status(401, None));
+    let monitor = crate::reach::Monitor::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alertcall.log");
+    let serve = Serve::start_logging(
+        &db,
+        &fake,
+        &[
+            ("ALERTCALL_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+            ("ALERTCALL_HEARTBEAT_URL", monitor.url.as_str()),
+            ("ALERTCALL_HEARTBEAT_EVERY", "200ms"),
+            ("ALERTCALL_FALLBACK_PHONE", "+13854019960"),
+        ],
+        &log,
+    )
+    .await;
+    wait_until("the heartbeat pings", Duration::from_secs(10), || async {
+        monitor.pings() >= 1
+    })
+    .await;
+    let alert = db
+        .insert_alert("critical", "P001", "R2", "Seizure activity detected")
+        .await;
+    let http = reqwest::Client::new();
+    let withheld = || async {
+        let text = http
+            .get(serve.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        crate::core::metric(&text, "alertcall_heartbeats_total{result=\"withheld\"}").unwrap_or(0.0)
+    };
+    wait_until(
+        "many sweeps go by with the alert unreached",
+        Duration::from_secs(30),
+        || async { withheld().await >= 10.0 },
+    )
+    .await;
+    serve.kill9();
+
+    let lines = log_lines(&log);
+    let unreached: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("NOBODY IS BEING REACHED"))
+        })
+        .collect();
+    assert_eq!(unreached.len(), 1, "{unreached:?}");
+    assert_eq!(unreached[0]["level"], "ERROR");
+    assert_eq!(unreached[0]["fields"]["alert_id"], alert.as_str());
+    assert_eq!(unreached[0]["fields"]["reason"], "provider_down");
+    let count = |prefix: &str| {
+        lines
+            .iter()
+            .filter(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(prefix))
+            })
+            .count()
+    };
+    assert_eq!(count("heartbeat withheld"), 1);
+    assert_eq!(count("the fallback contact cannot be phoned either"), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("monitor-secret"),
+        "the heartbeat URL is in the log:\n{text}"
+    );
+    assert!(
+        !text.contains("13854019960"),
+        "the fallback number is in the log"
+    );
+}

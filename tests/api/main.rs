@@ -16,6 +16,7 @@ mod logs;
 mod openapi_fuzz;
 mod process;
 mod providers;
+mod reach;
 mod simulator;
 mod talkback;
 mod torture;

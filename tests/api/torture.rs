@@ -233,13 +233,13 @@ pub async fn nothing_is_retried_after_a_permanent_refusal(db: TestDb) {
 both_backends!(torture::nothing_is_retried_after_a_permanent_refusal);
 
 /// A TCP proxy in front of Postgres that the test can cut and restore.
-struct Proxy {
-    addr: String,
+pub struct Proxy {
+    pub addr: String,
     cut: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
-    async fn start(upstream: String) -> Proxy {
+    pub async fn start(upstream: String) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
@@ -267,7 +267,7 @@ impl Proxy {
         Proxy { addr, cut }
     }
 
-    fn set_cut(&self, cut: bool) {
+    pub fn set_cut(&self, cut: bool) {
         self.cut.send_replace(cut);
     }
 }

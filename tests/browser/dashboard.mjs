@@ -153,6 +153,20 @@ try {
   await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("alert.resolved"));
   await page.screenshot({ path: join(shots, "7-dashboard-actions.png"), fullPage: true });
 
+  step("an alert that reaches nobody has a red banner with the reason, what happens next and the fix");
+  const unreached = process.env.UNREACHED_ALERT;
+  await page.evaluate(() => { window.location.hash = "#/"; });
+  await page.waitForFunction(() => document.body.dataset.loaded === "board");
+  const banner = page.locator(`#unreached-banners .banner.unreached[data-alert="${unreached}"][data-reason="skipped"]`);
+  await banner.waitFor();
+  const text = await banner.innerText();
+  for (const part of ["NOBODY IS BEING REACHED", "older than 24 h", "Next: Nobody will be called", "Fix: "]) {
+    if (!text.includes(part)) failures.push(`banner lacks ${JSON.stringify(part)}: ${text}`);
+  }
+  const title = await page.locator(`#alerts tbody tr[data-alert="${unreached}"] .badge.skipped`).getAttribute("title");
+  if (!(title || "").includes("older than 24 h")) failures.push(`the stale badge does not explain itself: ${title}`);
+  await page.screenshot({ path: join(shots, "8-unreached-banner.png"), fullPage: true });
+
   step("cutover day: an alert skipped as too old says why, and one click resolves it");
   await page.click('nav a[data-view="board"]');
   await page.waitForFunction(() => document.body.dataset.loaded === "board");

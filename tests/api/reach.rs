@@ -1,0 +1,494 @@
+//! Never silent: for each way an active critical alert can reach nobody, the health API names
+//! it, the metric counts it, the board's data carries the banner, the heartbeat is withheld
+//! and the fallback contact is called; and the heartbeat stops while the database is away.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::core::{WAIT, input_body, input_url, metric};
+use crate::db::{Backend, TestDb};
+use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET};
+use crate::helpers::{TestApp, wait_until};
+
+const TOKEN: &str = "reach-test-token";
+const NURSE: &str = "13854019951";
+const DESK: &str = "13854019960";
+
+/// A local monitor in the style of Healthchecks: counts GETs of its secret URL.
+pub struct Monitor {
+    pub url: String,
+    pings: Arc<AtomicUsize>,
+}
+
+impl Monitor {
+    pub async fn start() -> Monitor {
+        let pings = Arc::new(AtomicUsize::new(0));
+        let counter = pings.clone();
+        let app = axum::Router::new().route(
+            "/ping/{secret}",
+            axum::routing::get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    "OK"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/ping/5f3c9e0a-monitor-secret",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Monitor { url, pings }
+    }
+
+    pub fn pings(&self) -> usize {
+        self.pings.load(Ordering::SeqCst)
+    }
+}
+
+/// alertcall.toml: a nurse, a charge desk as the fallback contact, and `policy`.
+fn config(policy: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            r#"
+[hospital]
+fallback = ["person:desk"]
+
+[[staff]]
+id = "nurse"
+name = "Dev Patel"
+phone = "+{NURSE}"
+
+[[staff]]
+id = "nophone"
+name = "Ana Souza"
+sms = "+13854019970"
+
+[[staff]]
+id = "desk"
+name = "Charge desk"
+phone = "+{DESK}"
+sms = "+{DESK}"
+
+{policy}
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+const NURSE_POLICY: &str = r#"
+[[policies]]
+name = "ward"
+severities = ["critical"]
+renotify_every = "10m"
+[[policies.steps]]
+notify = ["person:nurse"]
+wait = "1s"
+"#;
+
+fn to(call: &Received) -> &str {
+    call.body["to"][0]["number"].as_str().unwrap()
+}
+
+async fn scrape(app: &TestApp, series: &str) -> Option<f64> {
+    metric(&app.get("/metrics").await.text().await.unwrap(), series)
+}
+
+/// One unreached state, end to end.
+struct Case {
+    policy: &'static str,
+    /// How the fake Vonage answers, in order (then 201).
+    script: Vec<Behaviour>,
+    default: Option<fn(usize) -> Behaviour>,
+    /// The alert is two days old when alertcall first sees it.
+    old: bool,
+    reason: &'static str,
+    /// Part of the banner's sentence.
+    message: &'static str,
+    fallback_called: bool,
+    /// The fallback contact presses 1 at the end: the alert is acknowledged.
+    fallback_acknowledges: bool,
+}
+
+async fn unreached(db: TestDb, case: Case) {
+    let fake = FakeVonage::start().await;
+    fake.script(case.script);
+    if let Some(pick) = case.default {
+        fake.set_default(pick);
+    }
+    let monitor = Monitor::start().await;
+    let file = config(case.policy);
+    let path = file.path().display().to_string();
+    let app = TestApp::spawn(
+        &db,
+        Some(&fake),
+        &[
+            ("ALERTCALL_CONFIG", path.as_str()),
+            ("ALERTCALL_API_TOKEN", TOKEN),
+            ("ALERTCALL_HEARTBEAT_URL", monitor.url.as_str()),
+            ("ALERTCALL_HEARTBEAT_EVERY", "200ms"),
+        ],
+    )
+    .await;
+    wait_until("the heartbeat pings while all is well", WAIT, || async {
+        monitor.pings() >= 1
+    })
+    .await;
+    let health = app.get_json("/api/v1/health", TOKEN).await;
+    assert_eq!(health["status"], "ok", "{health}");
+
+    let alert = if case.old {
+        let ago = match db.backend {
+            Backend::Postgres => "now() - interval '2 days'",
+            Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days')",
+        };
+        db.scalar(&format!(
+            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, message, triggered_at) \
+             VALUES ('P001', 'R2', 'critical', 'seizure', 'Seizure', {ago}) RETURNING CAST(id AS TEXT)"
+        ))
+        .await
+        .unwrap()
+    } else {
+        db.insert_alert("critical", "P001", "R2", "Seizure").await
+    };
+
+    // The health API names it.
+    wait_until("the health API names the unreached alert", WAIT, || async {
+        let health = app.get_json("/api/v1/health", TOKEN).await;
+        health["unreached"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|e| e["alert_id"] == alert.as_str()))
+    })
+    .await;
+    let health: Value = app.get_json("/api/v1/health", TOKEN).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    let entry = &health["unreached"][0];
+    assert_eq!(entry["reason"], case.reason, "{health}");
+    let message = entry["message"].as_str().unwrap();
+    assert!(message.contains(case.message), "{message}");
+    for field in ["next", "fix"] {
+        assert!(
+            entry[field].as_str().is_some_and(|s| s.len() > 10),
+            "{health}"
+        );
+    }
+
+    // The board's data carries the same banner.
+    let board = app.get_json("/api/v1/alerts", TOKEN).await;
+    let row = board
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == alert.as_str())
+        .unwrap();
+    // ("next" names a retry time, which a retry in between moves on.)
+    let detail = app
+        .get_json(&format!("/api/v1/alerts/{alert}"), TOKEN)
+        .await;
+    for banner in [&row["unreached"], &detail["alert"]["unreached"]] {
+        for field in ["alert_id", "reason", "message", "fix"] {
+            assert_eq!(banner[field], entry[field], "{field}: {banner} vs {entry}");
+        }
+    }
+
+    // The metric counts it.
+    let series = format!("alertcall_unreached_alerts{{reason=\"{}\"}}", case.reason);
+    wait_until("the metric counts the alert", WAIT, || async {
+        scrape(&app, &series).await == Some(1.0)
+    })
+    .await;
+
+    // The heartbeat is withheld: two withheld intervals go by without a ping.
+    let withheld = "alertcall_heartbeats_total{result=\"withheld\"}";
+    wait_until("a heartbeat is withheld", WAIT, || async {
+        scrape(&app, withheld).await.is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let pings = monitor.pings();
+    let before = scrape(&app, withheld).await.unwrap();
+    wait_until("two more intervals are withheld", WAIT, || async {
+        scrape(&app, withheld)
+            .await
+            .is_some_and(|n| n >= before + 2.0)
+    })
+    .await;
+    assert_eq!(
+        monitor.pings(),
+        pings,
+        "no ping while an alert reaches nobody"
+    );
+
+    // The fallback contact is called (and texted), once; or, when it cannot help, not.
+    let desk_calls = || fake.received().iter().filter(|c| to(c) == DESK).count();
+    if case.fallback_called {
+        wait_until("the fallback contact is called", WAIT, || async {
+            desk_calls() == 1
+        })
+        .await;
+        wait_until("the fallback contact is texted", WAIT, || async {
+            fake.messages().iter().any(|m| m["to"] == DESK)
+        })
+        .await;
+        app.assert_audit(&alert, &["alert.unreached", "fallback.notified"])
+            .await;
+    } else {
+        app.assert_audit(&alert, &["alert.unreached"]).await;
+    }
+    // Later sweeps change nothing: one fallback call at most.
+    let sweeps = scrape(&app, withheld).await.unwrap();
+    wait_until("more sweeps go by", WAIT, || async {
+        scrape(&app, withheld)
+            .await
+            .is_some_and(|n| n >= sweeps + 3.0)
+    })
+    .await;
+    assert_eq!(desk_calls(), usize::from(case.fallback_called));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+
+    if case.fallback_acknowledges {
+        let call = fake.calls().into_iter().find(|c| to(c) == DESK).unwrap();
+        let uuid = call.uuid.clone().unwrap();
+        let r = app
+            .webhook(
+                &input_url(&call),
+                &input_body(&uuid, "1", false),
+                Some(SIGNATURE_SECRET),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        wait_until(
+            "the fallback's press 1 acknowledges the alert",
+            WAIT,
+            || async {
+                db.scalar(&format!(
+                    "SELECT status FROM alerts WHERE CAST(id AS TEXT) = '{alert}'"
+                ))
+                .await
+                .as_deref()
+                    == Some("acknowledged")
+            },
+        )
+        .await;
+        wait_until("the alert no longer counts as unreached", WAIT, || async {
+            scrape(&app, &series).await == Some(0.0)
+        })
+        .await;
+        wait_until("the heartbeat resumes", WAIT, || async {
+            monitor.pings() > pings
+        })
+        .await;
+    }
+    app.stop().await;
+}
+
+pub async fn no_policy_matches(db: TestDb) {
+    let policy = r#"
+[[policies]]
+name = "ward"
+severities = ["high"]
+[[policies.steps]]
+notify = ["person:nurse"]
+"#;
+    unreached(
+        db,
+        Case {
+            policy,
+            script: vec![],
+            default: None,
+            old: false,
+            reason: "no_policy",
+            message: "No escalation policy matches this alert (severity \"critical\"",
+            fallback_called: true,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::no_policy_matches);
+
+pub async fn the_step_names_nobody_with_a_phone(db: TestDb) {
+    let policy = r#"
+[[policies]]
+name = "ward"
+[[policies.steps]]
+notify = ["person:nophone"]
+wait = "1s"
+"#;
+    unreached(
+        db,
+        Case {
+            policy,
+            script: vec![],
+            default: None,
+            old: false,
+            reason: "nobody_on_call",
+            message: "only people without a phone number (Ana Souza)",
+            fallback_called: true,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_step_names_nobody_with_a_phone);
+
+pub async fn the_provider_refuses_our_credentials(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: Some(|_| Behaviour::Status(401, None)),
+            old: false,
+            reason: "provider_down",
+            message: "vonage cannot place calls",
+            // The fallback contact cannot be phoned either: it is not tried.
+            fallback_called: false,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_provider_refuses_our_credentials);
+
+pub async fn the_provider_keeps_failing(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: Some(|_| Behaviour::Status(503, None)),
+            old: false,
+            reason: "provider_down",
+            message: "Vonage answered 503",
+            fallback_called: false,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_provider_keeps_failing);
+
+pub async fn an_old_alert_is_skipped(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: None,
+            old: true,
+            reason: "skipped",
+            message: "older than 24 h (ALERTCALL_MAX_ALERT_AGE)",
+            fallback_called: false,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::an_old_alert_is_skipped);
+
+pub async fn nobody_answers_the_whole_escalation(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: None,
+            old: false,
+            reason: "exhausted",
+            message: "Every step of policy \"ward\" was called and nobody pressed 1",
+            fallback_called: true,
+            fallback_acknowledges: true,
+        },
+    )
+    .await;
+}
+both_backends!(reach::nobody_answers_the_whole_escalation);
+
+pub async fn the_number_is_refused_for_good(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![Behaviour::Status(400, None)],
+            default: None,
+            old: false,
+            reason: "failed_for_good",
+            message: "The call to Dev Patel was refused for good",
+            fallback_called: true,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_number_is_refused_for_good);
+
+/// The database goes away (the network to Postgres is cut): the pings stop, and start again
+/// when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_stops_while_the_database_is_away() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let hostport = db
+        .url
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = crate::torture::Proxy::start(hostport.clone()).await;
+    let mut proxied = db.url.replace(&hostport, &proxy.addr);
+    proxied.push_str(if proxied.contains('?') { "&" } else { "?" });
+    proxied.push_str("connect_timeout=1");
+    let proxied_db = TestDb::with_url(&db, proxied);
+    let monitor = Monitor::start().await;
+    let app = TestApp::spawn(
+        &proxied_db,
+        None,
+        &[
+            ("ALERTCALL_HEARTBEAT_URL", monitor.url.as_str()),
+            ("ALERTCALL_HEARTBEAT_EVERY", "200ms"),
+        ],
+    )
+    .await;
+    wait_until("the heartbeat pings", WAIT, || async {
+        monitor.pings() >= 2
+    })
+    .await;
+
+    proxy.set_cut(true);
+    let withheld = "alertcall_heartbeats_total{result=\"withheld\"}";
+    wait_until("a heartbeat is withheld", WAIT, || async {
+        scrape(&app, withheld).await.is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let pings = monitor.pings();
+    let before = scrape(&app, withheld).await.unwrap();
+    wait_until("two more intervals are withheld", WAIT, || async {
+        scrape(&app, withheld)
+            .await
+            .is_some_and(|n| n >= before + 2.0)
+    })
+    .await;
+    assert_eq!(monitor.pings(), pings, "no ping while the database is away");
+
+    proxy.set_cut(false);
+    wait_until("the pings start again", WAIT, || async {
+        monitor.pings() >= pings + 2
+    })
+    .await;
+    app.stop().await;
+}
