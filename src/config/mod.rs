@@ -442,19 +442,17 @@ fn provider_config(
         }
     };
     if !private_key_pem.is_empty()
-        && jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).is_err()
+        && let Err(e) = crate::telephony::vonage::signing_key(&private_key_pem)
     {
-        errors.push(
-            "the Vonage private key is not an RSA private key in PEM form (it should begin with \
-             -----BEGIN PRIVATE KEY-----)"
-                .into(),
-        );
+        errors.push(e);
     }
     let from_number = match get("VONAGE_FROM_NUMBER") {
-        Some(n) => Phone::parse(&n).map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
+        Some(n) => Phone::parse_provider_number(&n)
+            .map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
         None => {
             errors.push(
-                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, in E.164 form"
+                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, as the \
+                 Vonage dashboard shows it (12178020876) or in E.164 form (+12178020876)"
                     .into(),
             );
             Err(())
