@@ -273,7 +273,7 @@ impl Config {
                 }
                 Some(path)
             }
-            None => Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists()),
+            None => default_config_file(),
         };
 
         let nurse_phone = match get("NURSE_PHONE_NUMBER") {
@@ -377,9 +377,11 @@ impl Config {
     }
 
     /// Staff, schedules and policies from the config file; empty without one.
+    /// Without `ALERTCALL_CONFIG`, `alertcall.toml` is looked for again on each call, so one
+    /// created after start is read on the next reload (SIGHUP).
     pub fn directory(&self) -> Result<file::Directory, ConfigErrors> {
-        match &self.config_file {
-            Some(path) => file::load(path).map_err(ConfigErrors),
+        match self.config_file.clone().or_else(default_config_file) {
+            Some(path) => file::load(&path).map_err(ConfigErrors),
             None => Ok(file::Directory::default()),
         }
     }
@@ -390,6 +392,11 @@ impl Config {
             ProviderConfig::Simulator => None,
         }
     }
+}
+
+/// `alertcall.toml` in the working directory, if it exists.
+fn default_config_file() -> Option<PathBuf> {
+    Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists())
 }
 
 /// The provider, and whether a real one was asked for (even if its settings are broken).

@@ -123,7 +123,8 @@ impl Phone {
 
 /// Checks `digits` (E.164 without the `+`) against libphonenumber's numbering plans: the
 /// country code exists, no trunk prefix follows it, and the national number has a length
-/// that country uses. Number ranges are deliberately not checked: reserved fictional ranges
+/// that country uses for numbers a person answers (pagers, voicemail and access numbers,
+/// such as Canada's 7-digit UAN, are left out). Number ranges are deliberately not checked: reserved fictional ranges
 /// (US 555-01xx, UK 07700 900xxx) stay usable for drills and tests.
 fn numbering_plan(input: &str, digits: &str) -> Result<(), PhoneError> {
     use phonenumber::Type;
@@ -158,9 +159,6 @@ fn numbering_plan(input: &str, digits: &str) -> Result<(), PhoneError> {
                 Type::SharedCost,
                 Type::PersonalNumber,
                 Type::Voip,
-                Type::Pager,
-                Type::Uan,
-                Type::Voicemail,
                 Type::Unknown,
             ]
             .into_iter()
