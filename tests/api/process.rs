@@ -14,7 +14,7 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(db: &TestDb, fake: &FakeVonage, extra: &[(&str, &str)]) -> Serve {
-        Serve::spawn(db, fake, extra, None).await
+        Serve::spawn(db, fake, extra, None, None).await
     }
 
     /// Like `start`, with everything the process logs written to `log`.
@@ -25,7 +25,19 @@ impl Serve {
         log: &std::path::Path,
     ) -> Serve {
         let file = std::fs::File::create(log).expect("create the log file");
-        Serve::spawn(db, fake, extra, Some(file)).await
+        Serve::spawn(db, fake, extra, Some(file), None).await
+    }
+
+    /// Like `start_logging`, run from `dir` (where it looks for alertcall.toml).
+    pub async fn start_logging_in(
+        db: &TestDb,
+        fake: &FakeVonage,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Serve {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Serve::spawn(db, fake, extra, Some(file), Some(dir)).await
     }
 
     async fn spawn(
@@ -33,6 +45,7 @@ impl Serve {
         fake: &FakeVonage,
         extra: &[(&str, &str)],
         log: Option<std::fs::File>,
+        dir: Option<&std::path::Path>,
     ) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -56,6 +69,9 @@ impl Serve {
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         match log {
             Some(file) => {
                 cmd.stderr(file);
