@@ -181,6 +181,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::from_env()?;
     init_logging(&config, matches!(cli.command, Command::Serve));
+    if matches!(cli.command, Command::Alert(_) | Command::Calls { .. }) {
+        require_existing_database(&config.database_url).map_err(anyhow::Error::msg)?;
+    }
     match cli.command {
         Command::Serve => serve(config).await?,
         Command::Migrate => {
@@ -205,14 +208,43 @@ fn init_logging(config: &Config, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info,sqlx=warn" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(crate::log_line::OneLine(std::io::stderr));
     if config.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Every command but `serve` and `migrate` works on an existing database: a SQLite file
+/// created here by mistake (run from another directory) would take alerts nobody calls.
+fn require_existing_database(url: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+        return Ok(());
+    };
+    let path = options.get_filename();
+    if path.exists() {
+        return Ok(());
+    }
+    let shown = std::env::current_dir()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    Err(format!(
+        "no database at {} (DATABASE_URL={}): alertcall does not create one here, since alerts \
+         written to a new file would never be called. Run this from the directory that holds \
+         alertcall.db (where `alertcall serve` runs), or set DATABASE_URL to it, e.g. \
+         DATABASE_URL=sqlite:///srv/alertcall/alertcall.db; `alertcall migrate` creates a new one",
+        shown.display(),
+        redact_url(url)
+    ))
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
@@ -229,8 +261,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let database = redact_url(&config.database_url);
     let app = Application::build(config).await?;
     let engine = app.engine();
+    let directory = engine.directory();
     tracing::info!(
         listen = %app.local_addr(),
+        staff = directory.staff.len(),
+        schedules = directory.schedules.len(),
+        policies = directory.policies.len(),
         %database,
         provider,
         nurse = %engine.config.nurse_phone.masked(),
@@ -319,7 +355,8 @@ async fn check() -> anyhow::Result<ExitCode> {
             "✓ provider: simulator (no real calls; set VONAGE_APPLICATION_ID etc. for Vonage)"
         ),
         ProviderConfig::Vonage(v) => println!(
-            "✓ provider: vonage, application {}, calling from {}",
+            "✓ provider: vonage, application {}, calling from {}; the private key signs a JWT, \
+             but the credentials were NOT tested against Vonage itself",
             v.application_id,
             v.from_number.masked()
         ),
@@ -349,6 +386,7 @@ async fn check() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let covered = check_coverage(&directory);
     let access = &directory.access;
     let users = access.users.len() + usize::from(config.admin_password.is_some());
     let tokens = access.tokens.len() + usize::from(config.api_token.is_some());
@@ -366,6 +404,10 @@ async fn check() -> anyhow::Result<ExitCode> {
         );
     }
     let url = redact_url(&config.database_url);
+    if let Err(e) = require_existing_database(&config.database_url) {
+        println!("✗ database: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         let store = store::connect(&config.database_url).await?;
         store.ping().await?;
@@ -384,7 +426,11 @@ async fn check() -> anyhow::Result<ExitCode> {
             {
                 println!("{line}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if covered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Ok(Err(e)) => {
             println!("✗ database: {url}: {e}");
@@ -397,6 +443,72 @@ async fn check() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// How far ahead `check` walks the schedules for gaps.
+const COVERAGE_DAYS: i64 = 14;
+
+/// `check`'s proof that critical alerts reach someone: every critical alert matches a
+/// policy, and no step of those policies reaches nobody in the next two weeks. Prints one
+/// line per finding; false if anything would leave an alert unreached.
+fn check_coverage(directory: &crate::config::file::Directory) -> bool {
+    use crate::domain::escalation::{critical_coverage, gaps};
+    if directory.policies.is_empty() {
+        println!("✓ coverage: no policies, so every critical alert calls NURSE_PHONE_NUMBER");
+        return true;
+    }
+    let mut ok = true;
+    match critical_coverage(&directory.policies) {
+        Ok(policy) => println!(
+            "✓ coverage: every critical alert (any type, any room) matches a policy (at least {policy:?})"
+        ),
+        Err(why) => {
+            ok = false;
+            println!("✗ coverage: {why}");
+        }
+    }
+    let tz = directory
+        .time_zone
+        .clone()
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let from = jiff::Timestamp::now();
+    let until = from
+        .checked_add(jiff::SignedDuration::from_hours(24 * COVERAGE_DAYS))
+        .unwrap_or(from);
+    let contact = |id: &str| {
+        directory
+            .staff
+            .get(id)
+            .map(|p| (p.phone.is_some(), p.sms.is_some()))
+    };
+    let local = |t: jiff::Timestamp| t.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z");
+    let critical = directory
+        .policies
+        .iter()
+        .filter(|p| p.matcher.takes_severity(crate::domain::alert::CRITICAL));
+    let found: Vec<_> = critical
+        .flat_map(|p| gaps(p, &directory.schedules, contact, from, until))
+        .collect();
+    if found.is_empty() {
+        println!("✓ schedules: every step reaches someone for the next {COVERAGE_DAYS} days");
+    } else {
+        ok = false;
+        println!(
+            "✗ schedules: {} gap(s) in the next {COVERAGE_DAYS} days in which a step would reach nobody:",
+            found.len()
+        );
+        for g in &found {
+            println!(
+                "    policy {:?} step {}: {} – {}: {}",
+                g.policy,
+                g.step + 1,
+                local(g.from),
+                local(g.until),
+                g.why
+            );
+        }
+    }
+    ok
 }
 
 async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {

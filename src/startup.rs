@@ -60,7 +60,7 @@ impl Application {
         }
         let (provider, sim, sim_events): (Arc<dyn Provider>, _, _) = match &config.provider {
             ProviderConfig::Simulator => {
-                let (sim, events) = Simulator::new();
+                let (sim, events) = Simulator::new(config.ringing_timer);
                 let sim = Arc::new(sim);
                 (sim.clone(), Some(sim), Some(events))
             }

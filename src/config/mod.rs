@@ -309,7 +309,7 @@ impl Config {
                 }
                 Some(path)
             }
-            None => Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists()),
+            None => default_config_file(),
         };
 
         let nurse_phone = match get("NURSE_PHONE_NUMBER") {
@@ -438,9 +438,11 @@ impl Config {
     }
 
     /// Staff, schedules and policies from the config file; empty without one.
+    /// Without `ALERTCALL_CONFIG`, `alertcall.toml` is looked for again on each call, so one
+    /// created after start is read on the next reload (SIGHUP).
     pub fn directory(&self) -> Result<file::Directory, ConfigErrors> {
-        match &self.config_file {
-            Some(path) => file::load(path).map_err(ConfigErrors),
+        match self.config_file.clone().or_else(default_config_file) {
+            Some(path) => file::load(&path).map_err(ConfigErrors),
             None => Ok(file::Directory::default()),
         }
     }
@@ -451,6 +453,11 @@ impl Config {
             ProviderConfig::Simulator => None,
         }
     }
+}
+
+/// `alertcall.toml` in the working directory, if it exists.
+fn default_config_file() -> Option<PathBuf> {
+    Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists())
 }
 
 /// The provider, and whether a real one was asked for (even if its settings are broken).
@@ -503,19 +510,17 @@ fn provider_config(
         }
     };
     if !private_key_pem.is_empty()
-        && jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).is_err()
+        && let Err(e) = crate::telephony::vonage::signing_key(&private_key_pem)
     {
-        errors.push(
-            "the Vonage private key is not an RSA private key in PEM form (it should begin with \
-             -----BEGIN PRIVATE KEY-----)"
-                .into(),
-        );
+        errors.push(e);
     }
     let from_number = match get("VONAGE_FROM_NUMBER") {
-        Some(n) => Phone::parse(&n).map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
+        Some(n) => Phone::parse_provider_number(&n)
+            .map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
         None => {
             errors.push(
-                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, in E.164 form"
+                "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, as the \
+                 Vonage dashboard shows it (12178020876) or in E.164 form (+12178020876)"
                     .into(),
             );
             Err(())

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::alert::Alert;
+use jiff::Timestamp;
+
+use crate::domain::alert::{Alert, CRITICAL};
+use crate::domain::schedule::Schedule;
 
 /// Which alerts a policy applies to; an empty list matches anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,16 +21,186 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Case and surrounding spaces do not matter: `"Critical"` in alertcall.toml matches the
+    /// hospital app's `critical`, as a person reading the file would expect.
     pub fn matches(&self, alert: &Alert) -> bool {
         let any = |list: &[String], value: Option<&str>| {
-            list.is_empty() || value.is_some_and(|v| list.iter().any(|x| x == v))
+            list.is_empty() || value.is_some_and(|v| list.iter().any(|x| same(x, v)))
         };
-        any(&self.severities, Some(&alert.severity))
+        self.takes_severity(&alert.severity)
             && any(&self.alert_types, alert.alert_type.as_deref())
             && (self.rooms.is_empty()
                 || any(&self.rooms, alert.room_id.as_deref())
                 || any(&self.rooms, alert.room_name.as_deref()))
     }
+}
+
+impl Matcher {
+    pub fn takes_severity(&self, severity: &str) -> bool {
+        self.severities.is_empty() || self.severities.iter().any(|s| same(s, severity))
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// Whether every critical alert, of any type and in any room, matches a policy: the name of
+/// the first policy that takes them all, or a sentence saying which would match none.
+pub fn critical_coverage(policies: &[Policy]) -> Result<String, String> {
+    let critical: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| p.matcher.takes_severity(CRITICAL))
+        .collect();
+    if let Some(all) = critical
+        .iter()
+        .find(|p| p.matcher.alert_types.is_empty() && p.matcher.rooms.is_empty())
+    {
+        return Ok(all.name.clone());
+    }
+    if critical.is_empty() {
+        return Err(format!(
+            "no policy matches severity \"{CRITICAL}\": no critical alert would be called; \
+             add \"{CRITICAL}\" to a policy's severities (or leave severities out)"
+        ));
+    }
+    // Each list is finite, so a type and a room that no policy names match none of them.
+    let listed = |field: fn(&Matcher) -> &Vec<String>| {
+        let mut all: Vec<&str> = critical
+            .iter()
+            .flat_map(|p| field(&p.matcher).iter().map(String::as_str))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    let types = listed(|m| &m.alert_types);
+    let rooms = listed(|m| &m.rooms);
+    let of_type = if types.is_empty() {
+        "of any type".to_string()
+    } else {
+        format!("of a type other than {}", types.join(", "))
+    };
+    let in_room = if rooms.is_empty() {
+        "in any room".to_string()
+    } else {
+        format!("in a room other than {}", rooms.join(", "))
+    };
+    Err(format!(
+        "a critical alert {of_type} {in_room} matches no policy and would be called to nobody; \
+         add a last policy with severities = [\"{CRITICAL}\"] and no alert_types or rooms"
+    ))
+}
+
+/// Everyone the targets name at `at`, each once, in order (ids; the staff list says who).
+pub fn target_ids(targets: &[Target], schedules: &[Schedule], at: Timestamp) -> Vec<String> {
+    let schedule = |name: &str| schedules.iter().find(|s| s.name == name);
+    let mut ids: Vec<String> = Vec::new();
+    for target in targets {
+        match target {
+            Target::Person(id) => ids.push(id.clone()),
+            Target::OnCall(name) => {
+                if let Some(s) = schedule(name) {
+                    ids.extend(s.on_call(at).into_iter().map(|c| c.person));
+                }
+            }
+            Target::Everyone(name) => {
+                if let Some(s) = schedule(name) {
+                    ids.extend(s.everyone());
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
+}
+
+/// A stretch of time in which a policy's step would reach nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub policy: String,
+    /// 0-based.
+    pub step: usize,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    /// "nobody is on call on icu", "fay has no phone or sms number the step uses".
+    pub why: String,
+}
+
+/// How a person can be reached: (has a phone to call, has a number to text).
+pub type Contact = (bool, bool);
+
+/// Every stretch in `[from, until)` in which a step of `policy` would reach nobody: an empty
+/// slot in a schedule it uses, or only people without a number the step uses. `contact`
+/// says how each staff id can be reached (`None`: no such person).
+pub fn gaps(
+    policy: &Policy,
+    schedules: &[Schedule],
+    contact: impl Fn(&str) -> Option<Contact>,
+    from: Timestamp,
+    until: Timestamp,
+) -> Vec<Gap> {
+    let mut out: Vec<Gap> = Vec::new();
+    for (index, step) in policy.steps.iter().enumerate() {
+        let mut edges = vec![from];
+        for target in &step.targets {
+            if let Target::OnCall(name) = target
+                && let Some(s) = schedules.iter().find(|s| &s.name == name)
+            {
+                edges.extend(s.handovers_between(from, until));
+            }
+        }
+        edges.sort();
+        edges.dedup();
+        for (i, &start) in edges.iter().enumerate() {
+            let end = edges.get(i + 1).copied().unwrap_or(until);
+            let ids = target_ids(&step.targets, schedules, start);
+            let reached = ids.iter().any(|id| {
+                contact(id).is_some_and(|(phone, sms)| (step.call && phone) || (step.sms && sms))
+            });
+            if reached {
+                continue;
+            }
+            let why = if ids.is_empty() {
+                let names: Vec<String> = step
+                    .targets
+                    .iter()
+                    .map(|t| match t {
+                        Target::Person(id) => format!("person:{id}"),
+                        Target::OnCall(s) => format!("oncall:{s}"),
+                        Target::Everyone(s) => format!("everyone:{s}"),
+                    })
+                    .collect();
+                format!("nobody is on call ({})", names.join(", "))
+            } else {
+                let channel = match (step.call, step.sms) {
+                    (true, true) => "phone or sms number",
+                    (true, false) => "phone number",
+                    _ => "sms number",
+                };
+                format!("{} has no {channel}", ids.join(", "))
+            };
+            match out.last_mut() {
+                Some(last)
+                    if last.policy == policy.name
+                        && last.step == index
+                        && last.until == start
+                        && last.why == why =>
+                {
+                    last.until = end;
+                }
+                _ => out.push(Gap {
+                    policy: policy.name.clone(),
+                    step: index,
+                    from: start,
+                    until: end,
+                    why,
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// Who a step notifies.
@@ -623,5 +796,121 @@ mod tests {
         assert_eq!(name(&alert("critical", "fall", "7")), "icu");
         assert_eq!(name(&alert("critical", "fall", "R8")), "icu");
         assert_eq!(name(&alert("critical", "fall", "2")), "default");
+    }
+
+    #[test]
+    fn matching_ignores_case() {
+        let mut p = policy();
+        p.matcher.severities = vec!["Critical".into()];
+        p.matcher.alert_types = vec!["Seizure".into()];
+        p.matcher.rooms = vec!["icu 1".into()];
+        let alert = Alert {
+            id: "a".into(),
+            patient_id: None,
+            patient_name: None,
+            room_id: Some("r1".into()),
+            room_name: Some("ICU 1".into()),
+            severity: "critical".into(),
+            status: AlertStatus::Active,
+            alert_type: Some("seizure".into()),
+            title: None,
+            message: None,
+            triggered_at: t(0),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            unreadable_triggered_at: None,
+        };
+        assert!(p.matcher.matches(&alert));
+    }
+
+    #[test]
+    fn coverage_names_what_no_policy_takes() {
+        let mut capitalised = policy();
+        capitalised.matcher.severities = vec!["Critical".into()];
+        assert_eq!(critical_coverage(&[capitalised]), Ok("icu".into()));
+
+        let mut high = policy();
+        high.matcher.severities = vec!["high".into()];
+        let err = critical_coverage(std::slice::from_ref(&high)).unwrap_err();
+        assert!(
+            err.contains("no policy matches severity \"critical\""),
+            "{err}"
+        );
+
+        let mut seizures = policy();
+        seizures.matcher.alert_types = vec!["seizure".into()];
+        let mut icu = policy();
+        icu.matcher.rooms = vec!["ICU 1".into()];
+        let err = critical_coverage(&[high, seizures, icu]).unwrap_err();
+        assert!(
+            err.contains("of a type other than seizure in a room other than ICU 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gaps_list_empty_slots_and_people_without_a_phone() {
+        use crate::domain::schedule::{Override, Shift};
+        use jiff::civil::{Time, date};
+        let tz = jiff::tz::TimeZone::get("America/Denver").unwrap();
+        let local = |d: jiff::civil::Date, h: i8| tz.to_timestamp(d.at(h, 0, 0, 0)).unwrap();
+        // Only a day shift: nights are empty. Bob has no phone.
+        let ward = Schedule {
+            name: "ward".into(),
+            time_zone: tz.clone(),
+            shifts: vec![Shift {
+                name: "day".into(),
+                start: Time::constant(7, 0, 0, 0),
+                end: Time::constant(19, 0, 0, 0),
+                people: vec!["ana".into()],
+                rotation_days: 1,
+                rotation_start: date(2026, 1, 5),
+            }],
+            overrides: vec![Override {
+                person: "bob".into(),
+                replaces: None,
+                start: local(date(2026, 3, 2), 9),
+                end: local(date(2026, 3, 2), 11),
+            }],
+        };
+        let p = Policy {
+            name: "ward".into(),
+            matcher: Matcher::default(),
+            steps: vec![Step {
+                targets: vec![Target::OnCall("ward".into())],
+                call: true,
+                sms: false,
+                wait: Duration::from_secs(30),
+            }],
+            rounds: 1,
+            renotify_every: Duration::from_secs(300),
+        };
+        let contact = |id: &str| match id {
+            "ana" => Some((true, false)),
+            "bob" => Some((false, true)),
+            _ => None,
+        };
+        let from = local(date(2026, 3, 2), 8);
+        let until = local(date(2026, 3, 3), 8);
+        let found = gaps(&p, std::slice::from_ref(&ward), contact, from, until);
+        let spans: Vec<_> = found
+            .iter()
+            .map(|g| (g.from, g.until, g.why.as_str()))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (
+                    local(date(2026, 3, 2), 9),
+                    local(date(2026, 3, 2), 11),
+                    "bob has no phone number"
+                ),
+                (
+                    local(date(2026, 3, 2), 19),
+                    local(date(2026, 3, 3), 7),
+                    "nobody is on call (oncall:ward)"
+                ),
+            ]
+        );
     }
 }

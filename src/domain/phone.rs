@@ -21,6 +21,23 @@ pub enum PhoneError {
     BadLength { input: String, digits: usize },
     #[error("{input:?} starts with 0 after the '+': country codes never start with 0")]
     LeadingZero { input: String },
+    #[error(
+        "{input:?}: no country has the calling code at its start; check the digits after the '+'"
+    )]
+    NoSuchCountry { input: String },
+    #[error(
+        "{input:?} keeps the national trunk prefix 0 after the country code; drop it: {suggestion}"
+    )]
+    TrunkPrefix { input: String, suggestion: String },
+    #[error(
+        "{input:?} has {national} digits after +{code}, but numbers there have {expected}: a digit is missing or extra"
+    )]
+    WrongLengthForCountry {
+        input: String,
+        code: u16,
+        national: usize,
+        expected: String,
+    },
 }
 
 impl Phone {
@@ -67,7 +84,25 @@ impl Phone {
                 input: input.to_string(),
             });
         }
+        numbering_plan(input, &digits)?;
         Ok(Phone(format!("+{digits}")))
+    }
+
+    /// Vonage's own form (`12178020876`: the country code, no `+`) or E.164, for numbers
+    /// copied from the Vonage dashboard. A nurse's number keeps the `+` rule: there a
+    /// missing country code is a likely mistake, and `parse` says how to fix it.
+    pub fn parse_provider_number(input: &str) -> Result<Phone, PhoneError> {
+        let trimmed = input.trim();
+        if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit()) {
+            return Phone::parse(&format!("+{trimmed}")).map_err(|e| match e {
+                // Name what was written, not the number with the '+' we added.
+                PhoneError::NoSuchCountry { .. } => PhoneError::NoSuchCountry {
+                    input: input.to_string(),
+                },
+                other => other,
+            });
+        }
+        Phone::parse(input)
     }
 
     /// `+13854019951`.
@@ -84,6 +119,81 @@ impl Phone {
     pub fn masked(&self) -> String {
         mask(&self.0)
     }
+}
+
+/// Checks `digits` (E.164 without the `+`) against libphonenumber's numbering plans: the
+/// country code exists, no trunk prefix follows it, and the national number has a length
+/// that country uses for numbers a person answers (pagers, voicemail and access numbers,
+/// such as Canada's 7-digit UAN, are left out). Number ranges are deliberately not checked: reserved fictional ranges
+/// (US 555-01xx, UK 07700 900xxx) stay usable for drills and tests.
+fn numbering_plan(input: &str, digits: &str) -> Result<(), PhoneError> {
+    use phonenumber::Type;
+    use phonenumber::metadata::DATABASE;
+    let code = match phonenumber::parse(None, format!("+{digits}")) {
+        Ok(parsed) => parsed.code().value(),
+        Err(phonenumber::ParseError::InvalidCountryCode) => {
+            return Err(PhoneError::NoSuchCountry {
+                input: input.to_string(),
+            });
+        }
+        // Our shape checks passed, so what libphonenumber cannot read is a length it
+        // does not know.
+        Err(_) => {
+            return Err(PhoneError::BadLength {
+                input: input.to_string(),
+                digits: digits.len(),
+            });
+        }
+    };
+    let national = digits.get(code.to_string().len()..).unwrap_or_default();
+    let regions = DATABASE.by_code(&code).unwrap_or_default();
+    let mut lengths: Vec<u16> = regions
+        .iter()
+        .flat_map(|meta| {
+            let d = meta.descriptors();
+            [
+                Type::FixedLine,
+                Type::Mobile,
+                Type::TollFree,
+                Type::PremiumRate,
+                Type::SharedCost,
+                Type::PersonalNumber,
+                Type::Voip,
+                Type::Unknown,
+            ]
+            .into_iter()
+            .filter_map(|kind| d.get(kind))
+            .flat_map(|desc| desc.possible_length().iter().copied())
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let possible = |n: &str| lengths.is_empty() || lengths.contains(&(n.len() as u16));
+    if possible(national) {
+        return Ok(());
+    }
+    let without_trunk = regions
+        .iter()
+        .filter_map(|meta| meta.national_prefix())
+        .find_map(|prefix| national.strip_prefix(prefix))
+        .filter(|rest| possible(rest));
+    if let Some(rest) = without_trunk {
+        return Err(PhoneError::TrunkPrefix {
+            input: input.to_string(),
+            suggestion: format!("+{code}{rest}"),
+        });
+    }
+    Err(PhoneError::WrongLengthForCountry {
+        input: input.to_string(),
+        code,
+        national: national.len(),
+        expected: lengths
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" or "),
+    })
 }
 
 /// Masks any phone-like string for logs, keeping the first three and last two characters.
@@ -173,6 +283,53 @@ mod tests {
             Phone::parse("+1234567890123456"),
             Err(PhoneError::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn numbering_plans_refuse_what_cannot_ring() {
+        let err = Phone::parse("+4407700900123").unwrap_err();
+        assert!(
+            matches!(&err, PhoneError::TrunkPrefix { suggestion, .. } if suggestion == "+447700900123"),
+            "{err}"
+        );
+        assert!(matches!(
+            Phone::parse("+1385401995"),
+            Err(PhoneError::WrongLengthForCountry {
+                code: 1,
+                national: 9,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Phone::parse("+99912345678"),
+            Err(PhoneError::NoSuchCountry { .. })
+        ));
+        // Reserved fictional ranges and the simulator's default still parse.
+        for ok in [
+            "+15005550006",
+            "+13855550100",
+            "+447700900123",
+            "+447911123456",
+            "+13854019951",
+        ] {
+            assert!(Phone::parse(ok).is_ok(), "{ok}: {:?}", Phone::parse(ok));
+        }
+    }
+
+    #[test]
+    fn provider_numbers_may_omit_the_plus() {
+        assert_eq!(
+            Phone::parse_provider_number("12178020876").unwrap().e164(),
+            "+12178020876"
+        );
+        assert_eq!(
+            Phone::parse_provider_number("+12178020876").unwrap().e164(),
+            "+12178020876"
+        );
+        assert!(Phone::parse_provider_number("1217802087").is_err());
+        // A nurse's number keeps the '+' rule and its suggestion.
+        let err = Phone::parse("12178020876").unwrap_err().to_string();
+        assert!(err.contains("did you mean +12178020876?"), "{err}");
     }
 
     #[test]

@@ -158,6 +158,34 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// Every instant in `(from, until)` at which who is on call may change: shift starts and
+    /// ends (in the schedule's zone, DST included) and override edges.
+    pub fn handovers_between(&self, from: Timestamp, until: Timestamp) -> Vec<Timestamp> {
+        let first = from
+            .to_zoned(self.time_zone.clone())
+            .date()
+            .yesterday()
+            .ok();
+        let last = until.to_zoned(self.time_zone.clone()).date();
+        let mut edges: Vec<Timestamp> = Vec::new();
+        for shift in &self.shifts {
+            let mut date = first;
+            while let Some(d) = date.filter(|d| *d <= last) {
+                if let Some((start, end)) = shift.instance(d, &self.time_zone) {
+                    edges.extend([start, end]);
+                }
+                date = d.tomorrow().ok();
+            }
+        }
+        edges.extend(self.overrides.iter().flat_map(|o| [o.start, o.end]));
+        edges.retain(|t| from < *t && *t < until);
+        edges.sort();
+        edges.dedup();
+        edges
+    }
+}
+
 /// A wall-clock time in a zone, e.g. an override's "2026-03-12T19:00" in the ward's zone.
 pub fn local_instant(tz: &TimeZone, local: DateTime) -> Option<Timestamp> {
     tz.to_timestamp(local).ok()

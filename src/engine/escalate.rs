@@ -64,25 +64,8 @@ pub(super) fn update_of(policy: &Policy, state: State, now: DateTime<Utc>) -> Pa
 /// Everyone a step's targets name at `now`, each once, in order.
 pub(super) fn people(directory: &Directory, targets: &[Target], now: DateTime<Utc>) -> Vec<Person> {
     let at = jiff::Timestamp::from_millisecond(now.timestamp_millis()).unwrap_or_default();
-    let mut ids: Vec<String> = Vec::new();
-    for target in targets {
-        match target {
-            Target::Person(id) => ids.push(id.clone()),
-            Target::OnCall(name) => {
-                if let Some(s) = directory.schedule(name) {
-                    ids.extend(s.on_call(at).into_iter().map(|c| c.person));
-                }
-            }
-            Target::Everyone(name) => {
-                if let Some(s) = directory.schedule(name) {
-                    ids.extend(s.everyone());
-                }
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    ids.into_iter()
-        .filter(|id| seen.insert(id.clone()))
+    crate::domain::escalation::target_ids(targets, &directory.schedules, at)
+        .into_iter()
         .filter_map(|id| directory.staff.get(&id).cloned())
         .collect()
 }

@@ -39,9 +39,9 @@ pub struct PlacedCall {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProviderError {
-    /// Our credentials or account are wrong (401/403): retrying will not help, a person must
-    /// fix the configuration.
-    #[error("the provider refused our credentials: {0}")]
+    /// Our configuration is wrong: the provider refused our credentials (401/403, the
+    /// message says so) or our key cannot sign. Retrying will not help, a person must fix it.
+    #[error("{0}")]
     Config(String),
     /// This call can never succeed (e.g. an invalid number).
     #[error("the provider refused the call: {0}")]

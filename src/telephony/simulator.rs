@@ -3,7 +3,8 @@
 //! CLI; every step produces the same provider-neutral events a real provider's webhooks do.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -108,36 +109,35 @@ impl SimSms {
     }
 }
 
+type Calls = Arc<Mutex<BTreeMap<String, SimCall>>>;
+
 pub struct Simulator {
-    calls: Mutex<BTreeMap<String, SimCall>>,
+    calls: Calls,
     sms: Mutex<Vec<SimSms>>,
     events: mpsc::UnboundedSender<CallEvent>,
+    /// A call nobody picks up ends `unanswered` after this long, as Vonage's does
+    /// (`ALERTCALL_RINGING_TIMER`).
+    ringing_timer: Duration,
 }
 
 impl Simulator {
     /// The simulator and the stream of call events it produces (the engine consumes them
     /// exactly as it consumes webhooks).
-    pub fn new() -> (Simulator, mpsc::UnboundedReceiver<CallEvent>) {
+    pub fn new(ringing_timer: Duration) -> (Simulator, mpsc::UnboundedReceiver<CallEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Simulator {
-                calls: Mutex::new(BTreeMap::new()),
+                calls: Arc::new(Mutex::new(BTreeMap::new())),
                 sms: Mutex::new(Vec::new()),
                 events: tx,
+                ringing_timer,
             },
             rx,
         )
     }
 
     fn emit(&self, call: &SimCall, kind: CallEventKind) {
-        // The receiver lives as long as the engine; after shutdown there is nobody to tell.
-        let _ = self.events.send(CallEvent {
-            provider_call_id: call.id.clone(),
-            call_id: Some(call.call_id),
-            kind,
-            detail: None,
-            at: Some(Utc::now().to_rfc3339()),
-        });
+        emit(&self.events, call, kind);
     }
 
     /// Text messages sent, oldest first (the last 1,000).
@@ -277,23 +277,53 @@ impl Simulator {
     /// Ends the call; `unanswered` is what a call still ringing reports: `rejected` when the
     /// nurse declines, `cancelled` when we (the caller) stop it, as Vonage reports them.
     fn end(&self, id: &str, unanswered: CallEventKind) -> Result<SimCall, SimError> {
-        let (call, kind) = {
-            let mut calls = self.calls.lock().expect("sim lock");
-            let call = calls
-                .get_mut(id)
-                .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
-            let kind = match call.state {
-                SimState::Ended => return Err(SimError::Ended(id.to_string())),
-                SimState::Ringing => unanswered,
-                SimState::Answered => CallEventKind::Completed,
-            };
-            call.state = SimState::Ended;
-            call.awaiting_key = false;
-            (call.clone(), kind)
-        };
-        self.emit(&call, kind);
-        Ok(call)
+        end(
+            &self.calls,
+            &self.events,
+            id,
+            unanswered,
+            Some(CallEventKind::Completed),
+        )
     }
+}
+
+fn emit(events: &mpsc::UnboundedSender<CallEvent>, call: &SimCall, kind: CallEventKind) {
+    // The receiver lives as long as the engine; after shutdown there is nobody to tell.
+    let _ = events.send(CallEvent {
+        provider_call_id: call.id.clone(),
+        call_id: Some(call.call_id),
+        kind,
+        detail: None,
+        at: Some(Utc::now().to_rfc3339()),
+    });
+}
+
+/// Ends a call: `if_ringing` is reported for a call nobody picked up; an answered call
+/// reports `if_answered`, or is left alone with `None` (the ringing timer's case).
+fn end(
+    calls: &Calls,
+    events: &mpsc::UnboundedSender<CallEvent>,
+    id: &str,
+    if_ringing: CallEventKind,
+    if_answered: Option<CallEventKind>,
+) -> Result<SimCall, SimError> {
+    let (call, kind) = {
+        let mut calls = calls.lock().expect("sim lock");
+        let call = calls
+            .get_mut(id)
+            .ok_or_else(|| SimError::NoSuchCall(id.to_string()))?;
+        let kind = match (call.state, if_answered) {
+            (SimState::Ended, _) => return Err(SimError::Ended(id.to_string())),
+            (SimState::Ringing, _) => if_ringing,
+            (SimState::Answered, Some(kind)) => kind,
+            (SimState::Answered, None) => return Ok(call.clone()),
+        };
+        call.state = SimState::Ended;
+        call.awaiting_key = false;
+        (call.clone(), kind)
+    };
+    emit(events, &call, kind);
+    Ok(call)
 }
 
 #[async_trait]
@@ -338,6 +368,17 @@ impl Provider for Simulator {
         tracing::debug!(sim_call = %id, text = %request.greeting.text(), "simulated call says");
         self.emit(&call, CallEventKind::Started);
         self.emit(&call, CallEventKind::Ringing);
+        let (calls, events, ringing_timer, ringing) = (
+            self.calls.clone(),
+            self.events.clone(),
+            self.ringing_timer,
+            id.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(ringing_timer).await;
+            // Answered or ended meanwhile: nothing to do.
+            let _ = end(&calls, &events, &ringing, CallEventKind::Unanswered, None);
+        });
         Ok(PlacedCall {
             provider_call_id: id,
         })

@@ -78,6 +78,30 @@ struct AppClaims<'a> {
     jti: String,
 }
 
+/// The application's private key, proven able to sign: a key that parses but cannot sign
+/// (a public key, a key of another type) would otherwise fail every call. Says what is wrong
+/// with the key; Vonage is not asked, so nothing here says whether Vonage accepts it.
+pub fn signing_key(pem: &str) -> Result<EncodingKey, String> {
+    const FIX: &str = "VONAGE_PRIVATE_KEY(_PATH) must hold the application's RSA private key \
+                       (the private.key downloaded when the Vonage application was created, \
+                       beginning -----BEGIN PRIVATE KEY-----)";
+    if pem.contains("PUBLIC KEY-----") || pem.contains("CERTIFICATE-----") {
+        return Err(format!(
+            "the Vonage key is a public key or certificate, which cannot sign: {FIX}"
+        ));
+    }
+    if !pem.contains("-----BEGIN") {
+        return Err(format!("the Vonage key is not in PEM form: {FIX}"));
+    }
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+        format!("the Vonage key is not an RSA private key ({e}), so it cannot sign: {FIX}")
+    })?;
+    let probe = json!({"application_id": "probe", "iat": 0, "exp": 1});
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &probe, &key)
+        .map_err(|e| format!("the Vonage key cannot sign a JWT ({e}): {FIX}"))?;
+    Ok(key)
+}
+
 impl VonageProvider {
     pub fn new(
         config: VonageConfig,
@@ -88,9 +112,7 @@ impl VonageProvider {
         ringing_timer: Duration,
         timeout: Duration,
     ) -> Result<VonageProvider, ProviderError> {
-        let key = EncodingKey::from_rsa_pem(config.private_key_pem.as_bytes()).map_err(|e| {
-            ProviderError::Config(format!("the Vonage private key is not a PEM RSA key: {e}"))
-        })?;
+        let key = signing_key(&config.private_key_pem).map_err(ProviderError::Config)?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
@@ -127,7 +149,12 @@ impl VonageProvider {
             jti: Uuid::new_v4().to_string(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
-            .map_err(|e| ProviderError::Config(format!("cannot sign the Vonage JWT: {e}")))?;
+            .map_err(|e| {
+                ProviderError::Config(format!(
+                    "cannot sign the Vonage JWT with the configured private key ({e}): this is \
+                     our configuration, Vonage was not asked; check VONAGE_PRIVATE_KEY(_PATH)"
+                ))
+            })?;
         *cached = Some((
             token.clone(),
             Instant::now() + Duration::from_secs(TOKEN_LIFETIME_SECS as u64),

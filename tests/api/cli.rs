@@ -71,9 +71,175 @@ fn check_says_exactly_what_is_wrong() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("✗ database"), "{}", stdout(&out));
 
+    // `check` does not create the embedded database; `migrate` does.
+    let out = run(&["check"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("✗ database: no database at")
+            && stdout(&out).contains("alertcall migrate"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.path().join("alertcall.db").exists());
+    assert!(run(&["migrate"], &[], dir.path()).status.success());
     let out = run(&["check"], &[], dir.path());
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("✓ database: sqlite://alertcall.db (sqlite) reachable"));
+}
+
+const PUBLIC_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vonage-test-public.pem"
+);
+const PRIVATE_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/vonage-test-private.pem"
+);
+
+fn vonage_env(key: &'static str, from: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("VONAGE_APPLICATION_ID", "app"),
+        ("VONAGE_PRIVATE_KEY_PATH", key),
+        ("VONAGE_FROM_NUMBER", from),
+        ("NURSE_PHONE_NUMBER", "+13854019951"),
+        ("ALERTCALL_PUBLIC_URL", "https://alertcall.example.org"),
+    ]
+}
+
+#[test]
+fn check_refuses_a_key_that_cannot_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["check"],
+        &vonage_env(PUBLIC_KEY, "+13854019959"),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("is a public key or certificate, which cannot sign"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("refused"),
+        "a key problem is ours, not Vonage's: {text}"
+    );
+    // serve refuses the same key before listening.
+    let out = run(
+        &["serve"],
+        &vonage_env(PUBLIC_KEY, "+13854019959"),
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot sign"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_seeds_vonage_from_number_form_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["migrate"], &[], dir.path()).status.success());
+    // As the seed's .env has it: country code, no '+'.
+    let out = run(
+        &["check"],
+        &vonage_env(PRIVATE_KEY, "12178020876"),
+        dir.path(),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("calling from +12*******76"), "{text}");
+    assert!(text.contains("NOT tested against Vonage itself"), "{text}");
+}
+
+#[test]
+fn check_refuses_numbers_no_network_can_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    for (number, why) in [
+        (
+            "+4407700900123",
+            "trunk prefix 0 after the country code; drop it: +447700900123",
+        ),
+        (
+            "+1385401995",
+            "has 9 digits after +1, but numbers there have 10",
+        ),
+        ("+99912345678", "no country has the calling code"),
+    ] {
+        let out = run(&["check"], &[("NURSE_PHONE_NUMBER", number)], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{number}");
+        assert!(stdout(&out).contains(why), "{number}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn check_proves_coverage_and_lists_schedule_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["migrate"], &[], dir.path()).status.success());
+    let toml = r#"
+[hospital]
+time_zone = "America/Denver"
+
+[[staff]]
+id = "ana"
+name = "Ana"
+phone = "+13855550101"
+
+[[schedules]]
+name = "ward"
+[[schedules.shifts]]
+name = "day"
+start = "07:00"
+end = "19:00"
+people = ["ana"]
+
+[[policies]]
+name = "seizures"
+severities = ["Critical"]
+alert_types = ["seizure"]
+[[policies.steps]]
+notify = ["oncall:ward"]
+"#;
+    std::fs::write(dir.path().join("alertcall.toml"), toml).unwrap();
+    let out = run(&["check"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("✗ coverage: a critical alert of a type other than seizure in any room matches no policy"),
+        "{text}"
+    );
+    // Every night of the next two weeks (and this morning, if before 07:00), in Denver time.
+    assert!(text.contains("gap(s) in the next 14 days"), "{text}");
+    assert!(
+        text.matches("19:00 MST – ").count() >= 14
+            && text.contains("07:00 MST: nobody is on call (oncall:ward)"),
+        "{text}"
+    );
+
+    // "Critical" matches the app's "critical" and a last policy takes the rest.
+    let covered = format!(
+        "{toml}\n[[policies]]\nname = \"rest\"\nseverities = [\"CRITICAL\"]\n[[policies.steps]]\nnotify = [\"person:ana\"]\n"
+    );
+    std::fs::write(dir.path().join("alertcall.toml"), covered).unwrap();
+    let text = stdout(&run(&["check"], &[], dir.path()));
+    assert!(text.contains("✓ coverage"), "{text}");
+}
+
+#[test]
+fn commands_refuse_to_create_a_new_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["alert", "raise", "--message", "x"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "no database at {}",
+            dir.path().join("alertcall.db").display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    assert!(!dir.path().join("alertcall.db").exists());
+    // No colour codes in what goes to a pipe.
+    assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 
 #[test]
@@ -220,14 +386,21 @@ fn oncall_and_check_read_alertcall_toml() {
     );
 
     let out = run(&["check"], &[], dir.path());
+    let text = stdout(&out);
+    assert!(text.contains("6 staff, 2 schedules, 3 policies"), "{text}");
+    // The example's real coverage: its "default" policy takes every critical alert and its
+    // schedules have no empty slot.
     assert!(
-        stdout(&out).contains("6 staff, 2 schedules, 3 policies"),
-        "{}",
-        stdout(&out)
+        text.contains("✓ coverage: every critical alert (any type, any room) matches a policy (at least \"default\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ schedules: every step reaches someone for the next 14 days"),
+        "{text}"
     );
     let broken = std::fs::read_to_string(dir.path().join("alertcall.toml"))
         .unwrap()
-        .replace("+13854019952", "999");
+        .replace("+13855550102", "999");
     std::fs::write(dir.path().join("alertcall.toml"), broken).unwrap();
     let out = run(&["check"], &[], dir.path());
     assert_eq!(out.status.code(), Some(1));

@@ -468,7 +468,8 @@ async fn readyz_hides_why_the_database_is_unavailable() {
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({"database": "ok", "database_writes": "ok", "provider": "simulator", "provider_status": "ok"})
+        json!({"database": "ok", "database_writes": "ok", "provider": "simulator", "provider_status": "ok",
+               "webhook_protection": "not-mounted", "sms_reply_ack": "on"})
     );
     // Close the database to new connections and end the service's ones, from the server's
     // maintenance database (a database cannot close itself).
@@ -501,7 +502,8 @@ async fn readyz_hides_why_the_database_is_unavailable() {
     assert!(!body.contains(name), "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"database": "unavailable", "database_writes": "ok", "provider": "simulator", "provider_status": "ok"})
+        json!({"database": "unavailable", "database_writes": "ok", "provider": "simulator", "provider_status": "ok",
+               "webhook_protection": "not-mounted", "sms_reply_ack": "on"})
     );
     sqlx::raw_sql(set_allowed(true))
         .execute(&mut admin)
@@ -534,7 +536,8 @@ async fn readyz_reports_a_provider_refusing_our_credentials() {
     assert_eq!(ready.status(), 200, "the instance stays in rotation");
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({"database": "ok", "database_writes": "ok", "provider": "vonage", "provider_status": "unavailable"})
+        json!({"database": "ok", "database_writes": "ok", "provider": "vonage", "provider_status": "unavailable",
+               "webhook_protection": "signed", "sms_reply_ack": "on"})
     );
     app.stop().await;
 }

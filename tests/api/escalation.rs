@@ -410,6 +410,56 @@ async fn sighup_reloads_the_configuration() {
     );
 }
 
+/// An alertcall.toml created after start is read on `kill -HUP`; the log says what was
+/// loaded, and carries no colour codes when it goes to a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_an_alertcall_toml_created_after_start() {
+    let db = TestDb::new(crate::db::Backend::Sqlite).await.unwrap();
+    let fake = FakeVonage::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let serve = crate::process::Serve::start_logging_in(
+        &db,
+        &fake,
+        &[("RUST_LOG", "info")],
+        &log,
+        dir.path(),
+    )
+    .await;
+    let toml = std::fs::read_to_string(config("30s").path())
+        .unwrap()
+        .replace(PRIMARY, "13854019959");
+    std::fs::write(dir.path().join("alertcall.toml"), toml).unwrap();
+    serve.hang_up_signal();
+    let deadline = Instant::now() + WAIT;
+    for n in 1.. {
+        db.insert_alert("critical", "P001", "R2", &format!("created-{n}"))
+            .await;
+        wait_until("the alert is called", WAIT, || async {
+            fake.calls().len() >= n
+        })
+        .await;
+        if fake.calls().iter().any(|c| to(c) == "13854019959") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new file was never read");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("alertcall is running") && text.contains("policies=1"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("reloaded alertcall.toml") && !l.contains("staff=0")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
+
 /// The on-call API gives the same answer as `alertcall oncall`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oncall_api_answers_who_is_on_call() {

@@ -14,7 +14,7 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(db: &TestDb, fake: &FakeVonage, extra: &[(&str, &str)]) -> Serve {
-        Serve::spawn(db, fake, extra, None, None).await
+        Serve::spawn(db, fake, extra, None, None, None).await
     }
 
     /// Like `start`, with the process's soft and hard limits on open files at `files` (as
@@ -25,7 +25,7 @@ impl Serve {
         extra: &[(&str, &str)],
         files: u64,
     ) -> Serve {
-        Serve::spawn(db, fake, extra, None, Some(files)).await
+        Serve::spawn(db, fake, extra, None, Some(files), None).await
     }
 
     /// Like `start`, with everything the process logs written to `log`.
@@ -36,7 +36,19 @@ impl Serve {
         log: &std::path::Path,
     ) -> Serve {
         let file = std::fs::File::create(log).expect("create the log file");
-        Serve::spawn(db, fake, extra, Some(file), None).await
+        Serve::spawn(db, fake, extra, Some(file), None, None).await
+    }
+
+    /// Like `start_logging`, run from `dir` (where it looks for alertcall.toml).
+    pub async fn start_logging_in(
+        db: &TestDb,
+        fake: &FakeVonage,
+        extra: &[(&str, &str)],
+        log: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Serve {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Serve::spawn(db, fake, extra, Some(file), None, Some(dir)).await
     }
 
     async fn spawn(
@@ -45,6 +57,7 @@ impl Serve {
         extra: &[(&str, &str)],
         log: Option<std::fs::File>,
         files: Option<u64>,
+        dir: Option<&std::path::Path>,
     ) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -68,6 +81,9 @@ impl Serve {
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
         match log {
             Some(file) => {
                 cmd.stderr(file);

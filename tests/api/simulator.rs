@@ -236,3 +236,30 @@ async fn a_viewer_may_watch_the_phones_but_not_press_them() {
     assert_eq!(db.scalar(&status).await.as_deref(), Some("acknowledged"));
     app.stop().await;
 }
+
+/// A simulated call nobody picks up ends `unanswered` after ALERTCALL_RINGING_TIMER, as
+/// Vonage's does.
+pub async fn an_unanswered_simulated_call_stops_ringing(db: TestDb) {
+    let app = TestApp::spawn(&db, None, &[("ALERTCALL_RINGING_TIMER", "1s")]).await;
+    db.insert_alert("critical", "P002", "R7", "Fall detected")
+        .await;
+    wait_until("the simulated call gives up ringing", WAIT, || async {
+        sim_calls(&app)
+            .await
+            .first()
+            .is_some_and(|c| c["state"] == "ended")
+    })
+    .await;
+    let engine = app.engine.clone();
+    wait_until("the call is recorded unanswered", WAIT, || async {
+        engine
+            .store
+            .list_calls(None, 1)
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|c| c.status.as_str() == "unanswered")
+    })
+    .await;
+}
+both_backends!(simulator::an_unanswered_simulated_call_stops_ringing);
