@@ -270,8 +270,17 @@ async fn text(
             .map(|_| ());
     };
     let code = format!("{:04}", fastrand::u16(0..10000));
+    // Never invite a reply that would be refused (SMS-reply acknowledgement still off).
+    let replies = crate::telephony::webhook_token::sms_reply_ack(&engine.config, &engine.store)
+        .await
+        .unwrap_or(false);
+    let ask = if replies {
+        "Reply 1 to acknowledge"
+    } else {
+        "Answer the call or use the dashboard to acknowledge"
+    };
     let text = format!(
-        "{prefix}{} Reply 1 to acknowledge (ref {code}).",
+        "{prefix}{} {ask} (ref {code}).",
         crate::domain::message::announcement(alert, &engine.messages())
     );
     let id = uuid::Uuid::new_v4();

@@ -150,15 +150,12 @@ async fn verify_sms(
 /// Whether a nurse's "1" by SMS can acknowledge: Vonage signs the webhooks, or it has
 /// posted to the Inbound URL with its token (any instance, recorded in the database).
 pub async fn sms_reply_ack(state: &AppState) -> Result<bool, StoreError> {
-    match Protection::of(&state.engine.config) {
-        Protection::Signed | Protection::NotMounted => Ok(true),
-        Protection::PerCallToken if state.sms_url_used.load(Ordering::Relaxed) => Ok(true),
-        Protection::PerCallToken => {
-            let used = webhook_token::sms_url_used(&state.engine.store).await?;
-            state.sms_url_used.store(used, Ordering::Relaxed);
-            Ok(used)
-        }
+    if state.sms_url_used.load(Ordering::Relaxed) {
+        return Ok(true);
     }
+    let on = webhook_token::sms_reply_ack(&state.engine.config, &state.engine.store).await?;
+    state.sms_url_used.store(on, Ordering::Relaxed);
+    Ok(on)
 }
 
 /// Vonage posts JSON; anything else (a browser's cross-origin `text/plain` form) is 415.

@@ -119,6 +119,15 @@ pub async fn sms_url_used(store: &DynStore) -> Result<bool, StoreError> {
     Ok(store.setting(SMS_URL_USED_SETTING).await?.is_some())
 }
 
+/// Whether a "1" sent by SMS can acknowledge: signed webhooks (or the simulator), or an
+/// Inbound URL with its token that Vonage has used. Texts only invite a reply when it can.
+pub async fn sms_reply_ack(config: &Config, store: &DynStore) -> Result<bool, StoreError> {
+    match Protection::of(config) {
+        Protection::Signed | Protection::NotMounted => Ok(true),
+        Protection::PerCallToken => sms_url_used(store).await,
+    }
+}
+
 /// `alertcall check`'s lines on the webhooks: which protection is in force, and, without a
 /// signature secret, the Inbound and Status URLs (with their token) for the Vonage dashboard.
 /// Lines that start with `!` need the operator's attention. The key is read from (or made

@@ -432,6 +432,12 @@ pub async fn without_a_signature_secret_only_alertcalls_own_urls_act(db: TestDb)
         !fake.messages().is_empty()
     })
     .await;
+    // While SMS replies cannot acknowledge, the text does not invite one.
+    let text = fake.messages()[0]["text"].as_str().unwrap().to_string();
+    assert!(
+        !text.contains("Reply 1") && text.contains("Answer the call or use the dashboard"),
+        "{text}"
+    );
     // The backup's URL (a valid token) cannot act on the primary's call by naming its uuid.
     let r = unsigned(&app, &input_url(&backup), &press_1).await;
     assert_eq!(r.status(), 200);
