@@ -472,7 +472,14 @@ pub trait Calls {
         at: DateTime<Utc>,
         page: Option<&PageOutcome>,
         audit: &[AuditEvent],
-    ) -> Result<CallRecord, StoreError>;
+    ) -> Result<CallRecord, StoreError> {
+        let change = |mut call: CallRecord| {
+            call.provider_call_id = Some(provider_call_id.to_string());
+            call.initiated_at.get_or_insert(at);
+            advanced(call.clone(), CallStatus::Initiated, at).unwrap_or(call)
+        };
+        call_outcome(self.call_tx().await?, call_id, change, page, audit).await
+    }
     /// The provider refused the call (or it was never placed): record why, mark it failed,
     /// mirror it, and (in the same transaction) finish the page and write `audit`.
     async fn call_failed(
@@ -482,7 +489,13 @@ pub trait Calls {
         at: DateTime<Utc>,
         page: Option<&PageOutcome>,
         audit: &[AuditEvent],
-    ) -> Result<CallRecord, StoreError>;
+    ) -> Result<CallRecord, StoreError> {
+        let change = |mut call: CallRecord| {
+            call.error = Some(error.to_string());
+            advanced(call.clone(), CallStatus::Failed, at).unwrap_or(call)
+        };
+        call_outcome(self.call_tx().await?, call_id, change, page, audit).await
+    }
     /// Finds a call by the provider's id, or by ours while the provider's is not yet recorded
     /// (adopting the provider's id then). A call whose recorded provider id differs is not
     /// returned.
@@ -498,7 +511,12 @@ pub trait Calls {
         call_id: Uuid,
         status: CallStatus,
         at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError>;
+    ) -> Result<Option<CallRecord>, StoreError> {
+        change_call(self.call_tx().await?, call_id, |call| {
+            advanced(call, status, at)
+        })
+        .await
+    }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
     /// that also records the choice (`menu.choice`) and, when it acknowledged, `acknowledged`.
     async fn acknowledge_by_call(
@@ -507,7 +525,9 @@ pub trait Calls {
         by: &Acknowledger,
         at: DateTime<Utc>,
         audit: &AckAudit,
-    ) -> Result<AckResult, StoreError>;
+    ) -> Result<AckResult, StoreError> {
+        acknowledged_by_call(self.call_tx().await?, call_id, by, at, audit).await
+    }
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
     async fn list_calls(

@@ -1175,37 +1175,6 @@ impl Calls for SqlStore {
             .try_into()
     }
 
-    async fn call_placed(
-        &self,
-        call_id: Uuid,
-        provider_call_id: &str,
-        at: DateTime<Utc>,
-        page: Option<&PageOutcome>,
-        audit: &[AuditEvent],
-    ) -> Result<CallRecord, StoreError> {
-        let change = |mut call: CallRecord| {
-            call.provider_call_id = Some(provider_call_id.to_string());
-            call.initiated_at.get_or_insert(at);
-            advanced(call.clone(), CallStatus::Initiated, at).unwrap_or(call)
-        };
-        call_outcome(self.begin().await?, call_id, change, page, audit).await
-    }
-
-    async fn call_failed(
-        &self,
-        call_id: Uuid,
-        error: &str,
-        at: DateTime<Utc>,
-        page: Option<&PageOutcome>,
-        audit: &[AuditEvent],
-    ) -> Result<CallRecord, StoreError> {
-        let change = |mut call: CallRecord| {
-            call.error = Some(error.to_string());
-            advanced(call.clone(), CallStatus::Failed, at).unwrap_or(call)
-        };
-        call_outcome(self.begin().await?, call_id, change, page, audit).await
-    }
-
     async fn find_call(
         &self,
         provider_call_id: &str,
@@ -1237,28 +1206,6 @@ impl Calls for SqlStore {
             .await
             .doing("adopting a provider call id")?;
         row.map(CallRecord::try_from).transpose()
-    }
-
-    async fn apply_call_status(
-        &self,
-        call_id: Uuid,
-        status: CallStatus,
-        at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError> {
-        change_call(self.begin().await?, call_id, |call| {
-            advanced(call, status, at)
-        })
-        .await
-    }
-
-    async fn acknowledge_by_call(
-        &self,
-        call_id: Uuid,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-        audit: &AckAudit,
-    ) -> Result<AckResult, StoreError> {
-        acknowledged_by_call(self.begin().await?, call_id, by, at, audit).await
     }
 
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError> {
