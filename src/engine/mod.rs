@@ -56,6 +56,8 @@ pub struct Engine {
     provider_health: reach::ProviderHealthBook,
     /// When the dispatcher last went round its loop (Unix ms; 0: not yet).
     dispatch_loop_ms: AtomicI64,
+    /// Active critical alerts seen without a page, and since when (`Engine::assess`).
+    unpaged_since: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -89,6 +91,7 @@ impl Engine {
             env_access,
             provider_health: reach::ProviderHealthBook::default(),
             dispatch_loop_ms: AtomicI64::new(0),
+            unpaged_since: std::sync::Mutex::default(),
         })
     }
 

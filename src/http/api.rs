@@ -113,7 +113,8 @@ pub struct AlertSummary {
 #[derive(Serialize, ToSchema, Clone)]
 pub struct UnreachedAlert {
     pub alert_id: String,
-    /// no_policy, nobody_on_call, provider_down, skipped, exhausted or failed_for_good.
+    /// no_policy, nobody_on_call, provider_down, skipped, exhausted, failed_for_good or
+    /// not_taken_in.
     pub reason: String,
     /// What is wrong, in a plain sentence.
     pub message: String,

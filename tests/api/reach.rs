@@ -113,6 +113,8 @@ struct Case {
     default: Option<fn(usize) -> Behaviour>,
     /// The alert is two days old when alertcall first sees it.
     old: bool,
+    /// The database refuses alertcall's page for the alert (a trigger), so it is never taken in.
+    refuse_intake: bool,
     reason: &'static str,
     /// Part of the banner's sentence.
     message: &'static str,
@@ -147,6 +149,9 @@ async fn unreached(db: TestDb, case: Case) {
     .await;
     let health = app.get_json("/api/v1/health", TOKEN).await;
     assert_eq!(health["status"], "ok", "{health}");
+    if case.refuse_intake {
+        refuse_pages(&db).await;
+    }
 
     let alert = if case.old {
         let ago = match db.backend {
@@ -307,6 +312,7 @@ notify = ["person:nurse"]
             script: vec![],
             default: None,
             old: false,
+            refuse_intake: false,
             reason: "no_policy",
             message: "No escalation policy matches this alert (severity \"critical\"",
             fallback_called: true,
@@ -332,6 +338,7 @@ wait = "1s"
             script: vec![],
             default: None,
             old: false,
+            refuse_intake: false,
             reason: "nobody_on_call",
             message: "only people without a phone number (Ana Souza)",
             fallback_called: true,
@@ -350,6 +357,7 @@ pub async fn the_provider_refuses_our_credentials(db: TestDb) {
             script: vec![],
             default: Some(|_| Behaviour::Status(401, None)),
             old: false,
+            refuse_intake: false,
             reason: "provider_down",
             message: "vonage cannot place calls",
             // The fallback contact cannot be phoned either: it is not tried.
@@ -369,6 +377,7 @@ pub async fn the_provider_keeps_failing(db: TestDb) {
             script: vec![],
             default: Some(|_| Behaviour::Status(503, None)),
             old: false,
+            refuse_intake: false,
             reason: "provider_down",
             message: "Vonage answered 503",
             fallback_called: false,
@@ -387,6 +396,7 @@ pub async fn an_old_alert_is_skipped(db: TestDb) {
             script: vec![],
             default: None,
             old: true,
+            refuse_intake: false,
             reason: "skipped",
             message: "older than 24 h (ALERTCALL_MAX_ALERT_AGE)",
             fallback_called: false,
@@ -405,6 +415,7 @@ pub async fn nobody_answers_the_whole_escalation(db: TestDb) {
             script: vec![],
             default: None,
             old: false,
+            refuse_intake: false,
             reason: "exhausted",
             message: "Every step of policy \"ward\" was called and nobody pressed 1",
             fallback_called: true,
@@ -423,6 +434,7 @@ pub async fn the_number_is_refused_for_good(db: TestDb) {
             script: vec![Behaviour::Status(400, None)],
             default: None,
             old: false,
+            refuse_intake: false,
             reason: "failed_for_good",
             message: "The call to Dev Patel was refused for good",
             fallback_called: true,
@@ -432,6 +444,52 @@ pub async fn the_number_is_refused_for_good(db: TestDb) {
     .await;
 }
 both_backends!(reach::the_number_is_refused_for_good);
+
+/// A trigger makes the database refuse every new page, as a permission or a hospital's own
+/// trigger on alertcall's tables would.
+async fn refuse_pages(db: &TestDb) {
+    let pages = db.table("pages");
+    match db.backend {
+        Backend::Postgres => {
+            db.exec(
+                "CREATE FUNCTION alertcall.refuse_page() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'pages refused'; END $$",
+            )
+            .await;
+            db.exec(&format!(
+                "CREATE TRIGGER refuse_page BEFORE INSERT ON {pages} \
+                 FOR EACH ROW EXECUTE FUNCTION alertcall.refuse_page()"
+            ))
+            .await;
+        }
+        Backend::Sqlite => {
+            db.exec(&format!(
+                "CREATE TRIGGER refuse_page BEFORE INSERT ON {pages} \
+                 BEGIN SELECT RAISE(ABORT, 'pages refused'); END"
+            ))
+            .await;
+        }
+    }
+}
+
+pub async fn the_intake_keeps_failing(db: TestDb) {
+    unreached(
+        db,
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: None,
+            old: false,
+            refuse_intake: true,
+            reason: "not_taken_in",
+            message: "alertcall has not taken this alert in",
+            fallback_called: true,
+            fallback_acknowledges: false,
+        },
+    )
+    .await;
+}
+both_backends!(reach::the_intake_keeps_failing);
 
 /// The database goes away (the network to Postgres is cut): the pings stop, and start again
 /// when it is back.
