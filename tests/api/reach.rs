@@ -123,6 +123,23 @@ struct Case {
     fallback_acknowledges: bool,
 }
 
+impl Default for Case {
+    /// The one-nurse policy, a provider that places calls, the fallback contact called.
+    fn default() -> Case {
+        Case {
+            policy: NURSE_POLICY,
+            script: vec![],
+            default: None,
+            old: false,
+            refuse_intake: false,
+            reason: "",
+            message: "",
+            fallback_called: true,
+            fallback_acknowledges: false,
+        }
+    }
+}
+
 async fn unreached(db: TestDb, case: Case) {
     let fake = FakeVonage::start().await;
     fake.script(case.script);
@@ -309,14 +326,9 @@ notify = ["person:nurse"]
         db,
         Case {
             policy,
-            script: vec![],
-            default: None,
-            old: false,
-            refuse_intake: false,
             reason: "no_policy",
             message: "No escalation policy matches this alert (severity \"critical\"",
-            fallback_called: true,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -335,14 +347,9 @@ wait = "1s"
         db,
         Case {
             policy,
-            script: vec![],
-            default: None,
-            old: false,
-            refuse_intake: false,
             reason: "nobody_on_call",
             message: "only people without a phone number (Ana Souza)",
-            fallback_called: true,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -353,16 +360,12 @@ pub async fn the_provider_refuses_our_credentials(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
-            script: vec![],
             default: Some(|_| Behaviour::Status(401, None)),
-            old: false,
-            refuse_intake: false,
             reason: "provider_down",
             message: "vonage cannot place calls",
             // The fallback contact cannot be phoned either: it is not tried.
             fallback_called: false,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -373,15 +376,11 @@ pub async fn the_provider_keeps_failing(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
-            script: vec![],
             default: Some(|_| Behaviour::Status(503, None)),
-            old: false,
-            refuse_intake: false,
             reason: "provider_down",
             message: "Vonage answered 503",
             fallback_called: false,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -392,15 +391,11 @@ pub async fn an_old_alert_is_skipped(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: None,
             old: true,
-            refuse_intake: false,
             reason: "skipped",
             message: "older than 24 h (ALERTCALL_MAX_ALERT_AGE)",
             fallback_called: false,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -411,15 +406,10 @@ pub async fn nobody_answers_the_whole_escalation(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: None,
-            old: false,
-            refuse_intake: false,
             reason: "exhausted",
             message: "Every step of policy \"ward\" was called and nobody pressed 1",
-            fallback_called: true,
             fallback_acknowledges: true,
+            ..Case::default()
         },
     )
     .await;
@@ -430,15 +420,10 @@ pub async fn the_number_is_refused_for_good(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
             script: vec![Behaviour::Status(400, None)],
-            default: None,
-            old: false,
-            refuse_intake: false,
             reason: "failed_for_good",
             message: "The call to Dev Patel was refused for good",
-            fallback_called: true,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
@@ -476,15 +461,10 @@ pub async fn the_intake_keeps_failing(db: TestDb) {
     unreached(
         db,
         Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: None,
-            old: false,
             refuse_intake: true,
             reason: "not_taken_in",
             message: "alertcall has not taken this alert in",
-            fallback_called: true,
-            fallback_acknowledges: false,
+            ..Case::default()
         },
     )
     .await;
