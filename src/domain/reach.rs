@@ -111,9 +111,9 @@ impl ProviderHealth {
 /// Where the alert's page stands, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// Not taken in yet: no page, as this instance has seen it for `unpaged_for` (an alert
-    /// that arrived a moment ago, or one the intake keeps failing on).
-    NotPaged { unpaged_for: Duration },
+    /// Not taken in yet: no page, as this instance has seen it `since` then (an alert that
+    /// arrived a moment ago, or one the intake keeps failing on).
+    NotPaged { since: DateTime<Utc> },
     /// The current step is to be notified at `at`; `attempts` failed before because of the
     /// provider, the last with `last_error`.
     Due {
@@ -186,8 +186,10 @@ pub fn assess(s: &Situation) -> Option<Unreached> {
     let provider_down = !s.provider_health.can_call()
         || matches!(s.progress, Progress::Due { attempts, .. } if attempts >= RETRY_BUDGET);
     match &s.progress {
-        Progress::NotPaged { unpaged_for } if *unpaged_for >= s.intake_grace => {
-            Some(not_taken_in(s, *unpaged_for))
+        Progress::NotPaged { since }
+            if (s.now - *since).to_std().unwrap_or_default() >= s.intake_grace =>
+        {
+            Some(not_taken_in(s, *since))
         }
         Progress::NotPaged { .. } | Progress::Closed | Progress::Waiting { .. } => None,
         Progress::Stale => Some(skipped(s)),
@@ -217,13 +219,13 @@ fn skipped(s: &Situation) -> Unreached {
     }
 }
 
-fn not_taken_in(s: &Situation, unpaged_for: Duration) -> Unreached {
+fn not_taken_in(s: &Situation, since: DateTime<Utc>) -> Unreached {
     Unreached {
         reason: Reason::NotTakenIn,
         message: format!(
-            "alertcall has not taken this alert in: it has had no page for {} (the intake keeps \
-             failing on it), so nobody is being called.",
-            age(unpaged_for)
+            "alertcall has not taken this alert in: it has had no page since {} (the intake \
+             keeps failing on it), so nobody is being called.",
+            clock(since, s)
         ),
         next: format!(
             "The intake retries at every sweep (ALERTCALL_SWEEP_INTERVAL). {}",
@@ -473,7 +475,7 @@ mod tests {
     fn an_escalation_in_progress_reaches_someone() {
         for progress in [
             Progress::NotPaged {
-                unpaged_for: Duration::from_secs(14),
+                since: at(10, 30) - chrono::Duration::seconds(14),
             },
             Progress::Closed,
             Progress::Waiting { until: None },
@@ -486,12 +488,9 @@ mod tests {
 
     #[test]
     fn an_alert_left_without_a_page_past_the_grace_is_not_taken_in() {
-        let u = assess_case(&case(Progress::NotPaged {
-            unpaged_for: Duration::from_secs(90),
-        }))
-        .unwrap();
+        let u = assess_case(&case(Progress::NotPaged { since: at(10, 28) })).unwrap();
         assert_eq!(u.reason, Reason::NotTakenIn);
-        assert!(u.message.contains("no page for 90 s"), "{}", u.message);
+        assert!(u.message.contains("no page since 10:28"), "{}", u.message);
         assert!(
             u.next
                 .contains("The fallback contact (Charge desk) is called")

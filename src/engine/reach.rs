@@ -152,9 +152,7 @@ impl Engine {
                 None => {
                     let mut unpaged = self.unpaged_since.lock().expect("unpaged lock");
                     let since = *unpaged.entry(alert.id.clone()).or_insert(now);
-                    Progress::NotPaged {
-                        unpaged_for: (now - since).to_std().unwrap_or_default(),
-                    }
+                    Progress::NotPaged { since }
                 }
             };
             let policy = match &view.page {

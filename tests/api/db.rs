@@ -161,6 +161,14 @@ impl TestDb {
         }
     }
 
+    /// The SQL expression for `hours` hours before now, in the form the `alerts` table holds.
+    pub fn hours_ago(&self, hours: u32) -> String {
+        match self.backend {
+            Backend::Postgres => format!("now() - interval '{hours} hours'"),
+            Backend::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{hours} hours')"),
+        }
+    }
+
     /// The SQL to insert a critical alert and return its id, as the hospital app does.
     pub async fn insert_alert(
         &self,

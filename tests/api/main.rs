@@ -20,6 +20,7 @@ mod reach;
 mod simulator;
 mod talkback;
 mod torture;
+mod unreached;
 mod webhooks;
 
 /// Runs a scenario `async fn name(db: TestDb)` once on Postgres and once on SQLite.
