@@ -185,7 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         require_existing_database(&config.database_url).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
-        Command::Serve => serve(config).await?,
+        Command::Serve => return serve(config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             store.migrate().await?;
@@ -256,7 +256,9 @@ async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs until SIGTERM or Ctrl-C; exits with `exit::UNWRITABLE` when the database cannot be
+/// written for good.
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let provider = config.provider.name();
     let database = redact_url(&config.database_url);
     let app = Application::build(config).await?;
@@ -289,7 +291,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(engine.clone()));
-    app.run(shutdown_signal()).await
+    app.run(shutdown_signal()).await?;
+    Ok(if engine.database_unwritable() {
+        ExitCode::from(crate::exit::UNWRITABLE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `kill -HUP`: reads alertcall.toml again. A file with problems is refused (and the

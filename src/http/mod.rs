@@ -148,18 +148,20 @@ async fn count_webhooks(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Marks a response that failed on the database (see `HttpError`), for the metrics.
-#[derive(Clone, Copy)]
-struct DatabaseFailed;
+/// Marks a response that failed on the database (see `HttpError`), with the error, for the
+/// metrics and `Engine::store_failed`.
+#[derive(Clone)]
+struct DatabaseFailed(Arc<StoreError>);
 
 async fn count_database_errors(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let response = next.run(request).await;
-    if response.extensions().get::<DatabaseFailed>().is_some() {
+    let mut response = next.run(request).await;
+    if let Some(DatabaseFailed(error)) = response.extensions_mut().remove() {
         state.engine.metrics.database_error();
+        state.engine.store_failed(&error);
     }
     response
 }
@@ -226,8 +228,10 @@ impl IntoResponse for HttpError {
             }
         };
         let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
-        if matches!(self, HttpError::Unavailable(_) | HttpError::Internal(_)) {
-            response.extensions_mut().insert(DatabaseFailed);
+        if let HttpError::Unavailable(e) | HttpError::Internal(e) = self {
+            response
+                .extensions_mut()
+                .insert(DatabaseFailed(Arc::new(e)));
         }
         response
     }

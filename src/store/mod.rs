@@ -39,6 +39,11 @@ pub enum StoreError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The SQLite file alertcall opened is no longer at its path. In WAL mode SQLite goes on
+    /// writing to the file it has open (its own SQLITE_READONLY_DBMOVED check covers rollback
+    /// journals only), so whatever the hospital writes at the path would never be seen.
+    #[error("the database file {0} was moved, deleted or replaced while open")]
+    Moved(String),
 }
 
 /// Adds what was being attempted to a sqlx error.
@@ -69,28 +74,85 @@ impl StoreError {
 }
 
 impl StoreError {
-    /// The database refused to store data: a full disk, an I/O error, read-only or
-    /// unopenable files. Such faults heal when space or access returns.
+    /// The database refused to store data: for good (`unwritable`), or for a while (a full
+    /// disk, an I/O error), which heals when space or the device returns.
     pub fn is_write_fault(&self) -> bool {
+        if self.unwritable().is_some() {
+            return true;
+        }
+        match self.database_code() {
+            // SQLITE_IOERR, SQLITE_FULL.
+            Some(Code::Sqlite(code)) => matches!(code & 0xff, 10 | 13),
+            // SQLSTATE class 53 (disk full, out of memory) and 58 (I/O error).
+            Some(Code::Postgres(state)) => state.starts_with("53") || state.starts_with("58"),
+            None => false,
+        }
+    }
+
+    /// What the operator must do when the database cannot be written for good: waiting does
+    /// not help, a restart (which reopens it) may. `None` for everything else, including the
+    /// faults that heal by themselves (a full disk, an I/O error, a busy database, a lost
+    /// connection).
+    pub fn unwritable(&self) -> Option<&'static str> {
+        if let StoreError::Moved(_) = self {
+            return Some(
+                "put the database file back at its path (the restarted alertcall opens whatever \
+                 file is there)",
+            );
+        }
+        match self.database_code()? {
+            // The primary result code (the low byte of an extended one).
+            Code::Sqlite(code) => match code & 0xff {
+                // SQLITE_READONLY and its extended codes (a read-only file or directory, a
+                // file moved away, a -shm that cannot be written...).
+                8 => Some(
+                    "make the database file, its -wal and -shm files and their directory \
+                     writable by the user alertcall runs as",
+                ),
+                // SQLITE_CANTOPEN.
+                14 => Some(
+                    "check that the database file and its directory exist and that the user \
+                     alertcall runs as can read and write them",
+                ),
+                // SQLITE_CORRUPT, SQLITE_NOTADB.
+                11 | 26 => Some(
+                    "the file is damaged or is not a SQLite database: restore it from a backup",
+                ),
+                _ => None,
+            },
+            // read_only_sql_transaction: a standby (the old primary after a failover) or a
+            // database set read-only; a new connection may reach the primary.
+            Code::Postgres("25006") => Some(
+                "the Postgres server is read-only (a standby, or default_transaction_read_only): \
+                 point DATABASE_URL at the primary",
+            ),
+            Code::Postgres(_) => None,
+        }
+    }
+
+    /// The database's own code for the error, if it gave one.
+    fn database_code(&self) -> Option<Code<'_>> {
         let StoreError::Database {
             source: sqlx::Error::Database(e),
             ..
         } = self
         else {
-            return false;
+            return None;
         };
-        let code = e.code().unwrap_or_default();
         if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-            // The primary result code (the low byte of an extended one): SQLITE_READONLY,
-            // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
-            code.parse::<i32>()
-                .is_ok_and(|c| matches!(c & 0xff, 8 | 10 | 13 | 14))
+            // The extended result code.
+            e.code()?.parse().ok().map(Code::Sqlite)
         } else {
-            // SQLSTATE class 53 (disk full, out of memory), 58 (I/O error), and a read-only
-            // transaction (a standby).
-            code.starts_with("53") || code.starts_with("58") || code == "25006"
+            e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .map(|e| Code::Postgres(e.code()))
         }
     }
+}
+
+enum Code<'a> {
+    Sqlite(i32),
+    /// SQLSTATE.
+    Postgres(&'a str),
 }
 
 /// What the engine must do next for one alert, and who holds it right now.

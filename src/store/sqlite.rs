@@ -63,6 +63,38 @@ fn ts_opt(t: Option<DateTime<Utc>>) -> Option<String> {
 pub struct SqliteStore {
     pool: SqlitePool,
     options: SqliteConnectOptions,
+    /// The database file as opened (none in memory), checked at every intake.
+    file: Option<OpenedFile>,
+}
+
+/// A file by its device and inode, which a rename, a delete or a replacement at its path
+/// changes (the check SQLite's `SQLITE_FCNTL_HAS_MOVED` makes, which WAL mode skips).
+struct OpenedFile {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl OpenedFile {
+    fn at(path: &std::path::Path) -> Option<OpenedFile> {
+        Some(OpenedFile {
+            path: path.to_path_buf(),
+            id: file_id(path)?,
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if file_id(&self.path) == Some(self.id) {
+            Ok(())
+        } else {
+            Err(StoreError::Moved(self.path.display().to_string()))
+        }
+    }
+}
+
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 impl SqliteStore {
@@ -98,7 +130,17 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .doing("opening the SQLite database")?;
-        Ok(SqliteStore { pool, options })
+        // Once open, the file is never created again: a connection opened after it moved
+        // away would start an empty database at the path, and SQLite deletes a WAL it finds
+        // beside an empty file, the WAL the open connections still write to.
+        let options = options.create_if_missing(false);
+        pool.set_connect_options(options.clone());
+        let file = OpenedFile::at(options.get_filename());
+        Ok(SqliteStore {
+            pool,
+            options,
+            file,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -414,6 +456,10 @@ impl Store for SqliteStore {
         not_before: DateTime<Utc>,
         lease: &Lease,
     ) -> Result<Vec<Page>, StoreError> {
+        // Alerts written at the path would never be seen in a file that moved away.
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
         let only_clause = if only.is_some() { "AND a.id = ?5" } else { "" };
         let sql = format!(
             "WITH candidates AS ( \

@@ -92,6 +92,15 @@ impl TestDb {
         }
     }
 
+    /// The SQLite database's file.
+    pub fn sqlite_file(&self) -> PathBuf {
+        let path = self
+            .url
+            .strip_prefix("sqlite://")
+            .expect("a SQLite database");
+        PathBuf::from(path.split('?').next().unwrap())
+    }
+
     /// The same database reached through another URL (e.g. a proxy); the pool stays direct.
     pub fn with_url(db: &TestDb, url: String) -> TestDb {
         TestDb {
