@@ -20,7 +20,12 @@ use crate::store::TestCallRecord;
 pub struct NewTestCall {
     /// A staff id from alertcall.toml (`nurse`, NURSE_PHONE_NUMBER, without one), or a
     /// number in E.164 form such as +13854019951.
-    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\u0000]*$",
+        example = "nurse"
+    )]
     pub to: String,
 }
 

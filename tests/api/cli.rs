@@ -35,7 +35,15 @@ fn help_lists_the_commands() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["--help"], &[], dir.path());
     assert!(out.status.success());
-    for cmd in ["serve", "migrate", "check", "alert", "calls", "sim"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "check",
+        "test-call",
+        "alert",
+        "calls",
+        "sim",
+    ] {
         assert!(stdout(&out).contains(cmd), "{cmd} missing from --help");
     }
     let out = run(&["alert", "raise", "--help"], &[], dir.path());

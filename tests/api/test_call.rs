@@ -342,22 +342,9 @@ async fn test_calls_need_an_admin_and_a_real_number() {
     let some_id = uuid::Uuid::new_v4();
     let path = format!("/api/v1/test-calls/{some_id}");
     assert_eq!(app.get(&path).await.status(), 401);
-    let r = app
-        .http
-        .get(app.url(&path))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = app
-        .http
-        .get(app.url(&path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let get_as = |token: &'static str| app.http.get(app.url(&path)).bearer_auth(token).send();
+    assert_eq!(get_as(VIEWER_TOKEN).await.unwrap().status(), 403);
+    assert_eq!(get_as(ADMIN_TOKEN).await.unwrap().status(), 404);
 
     let r = post(Some(ADMIN_TOKEN), "385-401-9951").await.unwrap();
     assert_eq!(r.status(), 404);
