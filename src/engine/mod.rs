@@ -23,6 +23,7 @@ mod faults;
 mod intake;
 pub mod limiter;
 pub mod reach;
+pub mod test_call;
 
 pub use actions::{acknowledge, resolve};
 pub use events::{EventOutcome, Source, Turn};

@@ -22,6 +22,7 @@ pub mod auth;
 mod dashboard;
 mod health;
 mod sim;
+mod test_calls;
 mod webhooks;
 
 /// Webhook bodies are small; anything bigger is refused before it is read.
@@ -98,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calls", get(api::calls))
         .route("/api/v1/analytics", get(api::analytics))
         .route("/api/v1/oncall", get(api::oncall))
+        .route("/api/v1/test-calls", post(test_calls::start))
+        .route("/api/v1/test-calls/{id}", get(test_calls::show))
         .route("/api/v1/events", get(dashboard::events));
     if state.sim.is_some() {
         router = router

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
 use crate::domain::call::{CallRecord, CallStatus};
+use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
 /// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
@@ -661,6 +662,22 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Records a test call (`alertcall test-call`), `placing`.
+    async fn create_test_call(&self, call: &NewTestCall) -> Result<TestCallRecord, StoreError>;
+    async fn test_call(&self, id: Uuid) -> Result<Option<TestCallRecord>, StoreError>;
+    /// Records the provider's id of a test call (if it has none), and moves it to `state` if
+    /// that is a step forward (`TestCallState::rank`) with `reason`; true when it moved.
+    async fn advance_test_call(
+        &self,
+        id: Uuid,
+        state: TestCallState,
+        reason: Option<&str>,
+        provider_call_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Counts one more re-prompt on a test call and returns how many there were before.
+    async fn bump_test_call_prompts(&self, id: Uuid) -> Result<i32, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -925,6 +942,80 @@ impl From<EventRow> for StoredEvent {
             detail: r.detail,
             created_at: r.created_at,
         }
+    }
+}
+
+/// A test call about to be placed (`alertcall test-call`).
+#[derive(Debug, Clone)]
+pub struct NewTestCall {
+    pub id: Uuid,
+    /// The staff id called, when the call was asked for by person.
+    pub person: Option<String>,
+    pub to_number: String,
+    pub provider: String,
+    /// Who asked: `api:<token name>` or `dashboard:<user>`.
+    pub requested_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A test call as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCallRecord {
+    pub id: Uuid,
+    pub person: Option<String>,
+    pub to_number: String,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub state: TestCallState,
+    /// The provider's reason for a failure, when it gave one.
+    pub reason: Option<String>,
+    pub prompts: i32,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(crate) const TEST_CALL_COLUMNS: &str = "id, person, to_number, provider, provider_call_id, \
+     state, reason, prompts, requested_by, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TestCallRow {
+    id: String,
+    person: Option<String>,
+    to_number: String,
+    provider: String,
+    provider_call_id: Option<String>,
+    state: String,
+    reason: Option<String>,
+    prompts: i32,
+    requested_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TestCallRow> for TestCallRecord {
+    type Error = StoreError;
+    fn try_from(r: TestCallRow) -> Result<Self, StoreError> {
+        Ok(TestCallRecord {
+            id: Uuid::parse_str(&r.id).map_err(|_| {
+                StoreError::Invalid(format!("test call id {:?} is not a uuid", r.id))
+            })?,
+            state: TestCallState::parse(&r.state).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "test call {} has unknown state {:?}",
+                    r.id, r.state
+                ))
+            })?,
+            person: r.person,
+            to_number: r.to_number,
+            provider: r.provider,
+            provider_call_id: r.provider_call_id,
+            reason: r.reason,
+            prompts: r.prompts,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
     }
 }
 

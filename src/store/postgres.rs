@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("migrations/postgres/0004_session_credential.sql"),
     ),
+    (5, include_str!("migrations/postgres/0005_test_calls.sql")),
 ];
 
 /// Serialises migrations across instances starting at once.
@@ -927,6 +928,82 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .doing("listing alerts with live calls and an audit event")
+    }
+
+    async fn create_test_call(&self, call: &NewTestCall) -> Result<TestCallRecord, StoreError> {
+        let row: TestCallRow = sqlx::query_as(AssertSqlSafe(format!(
+            "INSERT INTO alertcall.test_calls (id, person, to_number, provider, state, state_rank, requested_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {TEST_CALL_COLUMNS}"
+        )))
+        .bind(call.id.to_string())
+        .bind(&call.person)
+        .bind(&call.to_number)
+        .bind(&call.provider)
+        .bind(TestCallState::Placing.as_str())
+        .bind(TestCallState::Placing.rank())
+        .bind(&call.requested_by)
+        .bind(call.at)
+        .fetch_one(&self.pool)
+        .await
+        .doing("recording a test call")?;
+        row.try_into()
+    }
+
+    async fn test_call(&self, id: Uuid) -> Result<Option<TestCallRecord>, StoreError> {
+        let row: Option<TestCallRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TEST_CALL_COLUMNS} FROM alertcall.test_calls WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a test call")?;
+        row.map(TestCallRecord::try_from).transpose()
+    }
+
+    async fn advance_test_call(
+        &self,
+        id: Uuid,
+        state: TestCallState,
+        reason: Option<&str>,
+        provider_call_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if let Some(provider_call_id) = provider_call_id {
+            sqlx::query(
+                "UPDATE alertcall.test_calls SET provider_call_id = $2 \
+                 WHERE id = $1 AND provider_call_id IS NULL",
+            )
+            .bind(id.to_string())
+            .bind(provider_call_id)
+            .execute(&self.pool)
+            .await
+            .doing("recording a test call's provider id")?;
+        }
+        let moved = sqlx::query(
+            "UPDATE alertcall.test_calls SET state = $2, state_rank = $3, \
+             reason = COALESCE($4, reason), updated_at = $5 \
+             WHERE id = $1 AND state_rank < $3",
+        )
+        .bind(id.to_string())
+        .bind(state.as_str())
+        .bind(state.rank())
+        .bind(reason)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .doing("moving a test call on")?;
+        Ok(moved.rows_affected() > 0)
+    }
+
+    async fn bump_test_call_prompts(&self, id: Uuid) -> Result<i32, StoreError> {
+        let after: Option<i32> = sqlx::query_scalar(
+            "UPDATE alertcall.test_calls SET prompts = prompts + 1 WHERE id = $1 RETURNING prompts",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .doing("counting a test call's re-prompt")?;
+        Ok(after.map_or(0, |n| n - 1))
     }
 }
 

@@ -19,6 +19,7 @@ mod providers;
 mod reach;
 mod simulator;
 mod talkback;
+mod test_call;
 mod torture;
 mod unreached;
 mod webhooks;
