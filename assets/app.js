@@ -86,6 +86,15 @@ const BADGE_HELP = {
 function badge(text, kind, title) {
   return el("span", { class: `badge ${String(kind || text).replace(/\s+/g, "-")}`, title: title || BADGE_HELP[text] }, text);
 }
+// A call's own outcome: its "failed" is not a page's.
+const CALL_HELP = { failed: "The provider could not place or connect this call (the alert's timeline says why)." };
+const callBadge = (c) => badge(c.status, c.status, CALL_HELP[c.status]);
+// Skipped (stale) alerts and those no policy matches (failed) are on no step of any policy.
+const onStep = (a) => a.escalation && !["stale", "failed"].includes(a.escalation.state);
+// A call's step (and round); the fallback contact's calls are on no step of any policy.
+function callStep(c) {
+  return c.step < 0 ? "fallback contact" : `${c.step + 1}${c.round ? ` (round ${c.round + 1})` : ""}`;
+}
 
 // A red banner per alert that reaches nobody: the reason, what happens next, the fix.
 function unreachedBanner(a) {
@@ -109,8 +118,7 @@ async function loadBoard() {
       const calling = a.calling.length
         ? a.calling.map((c) => `${c.person_name || c.person || c.to} (${c.status})`).join(", ")
         : "";
-      // A skipped alert is on no step: nobody is being called about it.
-      const step = a.escalation && !a.skipped
+      const step = onStep(a)
         ? `${a.escalation.unit || ""} step ${a.escalation.step + 1}${a.escalation.round ? `, round ${a.escalation.round + 1}` : ""}`
         : "";
       return el(
@@ -136,10 +144,6 @@ async function loadBoard() {
   document.getElementById("unreached-banners").replaceChildren(
     ...alerts.filter((a) => a.unreached).map(unreachedBanner),
   );
-  const exhausted = alerts.filter((a) => a.live_status === "exhausted").length;
-  const banner = document.getElementById("exhausted-banner");
-  banner.hidden = exhausted === 0;
-  banner.textContent = `${exhausted} critical alert${exhausted === 1 ? "" : "s"}: nobody acknowledged after the whole escalation. Someone must respond now.`;
 }
 
 function tickAges() {
@@ -247,13 +251,15 @@ async function loadAlert(id) {
   const a = detail.alert;
   document.getElementById("alert-head").replaceChildren(
     a.unreached ? unreachedBanner(a) : "",
-    el("h2", {}, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.skipped || a.live_status, a.live_status, a.unreached && a.unreached.message)),
+    el("h2", { "data-alert": a.id }, badge(a.severity), " ", a.title || a.message || a.id, " ", badge(a.skipped || a.live_status, a.live_status, a.unreached && a.unreached.message)),
     el("dl", { class: "facts" },
       el("dt", {}, "Room"), el("dd", {}, a.room || "–"),
       el("dt", {}, "Patient"), el("dd", {}, a.patient || "–"),
       el("dt", {}, "Message"), el("dd", {}, a.message || "–"),
       el("dt", {}, "Triggered"), el("dd", {}, exact(a.triggered_at)),
-      el("dt", {}, "Unit / step"), el("dd", {}, a.escalation ? `${a.escalation.unit || "–"} · step ${a.escalation.step + 1} · ${a.escalation.state}` : "not paged"),
+      el("dt", {}, "Unit / step"), el("dd", { id: "unit-step" },
+        onStep(a) ? `${a.escalation.unit || "–"} · step ${a.escalation.step + 1} · ` : "",
+        badge(a.escalation ? a.escalation.state : "not paged")),
       el("dt", {}, "Acknowledged by"), el("dd", { id: "acked-by" }, a.acknowledged_by || "–"),
       el("dt", {}, "Time to acknowledge"), el("dd", { id: "time-to-ack" }, duration(detail.time_to_acknowledge_seconds)),
     ),
@@ -265,10 +271,10 @@ async function loadAlert(id) {
     detail.calls.map((c) =>
       el("tr", {},
         el("td", {}, exact(c.created_at)),
-        el("td", {}, `${c.step + 1}${c.round ? ` (round ${c.round + 1})` : ""}`),
+        el("td", {}, callStep(c)),
         el("td", {}, c.person_name || c.person || ""),
         el("td", {}, c.to),
-        el("td", {}, badge(c.status)),
+        el("td", {}, callBadge(c)),
         el("td", {}, exact(c.answered_at)),
         el("td", {}, exact(c.ended_at)),
       ),
@@ -317,7 +323,7 @@ async function loadHistory() {
         el("td", {}, exact(c.created_at)),
         el("td", {}, el("a", { href: `#/alert/${encodeURIComponent(c.alert_id)}` }, c.alert_id.slice(0, 8))),
         el("td", {}, c.person_name || c.person || ""), el("td", {}, c.to),
-        el("td", {}, `${c.step + 1}`), el("td", {}, badge(c.status)),
+        el("td", {}, callStep(c)), el("td", {}, callBadge(c)),
         el("td", {}, exact(c.answered_at)), el("td", {}, exact(c.ended_at)),
       ),
     ),

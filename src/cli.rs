@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `check`, `alert ...`, `calls`, `sim ...`.
+//! The command line: `serve`, `migrate`, `check`, `test-call`, `alert ...`, `calls`, `sim ...`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +50,23 @@ enum Command {
     Migrate,
     /// Validate the configuration and reach the database; says exactly what is wrong.
     Check,
+    /// Place a test call through the running `serve`: the configured provider and the real
+    /// menu, with a test announcement (no alert, no patient data). Prints each step and the
+    /// outcome; exit status 0 only if 1 was pressed (or yes said).
+    #[command(
+        after_help = "Examples:\n  alertcall test-call ana            (a person in alertcall.toml)\n  \
+                            alertcall test-call nurse          (NURSE_PHONE_NUMBER, without alertcall.toml)\n  \
+                            alertcall test-call +13854019951 --wait 60s\n\n\
+                            It talks to `alertcall serve` at ALERTCALL_PUBLIC_URL with ALERTCALL_API_TOKEN \
+                            (an admin token), because only serve receives the provider's webhooks."
+    )]
+    TestCall {
+        /// A staff id from alertcall.toml, or a number in E.164 form such as +13854019951.
+        to: String,
+        /// How long to wait for the outcome (500ms, 5s, 2m).
+        #[arg(long, default_value = "120s", value_name = "DURATION")]
+        wait: String,
+    },
     /// Raise, list, acknowledge and resolve alerts.
     #[command(subcommand)]
     Alert(AlertCommand),
@@ -185,7 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         require_existing_database(&config.database_url).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
-        Command::Serve => serve(config).await?,
+        Command::Serve => return serve(config).await,
         Command::Migrate => {
             let store = open_store(&config).await?;
             store.migrate().await?;
@@ -200,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calls { alert, limit } => calls(config, alert, limit).await?,
         Command::Oncall { schedule, at } => oncall(&config, schedule.as_deref(), at.as_deref())?,
         Command::Sim(cmd) => sim(config, cmd).await?,
+        Command::TestCall { to, wait } => return test_call(&config, &to, &wait).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,7 +274,9 @@ async fn open_store(config: &Config) -> anyhow::Result<store::DynStore> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs until SIGTERM or Ctrl-C; exits with `exit::UNWRITABLE` when the database cannot be
+/// written for good.
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let provider = config.provider.name();
     let database = redact_url(&config.database_url);
     let app = Application::build(config).await?;
@@ -289,7 +309,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(engine.clone()));
-    app.run(shutdown_signal()).await
+    app.run(shutdown_signal()).await?;
+    Ok(if engine.database_unwritable() {
+        ExitCode::from(crate::exit::UNWRITABLE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `kill -HUP`: reads alertcall.toml again. A file with problems is refused (and the
@@ -734,9 +759,7 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
 
 async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
     let base = format!("{}/api/sim/calls", config.public_url);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = serve_client()?;
     let (method, url, body) = match &cmd {
         SimCommand::List => (reqwest::Method::GET, base.clone(), None),
         SimCommand::Answer { call } => {
@@ -771,22 +794,7 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
             Some(serde_json::json!({ "from": from, "text": text })),
         ),
     };
-    let mut request = client.request(method, &url);
-    if let Some(token) = &config.api_token {
-        request = request.bearer_auth(token.expose());
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.with_context(|| {
-        format!("cannot reach alertcall at {url}; is `alertcall serve` running (ALERTCALL_LISTEN / ALERTCALL_PUBLIC_URL)?")
-    })?;
-    let status = response.status();
-    let value: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("");
-        anyhow::bail!("{status}: {message}");
-    }
+    let value = ask_serve(&config, &client, method, &url, body.as_ref()).await?;
     if let Some(acknowledged) = value.get("acknowledged") {
         match acknowledged.as_str() {
             Some(alert) => println!("acknowledged {alert} by SMS"),
@@ -840,6 +848,115 @@ async fn sim(config: Config, cmd: SimCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The HTTP client that talks to the running `serve`.
+fn serve_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+/// One request to the running `serve` (`alertcall sim`, `alertcall test-call`), with
+/// ALERTCALL_API_TOKEN when set: its JSON answer, or what went wrong and what to do.
+async fn ask_serve(
+    config: &Config,
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut request = client.request(method, url);
+    if let Some(token) = &config.api_token {
+        request = request.bearer_auth(token.expose());
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.with_context(|| {
+        format!("cannot reach alertcall at {url}; is `alertcall serve` running (ALERTCALL_LISTEN / ALERTCALL_PUBLIC_URL)? Start it with `alertcall serve`")
+    })?;
+    let status = response.status();
+    let value: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let message = value.get("error").and_then(|e| e.as_str()).unwrap_or("");
+        if status == reqwest::StatusCode::UNAUTHORIZED && !message.contains("ALERTCALL_API_TOKEN") {
+            anyhow::bail!(
+                "{status}: {message} (set ALERTCALL_API_TOKEN here to an admin API token that \
+                 `alertcall serve` accepts)"
+            );
+        }
+        anyhow::bail!("{status}: {message}");
+    }
+    Ok(value)
+}
+
+/// How often `test-call` asks how its call is going.
+const TEST_CALL_POLL: Duration = Duration::from_millis(250);
+
+/// `alertcall test-call <person | +number> [--wait 120s]`: asks the running `serve` (only it
+/// receives the provider's webhooks) to place a test call, prints every change of its state,
+/// then the outcome and what to do next. Exit status 0 only when 1 was pressed.
+async fn test_call(config: &Config, to: &str, wait: &str) -> anyhow::Result<ExitCode> {
+    let wait =
+        crate::config::parse_duration(wait).map_err(|e| anyhow::anyhow!("--wait {wait:?}: {e}"))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let client = serve_client()?;
+    let url = format!("{}/api/v1/test-calls", config.public_url);
+    let body = serde_json::json!({ "to": to });
+    let post = reqwest::Method::POST;
+    let mut call = ask_serve(config, &client, post, &url, Some(&body)).await?;
+    let field = |call: &serde_json::Value, key: &str| call[key].as_str().unwrap_or("").to_string();
+    let id = field(&call, "id");
+    let person = match call["person_name"].as_str() {
+        Some(name) => format!(" ({name}, {})", field(&call, "person")),
+        None => String::new(),
+    };
+    println!(
+        "test call {id} to {}{person} through {}",
+        field(&call, "to"),
+        field(&call, "provider")
+    );
+    let mut shown = String::new();
+    let mut sim_hint = field(&call, "provider") == "simulator";
+    while call["done"] != true {
+        let state = field(&call, "state");
+        if state != shown {
+            println!("  {state}: {}", field(&call, "message"));
+            shown = state;
+        }
+        let ringing = field(&call, "provider_call_id");
+        if sim_hint && !ringing.is_empty() {
+            println!(
+                "  on the simulator: `alertcall sim answer {ringing}`, then `alertcall sim press {ringing} 1`"
+            );
+            sim_hint = false;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            println!(
+                "✗ no outcome within {}: the call is still {shown}.\n  {}",
+                crate::domain::alert::human_duration(wait),
+                field(&call, "next")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        tokio::time::sleep(TEST_CALL_POLL).await;
+        let get = reqwest::Method::GET;
+        call = ask_serve(config, &client, get, &format!("{url}/{id}"), None).await?;
+    }
+    let passed = call["passed"] == true;
+    println!(
+        "{} {}: {}\n  {}",
+        if passed { "✓" } else { "✗" },
+        field(&call, "state"),
+        field(&call, "message"),
+        field(&call, "next")
+    );
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Prints who is on call on each schedule (or one) at an instant.

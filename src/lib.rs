@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod exit;
 pub mod http;
 pub mod log_line;
 pub mod metrics;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    alertcall::exit::report_bus_errors();
     let cli = alertcall::cli::Cli::parse();
     if !cli.is_serve() {
         // `alertcall calls | head` must end quietly when the pipe closes, as other CLI tools

@@ -100,7 +100,8 @@ impl Application {
         self.state.sim.clone()
     }
 
-    /// Serves HTTP and runs the engine until `shutdown` resolves.
+    /// Serves HTTP and runs the engine until `shutdown` resolves or the database cannot be
+    /// written for good (`Engine::database_unwritable`).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -111,6 +112,7 @@ impl Application {
             tokio::spawn(async move {
                 while let Some(event) = events.recv().await {
                     if let Err(e) = engine.handle_call_event(&event, Source::Simulator).await {
+                        engine.store_failed(&e);
                         tracing::warn!(error = %e, "could not record a simulated call event");
                     }
                 }
@@ -135,18 +137,36 @@ impl Application {
         );
         let app = http::router(self.state);
         let mut rx = stop_rx;
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
+        tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = engine.unwritable() => {}
+                }
+                let _ = stop_tx.send(true);
+            }
         });
-        crate::server::serve(self.listener, app, limits, async move {
+        let server = crate::server::serve(self.listener, app, limits, async move {
             let _ = rx.wait_for(|s| *s).await;
-        })
-        .await;
+        });
+        // Stopping for an unwritable database waits for no supervisor's patience: requests
+        // still open after `UNWRITABLE_GRACE` (a dashboard's event stream never ends) are cut.
+        let cut_short = async {
+            engine.unwritable().await;
+            tokio::time::sleep(UNWRITABLE_GRACE).await;
+        };
+        tokio::select! {
+            () = server => {}
+            () = cut_short => {}
+        }
         let _ = engine_task.await;
         Ok(())
     }
 }
+
+/// How long in-flight requests get to finish when `serve` stops for an unwritable database.
+const UNWRITABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a fresh install keeps its first admin password.
 pub const BOOTSTRAP_PASSWORD_FILE: &str = "alertcall-admin-password";

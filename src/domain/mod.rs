@@ -10,4 +10,5 @@ pub mod message;
 pub mod phone;
 pub mod reach;
 pub mod schedule;
+pub mod test_call;
 pub mod timestamp;

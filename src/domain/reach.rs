@@ -32,16 +32,20 @@ pub enum Reason {
     Exhausted,
     /// The provider refused the call for good (an invalid number).
     FailedForGood,
+    /// Active and critical, but alertcall has not taken it in (no page) well past the
+    /// sweeps that should have: the intake keeps failing on it.
+    NotTakenIn,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::NoPolicy,
         Reason::NobodyOnCall,
         Reason::ProviderDown,
         Reason::Skipped,
         Reason::Exhausted,
         Reason::FailedForGood,
+        Reason::NotTakenIn,
     ];
 
     /// The name in the health API and the metric's `reason` label.
@@ -53,6 +57,7 @@ impl Reason {
             Reason::Skipped => "skipped",
             Reason::Exhausted => "exhausted",
             Reason::FailedForGood => "failed_for_good",
+            Reason::NotTakenIn => "not_taken_in",
         }
     }
 
@@ -106,8 +111,9 @@ impl ProviderHealth {
 /// Where the alert's page stands, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// Not taken in yet (it arrived a moment ago).
-    NotPaged,
+    /// Not taken in yet: no page, as this instance has seen it `since` then (an alert that
+    /// arrived a moment ago, or one the intake keeps failing on).
+    NotPaged { since: DateTime<Utc> },
     /// The current step is to be notified at `at`; `attempts` failed before because of the
     /// provider, the last with `last_error`.
     Due {
@@ -159,6 +165,9 @@ pub struct Situation<'a> {
     /// Names of the fallback contacts (empty: none configured).
     pub fallback: &'a [String],
     pub max_alert_age: Duration,
+    /// How long an alert may stay without a page before that is a fault, not a moment's
+    /// delay (a few sweeps).
+    pub intake_grace: Duration,
     pub time_zone: &'a TimeZone,
     pub now: DateTime<Utc>,
 }
@@ -177,7 +186,12 @@ pub fn assess(s: &Situation) -> Option<Unreached> {
     let provider_down = !s.provider_health.can_call()
         || matches!(s.progress, Progress::Due { attempts, .. } if attempts >= RETRY_BUDGET);
     match &s.progress {
-        Progress::NotPaged | Progress::Closed | Progress::Waiting { .. } => None,
+        Progress::NotPaged { since }
+            if (s.now - *since).to_std().unwrap_or_default() >= s.intake_grace =>
+        {
+            Some(not_taken_in(s, *since))
+        }
+        Progress::NotPaged { .. } | Progress::Closed | Progress::Waiting { .. } => None,
         Progress::Stale => Some(skipped(s)),
         Progress::NoPolicy => Some(no_policy(s)),
         Progress::Due { at, last_error, .. } if provider_down => {
@@ -201,6 +215,24 @@ fn skipped(s: &Situation) -> Unreached {
         fix: "If the patient still needs someone, send them now; then resolve the alert (the \
               board or `alertcall alert resolve`). Raise ALERTCALL_MAX_ALERT_AGE only if alerts \
               this old must still be called."
+            .into(),
+    }
+}
+
+fn not_taken_in(s: &Situation, since: DateTime<Utc>) -> Unreached {
+    Unreached {
+        reason: Reason::NotTakenIn,
+        message: format!(
+            "alertcall has not taken this alert in: it has had no page since {} (the intake \
+             keeps failing on it), so nobody is being called.",
+            clock(since, s)
+        ),
+        next: format!(
+            "The intake retries at every sweep (ALERTCALL_SWEEP_INTERVAL). {}",
+            fallback(s)
+        ),
+        fix: "Read alertcall's error log for this alert id (the database refusing writes, a \
+              trigger or a permission on alertcall's tables); /readyz shows failing writes."
             .into(),
     }
 }
@@ -425,6 +457,7 @@ mod tests {
             provider_health: &c.health,
             fallback: &c.fallback,
             max_alert_age: Duration::from_secs(24 * 3600),
+            intake_grace: Duration::from_secs(15),
             time_zone: &tz,
             now: at(10, 30),
         })
@@ -441,7 +474,9 @@ mod tests {
     #[test]
     fn an_escalation_in_progress_reaches_someone() {
         for progress in [
-            Progress::NotPaged,
+            Progress::NotPaged {
+                since: at(10, 30) - chrono::Duration::seconds(14),
+            },
             Progress::Closed,
             Progress::Waiting { until: None },
             due(0),
@@ -449,6 +484,19 @@ mod tests {
         ] {
             assert_eq!(assess_case(&case(progress.clone())), None, "{progress:?}");
         }
+    }
+
+    #[test]
+    fn an_alert_left_without_a_page_past_the_grace_is_not_taken_in() {
+        let u = assess_case(&case(Progress::NotPaged { since: at(10, 28) })).unwrap();
+        assert_eq!(u.reason, Reason::NotTakenIn);
+        assert!(u.message.contains("no page since 10:28"), "{}", u.message);
+        assert!(
+            u.next
+                .contains("The fallback contact (Charge desk) is called")
+        );
+        assert!(u.fix.contains("error log"));
+        assert!(u.reason.calls_fallback());
     }
 
     #[test]
@@ -569,6 +617,7 @@ mod tests {
             provider_health: &ProviderHealth::Ok,
             fallback: &[],
             max_alert_age: Duration::from_secs(90 * 60),
+            intake_grace: Duration::from_secs(15),
             time_zone: &tz,
             now: at(10, 30),
         };

@@ -70,9 +70,7 @@ impl Engine {
         via: &str,
     ) -> Result<AckOutcome, StoreError> {
         let now = self.now();
-        let acked = acknowledge(&*self.store, alert_id, by, via, now)
-            .await
-            .inspect_err(|e| self.store_failed(e))?;
+        let acked = acknowledge(&*self.store, alert_id, by, via, now).await?;
         self.stored();
         if acked.outcome == AckOutcome::Acknowledged {
             tracing::info!(alert_id, via, by = %by.for_log(), "ACKNOWLEDGED");

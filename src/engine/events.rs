@@ -102,6 +102,12 @@ impl Engine {
             .find_call(&event.provider_call_id, event.call_id)
             .await?
         else {
+            if let Some(test) = self
+                .find_test_call(&event.provider_call_id, event.call_id)
+                .await?
+            {
+                return self.test_call_event(&test, event, source).await;
+            }
             tracing::warn!(
                 provider_call_id = %event.provider_call_id,
                 status = event.kind.name(),
@@ -178,6 +184,12 @@ impl Engine {
             .find_call(&input.provider_call_id, input.call_id)
             .await?
         else {
+            if let Some(test) = self
+                .find_test_call(&input.provider_call_id, input.call_id)
+                .await?
+            {
+                return self.test_call_input(&test, input, source).await;
+            }
             tracing::warn!(provider_call_id = %input.provider_call_id, "menu input for an unknown call; ignored");
             return Ok(Turn {
                 reply: Reply::Say {

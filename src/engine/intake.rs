@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Engine;
-use crate::store::{FeedEvent, Lease, PageState};
+use crate::store::{AlertFilter, FeedEvent, Lease, Page, PageState, StoreError};
 
 /// Back-off between attempts while the database is unreachable.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -73,7 +73,14 @@ pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
         let not_before = now
             - chrono::Duration::from_std(engine.config.max_alert_age)
                 .unwrap_or(chrono::Duration::MAX);
-        let pages = match engine.store.intake(only, not_before, &lease).await {
+        let taken = match engine.store.intake(only, not_before, &lease).await {
+            Err(e) if only.is_none() => {
+                engine.store_failed(&e);
+                one_by_one(engine, not_before, &lease).await
+            }
+            taken => taken,
+        };
+        let pages = match taken {
             Ok(pages) => {
                 engine.set_database_ok(true);
                 if !pages.is_empty() {
@@ -106,4 +113,40 @@ pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
             return;
         }
     }
+}
+
+/// After a batch intake failed: takes the alerts in one at a time, so that one alert the
+/// database refuses (a trigger, a constraint, a bad value) does not hold back the others. Each
+/// refused alert is logged and retried at the next sweep; if it stays refused, `reach` shows it
+/// as not taken in and the fallback contact is told. An error here (the list cannot be read)
+/// means the database itself is away.
+async fn one_by_one(
+    engine: &Engine,
+    not_before: chrono::DateTime<chrono::Utc>,
+    lease: &Lease,
+) -> Result<Vec<Page>, StoreError> {
+    let views = engine
+        .store
+        .alert_views(&AlertFilter {
+            status: Some("active".into()),
+            severity: Some(crate::domain::alert::CRITICAL.into()),
+            limit: 1000,
+            ..AlertFilter::default()
+        })
+        .await?;
+    let mut pages = Vec::new();
+    for view in views.iter().filter(|v| v.page.is_none()) {
+        match engine
+            .store
+            .intake(Some(&view.alert.id), not_before, lease)
+            .await
+        {
+            Ok(taken) => pages.extend(taken),
+            Err(e) => {
+                engine.store_failed(&e);
+                tracing::warn!(alert_id = %view.alert.id, error = %e, "the database refused to take this alert in; retrying at every sweep");
+            }
+        }
+    }
+    Ok(pages)
 }

@@ -23,6 +23,7 @@ mod faults;
 mod intake;
 pub mod limiter;
 pub mod reach;
+pub mod test_call;
 
 pub use actions::{acknowledge, resolve};
 pub use events::{EventOutcome, Source, Turn};
@@ -56,6 +57,8 @@ pub struct Engine {
     provider_health: reach::ProviderHealthBook,
     /// When the dispatcher last went round its loop (Unix ms; 0: not yet).
     dispatch_loop_ms: AtomicI64,
+    /// Active critical alerts seen without a page, and since when (`Engine::assess`).
+    unpaged_since: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -89,6 +92,7 @@ impl Engine {
             env_access,
             provider_health: reach::ProviderHealthBook::default(),
             dispatch_loop_ms: AtomicI64::new(0),
+            unpaged_since: std::sync::Mutex::default(),
         })
     }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{Engine, escalate};
 use crate::domain::alert::Alert;
 use crate::domain::reach::{self, Progress, ProviderHealth, Reason, Refused, Situation, Unreached};
-use crate::store::{AlertFilter, AlertView, AuditEvent, PageState, StoreError};
+use crate::store::{AlertFilter, AlertView, AuditEvent, PageState, PageView, StoreError};
 use crate::telephony::ProviderError;
 
 /// How often the active critical alerts are assessed (one query).
@@ -104,6 +104,11 @@ impl Engine {
                 ..AlertFilter::default()
             })
             .await?;
+        // Forget alerts no longer active and critical (this is the whole list).
+        self.unpaged_since
+            .lock()
+            .expect("unpaged lock")
+            .retain(|id, _| views.iter().any(|v| &v.alert.id == id));
         let assessed = self.assess(&views).await?;
         let mut out: Vec<AlertReach> = views
             .into_iter()
@@ -142,7 +147,14 @@ impl Engine {
             if !alert.is_critical() || !alert.status.needs_paging() {
                 continue;
             }
-            let progress = progress(view);
+            let progress = match &view.page {
+                Some(page) => progress(page),
+                None => {
+                    let mut unpaged = self.unpaged_since.lock().expect("unpaged lock");
+                    let since = *unpaged.entry(alert.id.clone()).or_insert(now);
+                    Progress::NotPaged { since }
+                }
+            };
             let policy = match &view.page {
                 Some(page) if page.policy.is_some() => directory
                     .policies
@@ -189,6 +201,7 @@ impl Engine {
                 provider_health: &health,
                 fallback: &fallback,
                 max_alert_age: self.config.max_alert_age,
+                intake_grace: intake_grace(self.config.sweep_interval),
                 time_zone: &time_zone,
                 now,
             };
@@ -225,10 +238,7 @@ impl Engine {
 }
 
 /// A page row as `domain::reach` sees it.
-fn progress(view: &AlertView) -> Progress {
-    let Some(page) = &view.page else {
-        return Progress::NotPaged;
-    };
+fn progress(page: &PageView) -> Progress {
     match page.state {
         PageState::Due => Progress::Due {
             at: page.due_at,
@@ -396,4 +406,10 @@ async fn why_no_heartbeat(engine: &Engine, every: Duration) -> Option<String> {
         )),
         Err(_) => Some("the database does not answer".into()),
     }
+}
+
+/// How long an active critical alert may go without a page before it counts as not taken in:
+/// three sweeps (each retries the intake), and never less than 5 s.
+fn intake_grace(sweep: Duration) -> Duration {
+    (sweep * 3).max(Duration::from_secs(5))
 }

@@ -113,7 +113,8 @@ pub struct AlertSummary {
 #[derive(Serialize, ToSchema, Clone)]
 pub struct UnreachedAlert {
     pub alert_id: String,
-    /// no_policy, nobody_on_call, provider_down, skipped, exhausted or failed_for_good.
+    /// no_policy, nobody_on_call, provider_down, skipped, exhausted, failed_for_good or
+    /// not_taken_in.
     pub reason: String,
     /// What is wrong, in a plain sentence.
     pub message: String,
@@ -297,7 +298,7 @@ const MAX_LIMIT: i64 = 5000;
 const MAX_TEXT: usize = 2000;
 
 /// Text from a request: bounded, and without NUL (which no database column takes).
-fn text(field: &str, value: &str) -> Result<String, HttpError> {
+pub(super) fn text(field: &str, value: &str) -> Result<String, HttpError> {
     if value.chars().count() > MAX_TEXT || value.contains('\0') {
         return Err(HttpError::BadRequest(format!(
             "{field} must be at most {MAX_TEXT} characters without NUL"
@@ -1102,7 +1103,8 @@ impl Modify for Security {
             from /login. Live changes: GET /api/v1/events (server-sent events, `change` \
             events carry the newest audit id)."
     ),
-    paths(me, health, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, resolve_skipped, calls, analytics, oncall),
+    paths(me, health, list_alerts, alert_detail, timeline, raise_alert, acknowledge, resolve, resolve_skipped, calls, analytics, oncall,
+        super::test_calls::start, super::test_calls::show),
     modifiers(&Security),
     security(("token" = []), ("session" = []))
 )]

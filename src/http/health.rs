@@ -15,7 +15,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Ready: the database answers within 2 s and stores what is written (`database_writes`:
-/// a full disk, an I/O error or read-only files fail writes while reads still answer; see
+/// a full disk or an I/O error fail writes while reads still answer; see
 /// `Engine::writes_failing`). Whether the provider can place calls is reported
 /// too, but does not make the instance unready: a refused key refuses every instance alike,
 /// and taking them all out of a load balancer would also cut the dashboard the charge nurses

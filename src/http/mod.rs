@@ -22,6 +22,7 @@ pub mod auth;
 mod dashboard;
 mod health;
 mod sim;
+mod test_calls;
 mod webhooks;
 
 /// Webhook bodies are small; anything bigger is refused before it is read.
@@ -98,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calls", get(api::calls))
         .route("/api/v1/analytics", get(api::analytics))
         .route("/api/v1/oncall", get(api::oncall))
+        .route("/api/v1/test-calls", post(test_calls::start))
+        .route("/api/v1/test-calls/{id}", get(test_calls::show))
         .route("/api/v1/events", get(dashboard::events));
     if state.sim.is_some() {
         router = router
@@ -148,18 +151,20 @@ async fn count_webhooks(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Marks a response that failed on the database (see `HttpError`), for the metrics.
-#[derive(Clone, Copy)]
-struct DatabaseFailed;
+/// Marks a response that failed on the database (see `HttpError`), with the error, for the
+/// metrics and `Engine::store_failed`.
+#[derive(Clone)]
+struct DatabaseFailed(Arc<StoreError>);
 
 async fn count_database_errors(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let response = next.run(request).await;
-    if response.extensions().get::<DatabaseFailed>().is_some() {
+    let mut response = next.run(request).await;
+    if let Some(DatabaseFailed(error)) = response.extensions_mut().remove() {
         state.engine.metrics.database_error();
+        state.engine.store_failed(&error);
     }
     response
 }
@@ -226,8 +231,10 @@ impl IntoResponse for HttpError {
             }
         };
         let mut response = (status, Json(json!({"error": self.to_string()}))).into_response();
-        if matches!(self, HttpError::Unavailable(_) | HttpError::Internal(_)) {
-            response.extensions_mut().insert(DatabaseFailed);
+        if let HttpError::Unavailable(e) | HttpError::Internal(e) = self {
+            response
+                .extensions_mut()
+                .insert(DatabaseFailed(Arc::new(e)));
         }
         response
     }

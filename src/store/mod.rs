@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
 use crate::domain::call::{CallRecord, CallStatus};
+use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
 mod postgres;
@@ -33,6 +34,11 @@ pub enum StoreError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The SQLite file alertcall opened is no longer at its path. In WAL mode SQLite goes on
+    /// writing to the file it has open (its own SQLITE_READONLY_DBMOVED check covers rollback
+    /// journals only), so whatever the hospital writes at the path would never be seen.
+    #[error("the database file {0} was moved, deleted or replaced while open")]
+    Moved(String),
 }
 
 /// Adds what was being attempted to a sqlx error.
@@ -63,28 +69,85 @@ impl StoreError {
 }
 
 impl StoreError {
-    /// The database refused to store data: a full disk, an I/O error, read-only or
-    /// unopenable files. Such faults heal when space or access returns.
+    /// The database refused to store data: for good (`unwritable`), or for a while (a full
+    /// disk, an I/O error), which heals when space or the device returns.
     pub fn is_write_fault(&self) -> bool {
+        if self.unwritable().is_some() {
+            return true;
+        }
+        match self.database_code() {
+            // SQLITE_IOERR, SQLITE_FULL.
+            Some(Code::Sqlite(code)) => matches!(code & 0xff, 10 | 13),
+            // SQLSTATE class 53 (disk full, out of memory) and 58 (I/O error).
+            Some(Code::Postgres(state)) => state.starts_with("53") || state.starts_with("58"),
+            None => false,
+        }
+    }
+
+    /// What the operator must do when the database cannot be written for good: waiting does
+    /// not help, a restart (which reopens it) may. `None` for everything else, including the
+    /// faults that heal by themselves (a full disk, an I/O error, a busy database, a lost
+    /// connection).
+    pub fn unwritable(&self) -> Option<&'static str> {
+        if let StoreError::Moved(_) = self {
+            return Some(
+                "put the database file back at its path (the restarted alertcall opens whatever \
+                 file is there)",
+            );
+        }
+        match self.database_code()? {
+            // The primary result code (the low byte of an extended one).
+            Code::Sqlite(code) => match code & 0xff {
+                // SQLITE_READONLY and its extended codes (a read-only file or directory, a
+                // file moved away, a -shm that cannot be written...).
+                8 => Some(
+                    "make the database file, its -wal and -shm files and their directory \
+                     writable by the user alertcall runs as",
+                ),
+                // SQLITE_CANTOPEN.
+                14 => Some(
+                    "check that the database file and its directory exist and that the user \
+                     alertcall runs as can read and write them",
+                ),
+                // SQLITE_CORRUPT, SQLITE_NOTADB.
+                11 | 26 => Some(
+                    "the file is damaged or is not a SQLite database: restore it from a backup",
+                ),
+                _ => None,
+            },
+            // read_only_sql_transaction: a standby (the old primary after a failover) or a
+            // database set read-only; a new connection may reach the primary.
+            Code::Postgres("25006") => Some(
+                "the Postgres server is read-only (a standby, or default_transaction_read_only): \
+                 point DATABASE_URL at the primary",
+            ),
+            Code::Postgres(_) => None,
+        }
+    }
+
+    /// The database's own code for the error, if it gave one.
+    fn database_code(&self) -> Option<Code<'_>> {
         let StoreError::Database {
             source: sqlx::Error::Database(e),
             ..
         } = self
         else {
-            return false;
+            return None;
         };
-        let code = e.code().unwrap_or_default();
         if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-            // The primary result code (the low byte of an extended one): SQLITE_READONLY,
-            // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
-            code.parse::<i32>()
-                .is_ok_and(|c| matches!(c & 0xff, 8 | 10 | 13 | 14))
+            // The extended result code.
+            e.code()?.parse().ok().map(Code::Sqlite)
         } else {
-            // SQLSTATE class 53 (disk full, out of memory), 58 (I/O error), and a read-only
-            // transaction (a standby).
-            code.starts_with("53") || code.starts_with("58") || code == "25006"
+            e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .map(|e| Code::Postgres(e.code()))
         }
     }
+}
+
+enum Code<'a> {
+    Sqlite(i32),
+    /// SQLSTATE.
+    Postgres(&'a str),
 }
 
 /// What the engine must do next for one alert, and who holds it right now.
@@ -386,7 +449,7 @@ pub struct Session {
 /// database.
 #[async_trait]
 pub trait Store:
-    Alerts + Paging + Calls + Texts + Audit + Sessions + Feed + Send + Sync + 'static
+    Alerts + Paging + Calls + Texts + TestCalls + Audit + Sessions + Feed + Send + Sync + 'static
 {
     fn backend(&self) -> &'static str;
     /// Creates the hospital's tables if absent, alertcall's own tables, and the notify trigger.
@@ -610,6 +673,26 @@ pub trait Sessions {
 pub trait Feed {
     /// A stream of hints that alerts may have arrived (notifications, file changes).
     async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError>;
+}
+
+/// Test calls (`alertcall test-call`): kept apart from alerts, they acknowledge nothing.
+#[async_trait]
+pub trait TestCalls {
+    /// Records a test call (`alertcall test-call`), `placing`.
+    async fn create_test_call(&self, call: &NewTestCall) -> Result<TestCallRecord, StoreError>;
+    async fn test_call(&self, id: Uuid) -> Result<Option<TestCallRecord>, StoreError>;
+    /// Records the provider's id of a test call (if it has none), and moves it to `state` if
+    /// that is a step forward (`TestCallState::rank`) with `reason`; true when it moved.
+    async fn advance_test_call(
+        &self,
+        id: Uuid,
+        state: TestCallState,
+        reason: Option<&str>,
+        provider_call_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Counts one more re-prompt on a test call and returns how many there were before.
+    async fn bump_test_call_prompts(&self, id: Uuid) -> Result<i32, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -862,6 +945,80 @@ impl From<EventRow> for StoredEvent {
             detail: r.detail,
             created_at: r.created_at,
         }
+    }
+}
+
+/// A test call about to be placed (`alertcall test-call`).
+#[derive(Debug, Clone)]
+pub struct NewTestCall {
+    pub id: Uuid,
+    /// The staff id called, when the call was asked for by person.
+    pub person: Option<String>,
+    pub to_number: String,
+    pub provider: String,
+    /// Who asked: `api:<token name>` or `dashboard:<user>`.
+    pub requested_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A test call as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCallRecord {
+    pub id: Uuid,
+    pub person: Option<String>,
+    pub to_number: String,
+    pub provider: String,
+    pub provider_call_id: Option<String>,
+    pub state: TestCallState,
+    /// The provider's reason for a failure, when it gave one.
+    pub reason: Option<String>,
+    pub prompts: i32,
+    pub requested_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(crate) const TEST_CALL_COLUMNS: &str = "id, person, to_number, provider, provider_call_id, \
+     state, reason, prompts, requested_by, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct TestCallRow {
+    id: String,
+    person: Option<String>,
+    to_number: String,
+    provider: String,
+    provider_call_id: Option<String>,
+    state: String,
+    reason: Option<String>,
+    prompts: i32,
+    requested_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<TestCallRow> for TestCallRecord {
+    type Error = StoreError;
+    fn try_from(r: TestCallRow) -> Result<Self, StoreError> {
+        Ok(TestCallRecord {
+            id: Uuid::parse_str(&r.id).map_err(|_| {
+                StoreError::Invalid(format!("test call id {:?} is not a uuid", r.id))
+            })?,
+            state: TestCallState::parse(&r.state).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "test call {} has unknown state {:?}",
+                    r.id, r.state
+                ))
+            })?,
+            person: r.person,
+            to_number: r.to_number,
+            provider: r.provider,
+            provider_call_id: r.provider_call_id,
+            reason: r.reason,
+            prompts: r.prompts,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
     }
 }
 

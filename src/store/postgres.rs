@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("migrations/postgres/0004_session_credential.sql"),
     ),
+    (5, include_str!("migrations/postgres/0005_test_calls.sql")),
 ];
 
 /// Serialises migrations across instances starting at once (the advisory lock's key is

@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::alert::CRITICAL;
+use crate::domain::test_call::TestCallState;
 
 /// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
 /// SQL list; a unit test keeps the two in step.
@@ -156,6 +157,7 @@ impl Sql {
             "call_columns" => CALL_COLUMNS.into(),
             "page_columns" => PAGE_COLUMNS.into(),
             "sms_columns" => SMS_COLUMNS.into(),
+            "test_call_columns" => TEST_CALL_COLUMNS.into(),
             "alert_select" => self.resolve(ALERT_SELECT),
             "for_update" | "skip_locked" => String::new(),
             "as_alert_id" | "join_key" | "time_order" => arg.into(),
@@ -383,7 +385,6 @@ impl Conn<'_> {
 }
 
 /// The connection pool of either database.
-#[derive(Clone)]
 pub(crate) enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
@@ -452,28 +453,30 @@ fn is_bad_id(e: &sqlx::Error) -> bool {
 /// The store over either database.
 pub struct SqlStore {
     pool: Pool,
+    /// The SQLite file as opened (none in memory, none on Postgres), checked at every intake.
+    file: Option<sqlite::OpenedFile>,
     sql: RwLock<Arc<Sql>>,
 }
 
 impl SqlStore {
     /// Opens the database the URL names: `postgres://`, `postgresql://` or `sqlite:`.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
-        let (pool, dialect) = if url.starts_with("postgres://") || url.starts_with("postgresql://")
-        {
-            (
-                Pool::Postgres(postgres::connect(url).await?),
-                Dialect::Postgres,
-            )
-        } else if url.starts_with("sqlite:") {
-            (Pool::Sqlite(sqlite::connect(url).await?), Dialect::Sqlite)
-        } else {
-            return Err(StoreError::Invalid(format!(
-                "unsupported database URL {:?}: use postgres://... or sqlite://...",
-                crate::config::redact_url(url)
-            )));
-        };
+        let (pool, dialect, file) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let pool = postgres::connect(url).await?;
+                (Pool::Postgres(pool), Dialect::Postgres, None)
+            } else if url.starts_with("sqlite:") {
+                let (pool, file) = sqlite::connect(url).await?;
+                (Pool::Sqlite(pool), Dialect::Sqlite, file)
+            } else {
+                return Err(StoreError::Invalid(format!(
+                    "unsupported database URL {:?}: use postgres://... or sqlite://...",
+                    crate::config::redact_url(url)
+                )));
+            };
         let store = SqlStore {
             pool,
+            file,
             sql: RwLock::new(Arc::new(Sql::new(dialect, None))),
         };
         store.learn_alert_id_type().await?;
@@ -1024,6 +1027,10 @@ impl Paging for SqlStore {
         not_before: DateTime<Utc>,
         lease: &Lease,
     ) -> Result<Vec<Page>, StoreError> {
+        // Alerts written at the path would never be seen in a file that moved away.
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
         let s = self
             .stmt(
                 "WITH candidates AS ( \
@@ -1351,6 +1358,84 @@ impl Texts for SqlStore {
         self.fetch_optional(s)
             .await
             .doing("finding the message a reply answers")
+    }
+}
+
+#[async_trait]
+impl TestCalls for SqlStore {
+    async fn create_test_call(&self, call: &NewTestCall) -> Result<TestCallRecord, StoreError> {
+        let s = self
+            .stmt(
+                "INSERT INTO alertcall.test_calls (id, person, to_number, provider, state, \
+                   state_rank, requested_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {test_call_columns}",
+            )
+            .bind(call.id)
+            .bind(&call.person)
+            .bind(&call.to_number)
+            .bind(&call.provider)
+            .bind(TestCallState::Placing.as_str())
+            .bind(TestCallState::Placing.rank())
+            .bind(&call.requested_by)
+            .bind(call.at);
+        let row: TestCallRow = self.fetch_one(s).await.doing("recording a test call")?;
+        row.try_into()
+    }
+
+    async fn test_call(&self, id: Uuid) -> Result<Option<TestCallRecord>, StoreError> {
+        let s = self
+            .stmt("SELECT {test_call_columns} FROM alertcall.test_calls WHERE id = $1")
+            .bind(id);
+        let row: Option<TestCallRow> = self.fetch_optional(s).await.doing("reading a test call")?;
+        row.map(TestCallRecord::try_from).transpose()
+    }
+
+    async fn advance_test_call(
+        &self,
+        id: Uuid,
+        state: TestCallState,
+        reason: Option<&str>,
+        provider_call_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if let Some(provider_call_id) = provider_call_id {
+            let s = self
+                .stmt(
+                    "UPDATE alertcall.test_calls SET provider_call_id = $2 \
+                     WHERE id = $1 AND provider_call_id IS NULL",
+                )
+                .bind(id)
+                .bind(provider_call_id);
+            self.execute(s)
+                .await
+                .doing("recording a test call's provider id")?;
+        }
+        let s = self
+            .stmt(
+                "UPDATE alertcall.test_calls SET state = $2, state_rank = $3, \
+                 reason = COALESCE($4, reason), updated_at = $5 \
+                 WHERE id = $1 AND state_rank < $3",
+            )
+            .bind(id)
+            .bind(state.as_str())
+            .bind(state.rank())
+            .bind(reason)
+            .bind(at);
+        Ok(self.execute(s).await.doing("moving a test call on")? > 0)
+    }
+
+    async fn bump_test_call_prompts(&self, id: Uuid) -> Result<i32, StoreError> {
+        let s = self
+            .stmt(
+                "UPDATE alertcall.test_calls SET prompts = prompts + 1 WHERE id = $1 \
+                 RETURNING prompts",
+            )
+            .bind(id);
+        let after: Option<(i32,)> = self
+            .fetch_optional(s)
+            .await
+            .doing("counting a test call's re-prompt")?;
+        Ok(after.map_or(0, |(n,)| n - 1))
     }
 }
 

@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("migrations/sqlite/0004_session_credential.sql"),
     ),
+    (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
 ];
 
 pub(super) const MIGRATION_PRELUDE: &str = "CREATE TABLE IF NOT EXISTS alertcall_schema_migrations ( \
@@ -75,7 +76,8 @@ pub(super) fn fragment(name: &str, arg: &str) -> Option<String> {
     })
 }
 
-pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+/// Opens the file, and notes which file it is.
+pub(super) async fn connect(url: &str) -> Result<(SqlitePool, Option<OpenedFile>), StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::Invalid(format!("DATABASE_URL is not a valid SQLite URL: {e}")))?
         .create_if_missing(true)
@@ -83,7 +85,7 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         // Every acknowledgement must survive a power cut, not only a crash.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10));
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(4)
         // A transaction whose COMMIT failed (a full disk) is rolled back when dropped; if
         // SQLite had already rolled it back itself, that ROLLBACK fails and sqlx still
@@ -100,9 +102,46 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
                 Ok(clean)
             })
         })
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
-        .doing("opening the SQLite database")
+        .doing("opening the SQLite database")?;
+    // Once open, the file is never created again: a connection opened after it moved
+    // away would start an empty database at the path, and SQLite deletes a WAL it finds
+    // beside an empty file, the WAL the open connections still write to.
+    let options = options.create_if_missing(false);
+    pool.set_connect_options(options.clone());
+    let file = OpenedFile::at(options.get_filename());
+    Ok((pool, file))
+}
+
+/// A file by its device and inode, which a rename, a delete or a replacement at its path
+/// changes (the check SQLite's `SQLITE_FCNTL_HAS_MOVED` makes, which WAL mode skips).
+pub(super) struct OpenedFile {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl OpenedFile {
+    fn at(path: &std::path::Path) -> Option<OpenedFile> {
+        Some(OpenedFile {
+            path: path.to_path_buf(),
+            id: file_id(path)?,
+        })
+    }
+
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        if file_id(&self.path) == Some(self.id) {
+            Ok(())
+        } else {
+            Err(StoreError::Moved(self.path.display().to_string()))
+        }
+    }
+}
+
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 pub(super) fn feed(pool: &SqlitePool, poll: Duration) -> Box<dyn AlertFeed> {

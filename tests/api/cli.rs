@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_alertcall");
 
-fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+pub fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir).env_clear();
     if let Ok(path) = std::env::var("PATH") {
@@ -14,7 +14,7 @@ fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     cmd.output().expect("run alertcall")
 }
 
-fn stdout(o: &Output) -> String {
+pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -26,7 +26,7 @@ fn sim_cli(app: &crate::helpers::TestApp, dir: &std::path::Path, args: &[&str]) 
     stdout(&out)
 }
 
-fn stderr(o: &Output) -> String {
+pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -35,7 +35,15 @@ fn help_lists_the_commands() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["--help"], &[], dir.path());
     assert!(out.status.success());
-    for cmd in ["serve", "migrate", "check", "alert", "calls", "sim"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "check",
+        "test-call",
+        "alert",
+        "calls",
+        "sim",
+    ] {
         assert!(stdout(&out).contains(cmd), "{cmd} missing from --help");
     }
     let out = run(&["alert", "raise", "--help"], &[], dir.path());
@@ -484,7 +492,7 @@ async fn sim_say_talks_back() {
 }
 
 /// Waits until the alert's simulated call rings and returns its id.
-async fn ringing_sim_call(app: &crate::helpers::TestApp, alert: &str) -> String {
+pub async fn ringing_sim_call(app: &crate::helpers::TestApp, alert: &str) -> String {
     let engine = app.engine.clone();
     let placed = || async {
         engine

@@ -6,18 +6,15 @@ use serde_json::Value;
 use crate::both_backends;
 use crate::core::WAIT;
 use crate::dashboard::{ADMIN_TOKEN, VIEWER_TOKEN, access_file, conforms, spawn};
-use crate::db::{Backend, TestDb};
+use crate::db::TestDb;
 use crate::helpers::{ADMIN_PASSWORD, wait_until};
 
 /// Inserts an active critical alert triggered `hours` ago, as the hospital app had.
 pub async fn insert_old_alert(db: &TestDb, hours: u32, message: &str) -> String {
-    let ago = match db.backend {
-        Backend::Postgres => format!("now() - interval '{hours} hours'"),
-        Backend::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{hours} hours')"),
-    };
     db.scalar(&format!(
         "INSERT INTO alerts (severity, message, triggered_at) VALUES ('critical', '{message}', \
-         {ago}) RETURNING CAST(id AS TEXT)"
+         {}) RETURNING CAST(id AS TEXT)",
+        db.hours_ago(hours)
     ))
     .await
     .expect("alert id")

@@ -92,6 +92,15 @@ impl TestDb {
         }
     }
 
+    /// The SQLite database's file.
+    pub fn sqlite_file(&self) -> PathBuf {
+        let path = self
+            .url
+            .strip_prefix("sqlite://")
+            .expect("a SQLite database");
+        PathBuf::from(path.split('?').next().unwrap())
+    }
+
     /// The same database reached through another URL (e.g. a proxy); the pool stays direct.
     pub fn with_url(db: &TestDb, url: String) -> TestDb {
         TestDb {
@@ -158,6 +167,14 @@ impl TestDb {
         match self.backend {
             Backend::Postgres => format!("alertcall.{name}"),
             Backend::Sqlite => format!("alertcall_{name}"),
+        }
+    }
+
+    /// The SQL expression for `hours` hours before now, in the form the `alerts` table holds.
+    pub fn hours_ago(&self, hours: u32) -> String {
+        match self.backend {
+            Backend::Postgres => format!("now() - interval '{hours} hours'"),
+            Backend::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{hours} hours')"),
         }
     }
 

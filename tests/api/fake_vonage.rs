@@ -2,7 +2,7 @@
 //! contract in `shared/contracts/vonage` (NOTES.md §1–3, voice.yml) and records it, and it
 //! answers as a test scripts it: 201, an error status, or a hang past the client's timeout.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ struct Inner {
     messages: Vec<Value>,
     script: VecDeque<Behaviour>,
     default: Option<fn(usize) -> Behaviour>,
+    /// By the number called (Vonage's form, no `+`): wins over the script and the default.
+    numbers: HashMap<String, Behaviour>,
     count: usize,
     received: Vec<Received>,
     violations: Vec<String>,
@@ -93,6 +95,13 @@ impl FakeVonage {
     /// Answers the next requests as scripted, then with 201 again.
     pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
         self.inner.lock().unwrap().script.extend(behaviours);
+    }
+
+    /// Answers every call to `number` (E.164) with `behaviour`, as Vonage answers a number
+    /// it refuses; calls to other numbers are answered as before.
+    pub fn answer_number(&self, number: &str, behaviour: Behaviour) {
+        let number = number.trim_start_matches('+').to_string();
+        self.inner.lock().unwrap().numbers.insert(number, behaviour);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -197,8 +206,13 @@ async fn create_call(
         inner.violations.extend(violations.iter().cloned());
         let n = inner.count;
         inner.count += 1;
-        let fallback = inner.default.map_or(Behaviour::Created, |pick| pick(n));
-        inner.script.pop_front().unwrap_or(fallback)
+        let to = parsed["to"][0]["number"].as_str().unwrap_or_default();
+        if let Some(behaviour) = inner.numbers.get(to) {
+            behaviour.clone()
+        } else {
+            let fallback = inner.default.map_or(Behaviour::Created, |pick| pick(n));
+            inner.script.pop_front().unwrap_or(fallback)
+        }
     };
     let uuid = uuid::Uuid::new_v4().to_string();
     let record = |answered: u16, uuid: Option<String>| {

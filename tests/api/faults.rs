@@ -1,14 +1,19 @@
 //! Faults in what the hospital writes and in the disk under us: an alert whose time cannot be
-//! read is still called and listed; a full disk heals without a restart.
+//! read is still called and listed; a full disk heals without a restart; a database that
+//! cannot be written for good, and a SIGBUS, end `serve` with one line and a distinct status.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use alertcall::store::{SqliteStore, Store, StoreError};
 
 use crate::both_backends;
 use crate::core::{WAIT, wait_for_calls};
 use crate::db::{Backend, TestDb};
 use crate::fake_vonage::{FakeVonage, token};
 use crate::helpers::{TestApp, wait_until};
+use crate::process::Serve;
 
 /// The API token of these tests' servers (ALERTCALL_API_TOKEN).
 pub const TOKEN: &str = "faults-t0ken";
@@ -214,4 +219,161 @@ pub async fn wait_ready(app: &TestApp, status: u16, writes: &str) {
         },
     )
     .await;
+}
+
+/// How long `serve` may take to notice an unwritable database and stop (it sweeps every
+/// 200 ms here, and gives requests in flight 5 s).
+const STOPS_WITHIN: Duration = Duration::from_secs(30);
+
+/// The line `serve` logs when it stops for an unwritable database.
+const UNWRITABLE_LINE: &str = "the database cannot be written";
+
+/// `serve` as a child process, sweeping often, what it logs (at `error`) kept in a file.
+struct LoggedServe {
+    serve: Serve,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+    _fake: FakeVonage,
+}
+
+impl LoggedServe {
+    async fn start(db: &TestDb) -> LoggedServe {
+        let fake = FakeVonage::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let serve =
+            Serve::start_logging(db, &fake, &[("ALERTCALL_SWEEP_INTERVAL", "200ms")], &log).await;
+        LoggedServe {
+            serve,
+            log,
+            _dir: dir,
+            _fake: fake,
+        }
+    }
+
+    /// Waits until the process ends on its own; its exit status and what it logged.
+    async fn exited(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.serve.exited(STOPS_WITHIN).await;
+        (status, std::fs::read_to_string(&self.log).unwrap())
+    }
+
+    /// Waits for `serve` to stop for an unwritable database: exit status 74 and exactly one
+    /// error line saying so, which holds each of `names`. Returns that line.
+    async fn assert_stops_unwritable(&mut self, names: &[&str]) -> String {
+        let (status, text) = self.exited().await;
+        assert_eq!(status.code(), Some(74), "{status}; log:\n{text}");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(UNWRITABLE_LINE))
+            .collect();
+        assert_eq!(lines.len(), 1, "one line says why:\n{text}");
+        assert!(lines[0].contains("ERROR"), "{}", lines[0]);
+        for name in names {
+            assert!(lines[0].contains(name), "{name} missing from {}", lines[0]);
+        }
+        lines[0].to_string()
+    }
+}
+
+/// The SQLite file moved away under a running `serve` (a restore by `mv`, a clean-up): in WAL
+/// mode SQLite goes on writing to the old file, so alerts written at the path would never be
+/// seen. The next sweep stops `serve` with one error line and exit status 74, for the
+/// supervisor to restart it on whatever file is at the path; nothing is created there
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_database_file_stops_serve_with_one_error_line() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut serve = LoggedServe::start(&db).await;
+    let path = db.sqlite_file();
+    std::fs::rename(&path, path.with_file_name("moved.db")).unwrap();
+    let line = serve
+        .assert_stops_unwritable(&[
+            &path.display().to_string(),
+            "moved",
+            "put the database file back",
+        ])
+        .await;
+    assert!(!path.exists(), "no new database at the path: {line}");
+}
+
+/// A Postgres database turned read-only (as a standby is after a failover): once the
+/// connections are renewed, the first write stops `serve` with one error line and exit
+/// status 74, so that the restarted process connects afresh (to the primary). A Postgres
+/// outage does not (`torture::a_database_outage_delays_but_loses_nothing`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_stops_serve_with_one_error_line() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let mut serve = LoggedServe::start(&db).await;
+    db.exec("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$")
+        .await;
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    let line = serve
+        .assert_stops_unwritable(&["read-only", "primary"])
+        .await;
+    assert!(!line.contains("password"), "{line}");
+}
+
+/// SIGBUS (what a fault in SQLite's memory-mapped -shm file raises) ends the process with
+/// one line on stderr and exit status 135, never silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_error_is_one_line_and_status_135() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut serve = LoggedServe::start(&db).await;
+    serve.serve.signal("BUS");
+    let (status, text) = serve.exited().await;
+    assert_eq!(status.code(), Some(135), "{status}; log:\n{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("SIGBUS")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].starts_with("alertcall: FATAL: bus error"),
+        "{text}"
+    );
+}
+
+/// The store's errors say which faults are for good: real SQLite errors from a read-only
+/// file and from a file that is not a database are; a query on a missing table is not.
+#[tokio::test]
+async fn sqlite_errors_that_are_for_good_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str, mode: &str| {
+        format!("sqlite://{}?mode={mode}", dir.path().join(name).display())
+    };
+
+    let store = SqliteStore::connect(&url("a.db", "rwc")).await.unwrap();
+    store.migrate().await.unwrap();
+    let missing = sqlx::query("SELECT * FROM no_such_table")
+        .execute(store.pool())
+        .await
+        .map_err(|source| StoreError::Database {
+            doing: "reading",
+            source,
+        })
+        .unwrap_err();
+    assert_eq!(missing.unwritable(), None, "{missing}");
+    assert!(!missing.is_write_fault());
+
+    let read_only = SqliteStore::connect(&url("a.db", "ro")).await.unwrap();
+    let refused = read_only
+        .setting_or_insert("unwritable-test", "x")
+        .await
+        .unwrap_err();
+    assert!(refused.unwritable().is_some(), "{refused}");
+    assert!(refused.is_write_fault());
+
+    std::fs::write(dir.path().join("garbage.db"), vec![0x5a; 8192]).unwrap();
+    let Err(not_a_database) = SqliteStore::connect(&url("garbage.db", "rw")).await else {
+        panic!("a file of garbage opened as a database");
+    };
+    assert!(
+        not_a_database
+            .unwritable()
+            .is_some_and(|remedy| remedy.contains("backup")),
+        "{not_a_database}"
+    );
 }

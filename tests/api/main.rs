@@ -19,7 +19,9 @@ mod providers;
 mod reach;
 mod simulator;
 mod talkback;
+mod test_call;
 mod torture;
+mod unreached;
 mod webhooks;
 
 /// Runs a scenario `async fn name(db: TestDb)` once on Postgres and once on SQLite.

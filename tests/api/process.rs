@@ -137,11 +137,26 @@ impl Serve {
 
     /// `kill -HUP`.
     pub fn hang_up_signal(&self) {
+        self.signal("HUP");
+    }
+
+    /// `kill -<name>`.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
-            .expect("kill -HUP");
+            .unwrap_or_else(|e| panic!("kill -{name}: {e}"));
         assert!(status.success());
+    }
+
+    /// Waits until the process has ended on its own, and returns how.
+    pub async fn exited(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        wait_until("alertcall serve exits", deadline, || {
+            std::future::ready(matches!(child.try_wait(), Ok(Some(_))))
+        })
+        .await;
+        self.child.wait().expect("the exit status")
     }
 
     /// Resident memory in kB (Linux).

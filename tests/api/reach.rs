@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use alertcall::domain::reach::Reason;
 use serde_json::Value;
 
 use crate::both_backends;
 use crate::core::{WAIT, input_body, input_url, metric};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{Behaviour, FakeVonage, Received, SIGNATURE_SECRET};
+use crate::fake_vonage::{Behaviour, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
+use crate::unreached::{self, DESK, Scenario, scenario};
 
 const TOKEN: &str = "reach-test-token";
-const NURSE: &str = "13854019951";
-const DESK: &str = "13854019960";
 
 /// A local monitor in the style of Healthchecks: counts GETs of its secret URL.
 pub struct Monitor {
@@ -53,52 +53,9 @@ impl Monitor {
     }
 }
 
-/// alertcall.toml: a nurse, a charge desk as the fallback contact, and `policy`.
-fn config(policy: &str) -> tempfile::NamedTempFile {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
-        format!(
-            r#"
-[hospital]
-fallback = ["person:desk"]
-
-[[staff]]
-id = "nurse"
-name = "Dev Patel"
-phone = "+{NURSE}"
-
-[[staff]]
-id = "nophone"
-name = "Ana Souza"
-sms = "+13854019970"
-
-[[staff]]
-id = "desk"
-name = "Charge desk"
-phone = "+{DESK}"
-sms = "+{DESK}"
-
-{policy}
-"#
-        ),
-    )
-    .unwrap();
-    file
-}
-
-const NURSE_POLICY: &str = r#"
-[[policies]]
-name = "ward"
-severities = ["critical"]
-renotify_every = "10m"
-[[policies.steps]]
-notify = ["person:nurse"]
-wait = "1s"
-"#;
-
-fn to(call: &Received) -> &str {
-    call.body["to"][0]["number"].as_str().unwrap()
+/// Whether the call went to `number` (E.164; Vonage's form has no `+`).
+fn to(call: &Received, number: &str) -> bool {
+    call.body["to"][0]["number"].as_str() == Some(number.trim_start_matches('+'))
 }
 
 async fn scrape(app: &TestApp, series: &str) -> Option<f64> {
@@ -107,28 +64,34 @@ async fn scrape(app: &TestApp, series: &str) -> Option<f64> {
 
 /// One unreached state, end to end.
 struct Case {
-    policy: &'static str,
-    /// How the fake Vonage answers, in order (then 201).
-    script: Vec<Behaviour>,
-    default: Option<fn(usize) -> Behaviour>,
-    /// The alert is two days old when alertcall first sees it.
-    old: bool,
-    reason: &'static str,
-    /// Part of the banner's sentence.
-    message: &'static str,
+    scenario: Scenario,
     fallback_called: bool,
     /// The fallback contact presses 1 at the end: the alert is acknowledged.
     fallback_acknowledges: bool,
 }
 
-async fn unreached(db: TestDb, case: Case) {
-    let fake = FakeVonage::start().await;
-    fake.script(case.script);
-    if let Some(pick) = case.default {
-        fake.set_default(pick);
+impl Case {
+    fn calling_the_fallback(scenario: Scenario) -> Case {
+        Case {
+            scenario,
+            fallback_called: true,
+            fallback_acknowledges: false,
+        }
     }
+
+    fn leaving_the_fallback(scenario: Scenario) -> Case {
+        Case {
+            fallback_called: false,
+            ..Case::calling_the_fallback(scenario)
+        }
+    }
+}
+
+async fn unreached(db: TestDb, case: Case) {
+    let scenario = case.scenario;
+    let fake = unreached::fake_vonage(&[scenario]).await;
     let monitor = Monitor::start().await;
-    let file = config(case.policy);
+    let file = unreached::config();
     let path = file.path().display().to_string();
     let app = TestApp::spawn(
         &db,
@@ -148,20 +111,7 @@ async fn unreached(db: TestDb, case: Case) {
     let health = app.get_json("/api/v1/health", TOKEN).await;
     assert_eq!(health["status"], "ok", "{health}");
 
-    let alert = if case.old {
-        let ago = match db.backend {
-            Backend::Postgres => "now() - interval '2 days'",
-            Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days')",
-        };
-        db.scalar(&format!(
-            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, message, triggered_at) \
-             VALUES ('P001', 'R2', 'critical', 'seizure', 'Seizure', {ago}) RETURNING CAST(id AS TEXT)"
-        ))
-        .await
-        .unwrap()
-    } else {
-        db.insert_alert("critical", "P001", "R2", "Seizure").await
-    };
+    let alert = unreached::raise(&db, &scenario).await;
 
     // The health API names it.
     wait_until("the health API names the unreached alert", WAIT, || async {
@@ -174,9 +124,10 @@ async fn unreached(db: TestDb, case: Case) {
     let health: Value = app.get_json("/api/v1/health", TOKEN).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let entry = &health["unreached"][0];
-    assert_eq!(entry["reason"], case.reason, "{health}");
+    let reason = scenario.reason.as_str();
+    assert_eq!(entry["reason"], reason, "{health}");
     let message = entry["message"].as_str().unwrap();
-    assert!(message.contains(case.message), "{message}");
+    assert!(message.contains(scenario.message), "{message}");
     for field in ["next", "fix"] {
         assert!(
             entry[field].as_str().is_some_and(|s| s.len() > 10),
@@ -203,7 +154,7 @@ async fn unreached(db: TestDb, case: Case) {
     }
 
     // The metric counts it.
-    let series = format!("alertcall_unreached_alerts{{reason=\"{}\"}}", case.reason);
+    let series = format!("alertcall_unreached_alerts{{reason=\"{reason}\"}}");
     wait_until("the metric counts the alert", WAIT, || async {
         scrape(&app, &series).await == Some(1.0)
     })
@@ -230,14 +181,16 @@ async fn unreached(db: TestDb, case: Case) {
     );
 
     // The fallback contact is called (and texted), once; or, when it cannot help, not.
-    let desk_calls = || fake.received().iter().filter(|c| to(c) == DESK).count();
+    let desk_calls = || fake.received().iter().filter(|c| to(c, DESK)).count();
     if case.fallback_called {
         wait_until("the fallback contact is called", WAIT, || async {
             desk_calls() == 1
         })
         .await;
         wait_until("the fallback contact is texted", WAIT, || async {
-            fake.messages().iter().any(|m| m["to"] == DESK)
+            fake.messages()
+                .iter()
+                .any(|m| m["to"] == DESK.trim_start_matches('+'))
         })
         .await;
         app.assert_audit(&alert, &["alert.unreached", "fallback.notified"])
@@ -257,7 +210,7 @@ async fn unreached(db: TestDb, case: Case) {
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 
     if case.fallback_acknowledges {
-        let call = fake.calls().into_iter().find(|c| to(c) == DESK).unwrap();
+        let call = fake.calls().into_iter().find(|c| to(c, DESK)).unwrap();
         let uuid = call.uuid.clone().unwrap();
         let r = app
             .webhook(
@@ -293,145 +246,61 @@ async fn unreached(db: TestDb, case: Case) {
 }
 
 pub async fn no_policy_matches(db: TestDb) {
-    let policy = r#"
-[[policies]]
-name = "ward"
-severities = ["high"]
-[[policies.steps]]
-notify = ["person:nurse"]
-"#;
-    unreached(
-        db,
-        Case {
-            policy,
-            script: vec![],
-            default: None,
-            old: false,
-            reason: "no_policy",
-            message: "No escalation policy matches this alert (severity \"critical\"",
-            fallback_called: true,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    let scenario = scenario(Reason::NoPolicy);
+    unreached(db, Case::calling_the_fallback(scenario)).await;
 }
 both_backends!(reach::no_policy_matches);
 
 pub async fn the_step_names_nobody_with_a_phone(db: TestDb) {
-    let policy = r#"
-[[policies]]
-name = "ward"
-[[policies.steps]]
-notify = ["person:nophone"]
-wait = "1s"
-"#;
-    unreached(
-        db,
-        Case {
-            policy,
-            script: vec![],
-            default: None,
-            old: false,
-            reason: "nobody_on_call",
-            message: "only people without a phone number (Ana Souza)",
-            fallback_called: true,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    let scenario = scenario(Reason::NobodyOnCall);
+    unreached(db, Case::calling_the_fallback(scenario)).await;
 }
 both_backends!(reach::the_step_names_nobody_with_a_phone);
 
 pub async fn the_provider_refuses_our_credentials(db: TestDb) {
-    unreached(
-        db,
-        Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: Some(|_| Behaviour::Status(401, None)),
-            old: false,
-            reason: "provider_down",
-            message: "vonage cannot place calls",
-            // The fallback contact cannot be phoned either: it is not tried.
-            fallback_called: false,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    // The fallback contact cannot be phoned either: it is not tried.
+    let scenario = scenario(Reason::ProviderDown);
+    unreached(db, Case::leaving_the_fallback(scenario)).await;
 }
 both_backends!(reach::the_provider_refuses_our_credentials);
 
 pub async fn the_provider_keeps_failing(db: TestDb) {
-    unreached(
-        db,
-        Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: Some(|_| Behaviour::Status(503, None)),
-            old: false,
-            reason: "provider_down",
-            message: "Vonage answered 503",
-            fallback_called: false,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    let scenario = Scenario {
+        provider: Some(|_| Behaviour::Status(503, None)),
+        message: "Vonage answered 503",
+        ..scenario(Reason::ProviderDown)
+    };
+    unreached(db, Case::leaving_the_fallback(scenario)).await;
 }
 both_backends!(reach::the_provider_keeps_failing);
 
 pub async fn an_old_alert_is_skipped(db: TestDb) {
-    unreached(
-        db,
-        Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: None,
-            old: true,
-            reason: "skipped",
-            message: "older than 24 h (ALERTCALL_MAX_ALERT_AGE)",
-            fallback_called: false,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    let scenario = scenario(Reason::Skipped);
+    unreached(db, Case::leaving_the_fallback(scenario)).await;
 }
 both_backends!(reach::an_old_alert_is_skipped);
 
 pub async fn nobody_answers_the_whole_escalation(db: TestDb) {
-    unreached(
-        db,
-        Case {
-            policy: NURSE_POLICY,
-            script: vec![],
-            default: None,
-            old: false,
-            reason: "exhausted",
-            message: "Every step of policy \"ward\" was called and nobody pressed 1",
-            fallback_called: true,
-            fallback_acknowledges: true,
-        },
-    )
-    .await;
+    let scenario = scenario(Reason::Exhausted);
+    let case = Case {
+        fallback_acknowledges: true,
+        ..Case::calling_the_fallback(scenario)
+    };
+    unreached(db, case).await;
 }
 both_backends!(reach::nobody_answers_the_whole_escalation);
 
 pub async fn the_number_is_refused_for_good(db: TestDb) {
-    unreached(
-        db,
-        Case {
-            policy: NURSE_POLICY,
-            script: vec![Behaviour::Status(400, None)],
-            default: None,
-            old: false,
-            reason: "failed_for_good",
-            message: "The call to Dev Patel was refused for good",
-            fallback_called: true,
-            fallback_acknowledges: false,
-        },
-    )
-    .await;
+    let scenario = scenario(Reason::FailedForGood);
+    unreached(db, Case::calling_the_fallback(scenario)).await;
 }
 both_backends!(reach::the_number_is_refused_for_good);
+
+pub async fn the_intake_keeps_failing(db: TestDb) {
+    let scenario = scenario(Reason::NotTakenIn);
+    unreached(db, Case::calling_the_fallback(scenario)).await;
+}
+both_backends!(reach::the_intake_keeps_failing);
 
 /// The database goes away (the network to Postgres is cut): the pings stop, and start again
 /// when it is back.

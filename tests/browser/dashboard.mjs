@@ -5,32 +5,16 @@
 // third acknowledged and then resolved with the dashboard's own buttons; an alert skipped as
 // too old when alertcall started says so and is resolved with one click. Run by the Rust test
 // `browser::dashboard_in_chromium`, which starts `alertcall` with alertcall.example.toml and
-// passes ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+// passes ALERTCALL_URL (and what lib.mjs needs). The unreached banners: banners.mjs.
+import { TIMEOUT, run, shot, show, signIn, step } from "./lib.mjs";
 
 const url = process.env.ALERTCALL_URL;
-const password = process.env.ALERTCALL_PASSWORD;
-const shots = process.env.SCREENSHOTS;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-if (!url || !password || !shots) throw new Error("ALERTCALL_URL, ALERTCALL_PASSWORD and SCREENSHOTS are required");
-mkdirSync(shots, { recursive: true });
+if (!url) throw new Error("ALERTCALL_URL is required");
 
-const TIMEOUT = 15_000;
-const step = (what) => console.log(`- ${what}`);
-
-const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
-const failures = [];
-let page;
-try {
+await run(async ({ browser, failures, watch }) => {
   // One context: a second page in it shares the sign-in, like a second screen of the same nurse.
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
-  page.on("console", (m) => { if (m.type() === "error") failures.push(`console error: ${m.text()} at ${JSON.stringify(m.location())}`); });
-  page.on("response", (r) => { if (r.status() >= 400 && !r.url().endsWith("/login")) failures.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`); });
+  const page = watch(await context.newPage());
 
   step("signed-out visitors are sent to the sign-in page");
   await page.goto(`${url}/`);
@@ -41,15 +25,10 @@ try {
   await page.waitForSelector("text=Wrong name or password.");
 
   step("sign in");
-  await page.fill("input[name=username]", "admin");
-  await page.fill("input[name=password]", password);
-  await page.click("button[type=submit]");
-  await page.waitForURL(`${url}/`);
-  await page.waitForSelector("#live.on");
-  await page.waitForFunction(() => document.body.dataset.loaded === "board");
+  await signIn(page, url);
   // Survives only if the page is never reloaded.
   await page.evaluate(() => { window.__noReload = true; });
-  await page.screenshot({ path: join(shots, "1-signed-in.png"), fullPage: true });
+  await shot(page, "1-signed-in");
 
   step("raise a test alert from the form on another screen");
   const message = `Browser test ${Date.now()}: seizure activity`;
@@ -68,7 +47,7 @@ try {
   const alertId = await row.getAttribute("data-alert");
   await page.locator(`#alerts tbody tr[data-alert="${alertId}"] .badge.ringing`).waitFor();
   await page.locator(".phone.ringing").first().waitFor();
-  await page.screenshot({ path: join(shots, "2-ringing.png"), fullPage: true });
+  await shot(page, "2-ringing");
 
   step("answer the virtual phone and press 1");
   await page.locator(".phone.ringing button.answer").first().click();
@@ -81,8 +60,7 @@ try {
   await page.locator(`#alerts tbody tr[data-alert="${alertId}"]`).waitFor({ state: "detached" });
 
   step("its timeline shows who acknowledged and how long it took");
-  await page.evaluate((id) => { window.location.hash = `#/alert/${encodeURIComponent(id)}`; }, alertId);
-  await page.waitForFunction(() => document.body.dataset.loaded === "alert");
+  await show(page, `#/alert/${encodeURIComponent(alertId)}`, "alert");
   await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by")?.textContent || ""));
   const timeline = await page.locator("#timeline").innerText();
   for (const kind of ["alert.triggered", "call.placed", "call.ringing", "menu.choice", "alert.acknowledged"]) {
@@ -90,7 +68,7 @@ try {
   }
   const tta = await page.locator("#time-to-ack").innerText();
   if (!/\d/.test(tta)) failures.push(`no time to acknowledge shown: ${tta}`);
-  await page.screenshot({ path: join(shots, "3-timeline.png"), fullPage: true });
+  await shot(page, "3-timeline");
 
   step("analytics show the chart");
   await page.click('nav a[data-view="analytics"]');
@@ -99,13 +77,13 @@ try {
   await page.locator("#units-svg rect.p50").first().waitFor();
   const acknowledged = await page.locator("#kpi-acknowledged .value").innerText();
   if (!acknowledged.startsWith("1 ")) failures.push(`analytics: acknowledged shows ${acknowledged}`);
-  await page.screenshot({ path: join(shots, "4-analytics.png"), fullPage: true });
+  await shot(page, "4-analytics");
 
   step("on call and call history render");
   await page.click('nav a[data-view="history"]');
   await page.waitForFunction(() => document.body.dataset.loaded === "history");
   await page.locator("#history tbody tr .badge.answered").first().waitFor();
-  await page.screenshot({ path: join(shots, "5-history.png"), fullPage: true });
+  await shot(page, "5-history");
 
   step("on call: each schedule's nurse now and the next handover");
   await page.click('nav a[data-view="oncall"]');
@@ -115,7 +93,7 @@ try {
     if (!oncall.includes(schedule)) failures.push(`on call lacks schedule ${schedule}:\n${oncall}`);
   }
   if (!/\d{4}-\d{2}-\d{2}/.test(oncall)) failures.push(`on call shows no handover time:\n${oncall}`);
-  await page.screenshot({ path: join(shots, "5b-oncall.png"), fullPage: true });
+  await shot(page, "5b-oncall");
 
   step("a second alert is acknowledged by voice: the virtual phone's say box");
   await page.click('nav a[data-view="board"]');
@@ -136,7 +114,7 @@ try {
   if (kept !== "on my way") failures.push(`a redraw lost the say box's text: ${JSON.stringify(kept)}`);
   await page.locator(".phone form.say button").first().click();
   await page.locator(`#alerts tbody tr[data-alert="${secondId}"]`).waitFor({ state: "detached" });
-  await page.screenshot({ path: join(shots, "6-said.png"), fullPage: true });
+  await shot(page, "6-said");
 
   step("a third alert is acknowledged, then resolved, with the dashboard's buttons");
   const third = `Browser test ${Date.now()}: desaturation`;
@@ -145,27 +123,12 @@ try {
   const thirdRow = page.locator("#alerts tbody tr", { hasText: third });
   await thirdRow.waitFor();
   const thirdId = await thirdRow.getAttribute("data-alert");
-  await page.evaluate((id) => { window.location.hash = `#/alert/${encodeURIComponent(id)}`; }, thirdId);
-  await page.waitForFunction(() => document.body.dataset.loaded === "alert");
+  await show(page, `#/alert/${encodeURIComponent(thirdId)}`, "alert");
   await page.click("#ack-btn");
   await page.waitForFunction(() => (document.getElementById("acked-by")?.textContent || "") === "dashboard:admin");
   await page.click("#resolve-btn");
   await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("alert.resolved"));
-  await page.screenshot({ path: join(shots, "7-dashboard-actions.png"), fullPage: true });
-
-  step("an alert that reaches nobody has a red banner with the reason, what happens next and the fix");
-  const unreached = process.env.UNREACHED_ALERT;
-  await page.evaluate(() => { window.location.hash = "#/"; });
-  await page.waitForFunction(() => document.body.dataset.loaded === "board");
-  const banner = page.locator(`#unreached-banners .banner.unreached[data-alert="${unreached}"][data-reason="skipped"]`);
-  await banner.waitFor();
-  const text = await banner.innerText();
-  for (const part of ["NOBODY IS BEING REACHED", "older than 24 h", "Next: Nobody will be called", "Fix: "]) {
-    if (!text.includes(part)) failures.push(`banner lacks ${JSON.stringify(part)}: ${text}`);
-  }
-  const title = await page.locator(`#alerts tbody tr[data-alert="${unreached}"] .badge.skipped`).getAttribute("title");
-  if (!(title || "").includes("older than 24 h")) failures.push(`the stale badge does not explain itself: ${title}`);
-  await page.screenshot({ path: join(shots, "8-unreached-banner.png"), fullPage: true });
+  await shot(page, "7-dashboard-actions");
 
   step("cutover day: an alert skipped as too old says why, and one click resolves it");
   await page.click('nav a[data-view="board"]');
@@ -180,23 +143,11 @@ try {
   if ((await resolveSkipped.innerText()) !== "Resolve 1 skipped alert") {
     failures.push(`resolve button says ${await resolveSkipped.innerText()}`);
   }
-  await page.screenshot({ path: join(shots, "8-skipped.png"), fullPage: true });
+  await shot(page, "8-skipped");
   await resolveSkipped.click();
   await skippedRow.waitFor({ state: "detached" });
   await resolveSkipped.waitFor({ state: "hidden" });
 
   if (!(await page.evaluate(() => window.__noReload === true))) failures.push("the page was reloaded");
-} catch (e) {
-  failures.push(e.stack || String(e));
-  if (page) {
-    await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
-    failures.push(`page at failure: ${await page.locator("body").innerText().catch(() => "?")}`);
-  }
-} finally {
-  await browser.close();
-}
-if (failures.length) {
-  console.error(failures.join("\n"));
-  process.exit(1);
-}
+});
 console.log("dashboard flow ok");
