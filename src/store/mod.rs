@@ -16,6 +16,35 @@ use crate::domain::call::{CallRecord, CallStatus};
 use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
+/// The migrations of one database, in `migrations/<dir>/`: each database has every step,
+/// written in its own SQL.
+macro_rules! migrations {
+    ($dir:literal) => {
+        &[
+            (
+                1,
+                include_str!(concat!("migrations/", $dir, "/0001_init.sql")),
+            ),
+            (
+                2,
+                include_str!(concat!("migrations/", $dir, "/0002_sessions.sql")),
+            ),
+            (
+                3,
+                include_str!(concat!("migrations/", $dir, "/0003_webhook_secrets.sql")),
+            ),
+            (
+                4,
+                include_str!(concat!("migrations/", $dir, "/0004_session_credential.sql")),
+            ),
+            (
+                5,
+                include_str!(concat!("migrations/", $dir, "/0005_test_calls.sql")),
+            ),
+        ]
+    };
+}
+
 mod postgres;
 mod sql;
 mod sqlite;

@@ -10,19 +10,7 @@ use uuid::Uuid;
 
 use super::{AlertFeed, Doing, FeedEvent, StoreError};
 
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("migrations/postgres/0001_init.sql")),
-    (2, include_str!("migrations/postgres/0002_sessions.sql")),
-    (
-        3,
-        include_str!("migrations/postgres/0003_webhook_secrets.sql"),
-    ),
-    (
-        4,
-        include_str!("migrations/postgres/0004_session_credential.sql"),
-    ),
-    (5, include_str!("migrations/postgres/0005_test_calls.sql")),
-];
+pub(super) const MIGRATIONS: &[(i32, &str)] = migrations!("postgres");
 
 /// Serialises migrations across instances starting at once (the advisory lock's key is
 /// "alertcal" in ASCII), then makes sure the migrations table exists.

@@ -15,19 +15,7 @@ use sqlx::{Connection, SqliteConnection};
 
 use super::{AlertFeed, Doing, FeedEvent, StoreError};
 
-pub(super) const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("migrations/sqlite/0001_init.sql")),
-    (2, include_str!("migrations/sqlite/0002_sessions.sql")),
-    (
-        3,
-        include_str!("migrations/sqlite/0003_webhook_secrets.sql"),
-    ),
-    (
-        4,
-        include_str!("migrations/sqlite/0004_session_credential.sql"),
-    ),
-    (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
-];
+pub(super) const MIGRATIONS: &[(i32, &str)] = migrations!("sqlite");
 
 pub(super) const MIGRATION_PRELUDE: &str = "CREATE TABLE IF NOT EXISTS alertcall_schema_migrations ( \
        version INTEGER PRIMARY KEY NOT NULL, applied_at TEXT NOT NULL)";
