@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod hl7;
 pub mod engine;
 pub mod http;
 pub mod log_line;
