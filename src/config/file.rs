@@ -649,7 +649,11 @@ fn hl7_priorities(
                 ),
             );
         } else if severity.trim().is_empty() {
-            p.at(doc, &format!("hl7.priorities.{key}"), "must name a severity, e.g. \"critical\"");
+            p.at(
+                doc,
+                &format!("hl7.priorities.{key}"),
+                "must name a severity, e.g. \"critical\"",
+            );
         } else {
             let key = kind.map_or(priority.to_string(), |k| format!("{priority} {k}"));
             checked.push((key, severity.trim().to_string()));

@@ -24,7 +24,8 @@ pub fn render(
         }
     };
     let mut fields = vec![
-        format!("MSH{f}{sep}"),
+        // Separators display as MSH-1 and MSH-2 together.
+        format!("MSH{sep}"),
         or(&header.receiving_application, "alertcall"),
         header.receiving_facility.clone(),
         header.sending_application.clone(),
@@ -37,7 +38,11 @@ pub fn render(
         or(&header.version, "2.6"),
     ]
     .join(&f.to_string());
-    fields.push_str(&format!("\rMSA{f}{}{f}{}", code.as_str(), header.control_id));
+    fields.push_str(&format!(
+        "\rMSA{f}{}{f}{}",
+        code.as_str(),
+        header.control_id
+    ));
     if let Some(r) = refusal {
         let (segment, seq, field, component) = &r.location;
         let mut location = format!("{segment}{c}{seq}");
@@ -91,7 +96,9 @@ mod tests {
 
     #[test]
     fn an_accept_echoes_the_control_id_and_addresses_the_sender() {
-        let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z").unwrap().into();
+        let now = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .unwrap()
+            .into();
         let ack = render(&header(), AckCode::Accept, None, "A1", now);
         assert_eq!(
             ack,

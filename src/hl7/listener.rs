@@ -34,6 +34,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// For the start log and `alertcall check`: where, and who may connect.
+    pub fn describe(&self, bound: SocketAddr) -> String {
+        let peers = if self.allow.is_empty() {
+            "this machine only".to_string()
+        } else {
+            self.allow
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("MLLP on {bound}, peers: {peers}")
+    }
+
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),

@@ -151,8 +151,13 @@ mod tests {
 
     #[test]
     fn noise_between_frames_is_dropped() {
-        let wire = [b"\r\n junk".to_vec(), frame(b"MSH|a"), b"\x1c\r\n".to_vec(), frame(b"MSH|b")]
-            .concat();
+        let wire = [
+            b"\r\n junk".to_vec(),
+            frame(b"MSH|a"),
+            b"\x1c\r\n".to_vec(),
+            frame(b"MSH|b"),
+        ]
+        .concat();
         assert_eq!(frames(100, &[&wire]), vec![msg("MSH|a"), msg("MSH|b")]);
     }
 

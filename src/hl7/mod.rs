@@ -26,10 +26,15 @@ impl Default for Priorities {
     /// PH → critical (phoned), PM → high, PL → low, PN → info.
     fn default() -> Priorities {
         Priorities(
-            [("PH", "critical"), ("PM", "high"), ("PL", "low"), ("PN", "info")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            [
+                ("PH", "critical"),
+                ("PM", "high"),
+                ("PL", "low"),
+                ("PN", "info"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         )
     }
 }

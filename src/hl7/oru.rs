@@ -249,7 +249,11 @@ fn decode_charset(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, Refusal> {
                     .is_some_and(|cs| cs.starts_with(b"8859/1"))
             });
             if latin1 {
-                Ok(bytes.iter().map(|&b| char::from(b)).collect::<String>().into())
+                Ok(bytes
+                    .iter()
+                    .map(|&b| char::from(b))
+                    .collect::<String>()
+                    .into())
             } else {
                 Err(refuse(
                     AckCode::Error,
@@ -286,7 +290,9 @@ fn header(message: &Message<'_>) -> Header {
 
 fn report(message: &Message<'_>, header: &Header) -> Result<Report, Refusal> {
     let sep = &message.separators;
-    let msh = message.segment("MSH").expect("parsed messages start with MSH");
+    let msh = message
+        .segment("MSH")
+        .expect("parsed messages start with MSH");
     let kind = msh.field(9);
     let code = kind.and_then(|f| f.component(1)).map(|c| c.raw_value());
     let event = kind.and_then(|f| f.component(2)).map(|c| c.raw_value());
@@ -418,18 +424,16 @@ fn alarm(
         .and_then(|c| c.subcomponent(1).map(|s| s.raw_value()))
         .filter(|v| !v.is_empty());
     let own = component(obr, 3, 1);
-    let instance_id = parent
-        .or(own)
-        .map(|v| decode(v, sep))
-        .ok_or_else(|| {
-            refuse(
-                AckCode::Error,
-                101,
-                at(3),
-                "the alarm instance id (OBR-3, filler order number) is missing",
-            )
-        })?;
-    let is_attribute = |s: &Segment<'_>| mdc_text(s.field(3)).is_some_and(|t| t.starts_with("MDC_ATTR_"));
+    let instance_id = parent.or(own).map(|v| decode(v, sep)).ok_or_else(|| {
+        refuse(
+            AckCode::Error,
+            101,
+            at(3),
+            "the alarm instance id (OBR-3, filler order number) is missing",
+        )
+    })?;
+    let is_attribute =
+        |s: &Segment<'_>| mdc_text(s.field(3)).is_some_and(|t| t.starts_with("MDC_ATTR_"));
     let Some(&(event_seq, event)) = obxs.iter().find(|(_, s)| !is_attribute(s)) else {
         return Err(refuse(
             AckCode::Error,
@@ -497,7 +501,11 @@ fn alarm(
     // OBX-8 of the alarm: priority (PH/PM/PL/PN) and source (SP/ST/SA), in any order.
     let flags: Vec<String> = event
         .field(8)
-        .map(|f| f.repeats().map(|r| r.raw_value().trim().to_string()).collect())
+        .map(|f| {
+            f.repeats()
+                .map(|r| r.raw_value().trim().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let priority = flags
         .iter()
@@ -585,7 +593,10 @@ pub fn decode(value: &str, sep: &Separators) -> String {
             hex if hex.starts_with('X') => {
                 let bytes: Option<Vec<u8>> = (1..hex.len())
                     .step_by(2)
-                    .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    })
                     .collect();
                 if let Some(text) = bytes.and_then(|b| String::from_utf8(b).ok()) {
                     out.push_str(&text);

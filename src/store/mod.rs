@@ -935,8 +935,11 @@ pub trait CallTx: Send {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// The alert an alarm instance of `source` became, locked for this transaction.
-    async fn hl7_alarm(&mut self, source: &str, alarm_id: &str)
-    -> Result<Option<String>, StoreError>;
+    async fn hl7_alarm(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+    ) -> Result<Option<String>, StoreError>;
     /// Links an alarm instance to its alert, with the phase last applied.
     async fn hl7_link(
         &mut self,
