@@ -23,7 +23,7 @@ pub fn render(
             v.to_string()
         }
     };
-    let mut fields = vec![
+    let mut ack = [
         // Separators display as MSH-1 and MSH-2 together.
         format!("MSH{sep}"),
         or(&header.receiving_application, "alertcall"),
@@ -38,7 +38,7 @@ pub fn render(
         or(&header.version, "2.6"),
     ]
     .join(&f.to_string());
-    fields.push_str(&format!(
+    ack.push_str(&format!(
         "\rMSA{f}{}{f}{}",
         code.as_str(),
         header.control_id
@@ -52,15 +52,15 @@ pub fn render(
                 location.push_str(&format!("{c}1{c}{component}"));
             }
         }
-        fields.push_str(&format!(
+        ack.push_str(&format!(
             "\rERR{f}{f}{location}{f}{code}{c}{name}{c}HL70357{f}E{f}{f}{f}{f}{text}",
             code = r.hl7_code,
             name = error_name(r.hl7_code),
             text = sep.encode(&r.text),
         ));
     }
-    fields.push('\r');
-    fields
+    ack.push('\r');
+    ack
 }
 
 /// HL7 table 0357's names for the codes alertcall sends.

@@ -378,9 +378,7 @@ pub async fn malformed_messages_write_nothing(db: TestDb) {
                 .replacen("ORU^R40", &format!("ORU^R{}", rng.u8(41..99)), 1)
                 .into_bytes(),
             // Cut short before its first OBR.
-            2 => good[..rng.usize(0..good.find("OBR").unwrap())]
-                .as_bytes()
-                .to_vec(),
+            2 => good.as_bytes()[..rng.usize(0..good.find("OBR").unwrap())].to_vec(),
             // A phase nobody defined.
             3 => good
                 .replace("|start|", &format!("|{}|", rng.alphabetic()))
