@@ -987,6 +987,31 @@ phone = "+13854019951"
     }
 
     #[test]
+    fn hl7_priorities_are_checked() {
+        let ok = parse(
+            "alertcall.toml",
+            "[hl7]\npriorities = { PM = \"critical\", \"PL technical\" = \"high\" }\n",
+        )
+        .unwrap();
+        assert_eq!(ok.hl7_priorities.severity(Some("PM"), None), "critical");
+        assert_eq!(
+            ok.hl7_priorities.severity(Some("PL"), Some("technical")),
+            "high"
+        );
+        assert_eq!(ok.hl7_priorities.severity(Some("PL"), None), "low");
+        let errors = parse(
+            "alertcall.toml",
+            "\n[hl7]\npriorities = { PX = \"critical\", \"PM loud\" = \"high\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("alertcall.toml:3: hl7.priorities:"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_and_unknown_fields_have_lines() {
         let errors = parse(
             "a.toml",

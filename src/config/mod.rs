@@ -769,6 +769,38 @@ mod tests {
     }
 
     #[test]
+    fn the_hl7_listener_refuses_by_default() {
+        assert!(config(&[]).unwrap().hl7.is_none(), "off when unset");
+        let local = config(&[("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575")]).unwrap();
+        let settings = local.hl7.unwrap();
+        assert!(settings.allows("127.0.0.1".parse().unwrap()));
+        assert!(!settings.allows("10.1.4.20".parse().unwrap()));
+        let err = config(&[("ALERTCALL_HL7_LISTEN", "0.0.0.0:2575")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set ALERTCALL_HL7_ALLOW"), "{err}");
+        let open = config(&[
+            ("ALERTCALL_HL7_LISTEN", "0.0.0.0:2575"),
+            ("ALERTCALL_HL7_ALLOW", "10.1.4.20, 10.2.0.0/16"),
+        ])
+        .unwrap()
+        .hl7
+        .unwrap();
+        assert!(open.allows("10.1.4.20".parse().unwrap()));
+        assert!(open.allows("::ffff:10.2.9.9".parse().unwrap()));
+        assert!(!open.allows("10.1.4.21".parse().unwrap()));
+        let err = config(&[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575"),
+            ("ALERTCALL_HL7_ALLOW", "ten.one"),
+            ("ALERTCALL_HL7_TLS_CERT", "/etc/cert.pem"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"ten.one\" is not an address"), "{err}");
+        assert!(err.contains("ALERTCALL_HL7_TLS_CERT: TLS"), "{err}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
