@@ -1078,6 +1078,50 @@ pub trait CallTx: Send {
     ) -> Result<(), StoreError>;
     /// Stops paging an acknowledged alert.
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
+    /// Records an HL7 message's control id; false when `source` sent it before.
+    async fn hl7_first_seen(
+        &mut self,
+        source: &str,
+        control_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The alert an alarm instance of `source` became, locked for this transaction.
+    async fn hl7_alarm(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// Links an alarm instance to its alert, with the phase last applied.
+    async fn hl7_link(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+        alert_id: &str,
+        phase: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The `rooms.room_id` of the room with this id or name, created (named `name`) when
+    /// there is none.
+    async fn room_named(&mut self, name: &str) -> Result<String, StoreError>;
+    /// Adds the patient when `patients` does not have them; an existing row is left as the
+    /// hospital wrote it.
+    async fn ensure_patient(&mut self, id: &str, name: Option<&str>) -> Result<(), StoreError>;
+    /// Inserts an alert whose `room` is a `rooms.room_id`; returns its id.
+    async fn insert_alert(&mut self, alert: &NewAlert) -> Result<String, StoreError>;
+    /// An alert's severity and status, locked for this transaction.
+    async fn alert_state(&mut self, alert_id: &str)
+    -> Result<Option<(String, String)>, StoreError>;
+    /// Sets an alert's severity and (when given) message; with `resolve`, an active or
+    /// acknowledged alert becomes resolved.
+    async fn revise_alert(
+        &mut self,
+        alert_id: &str,
+        severity: &str,
+        message: Option<&str>,
+        resolve: bool,
+    ) -> Result<(), StoreError>;
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 

@@ -26,7 +26,29 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/postgres/0004_session_credential.sql"),
     ),
     (5, include_str!("migrations/postgres/0005_test_calls.sql")),
+    (6, include_str!("migrations/postgres/0006_hl7.sql")),
 ];
+
+/// The room with this `room_id` or `room_name` ($1), an id match first.
+const ROOM_LOOKUP: &str = "SELECT room_id::text FROM rooms WHERE room_id::text = $1 OR room_name = $1 \
+     ORDER BY (room_id::text = $1) DESC LIMIT 1";
+
+/// Inserts `alert`, whose `room` is a `rooms.room_id`; yields its id.
+fn insert_alert_query(
+    alert: &NewAlert,
+) -> sqlx::query::QueryScalar<'_, Postgres, String, sqlx::postgres::PgArguments> {
+    sqlx::query_scalar(
+        "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
+         VALUES ($1, (SELECT room_id FROM rooms WHERE room_id::text = $2), $3, $4, $5, $6) \
+         RETURNING id::text",
+    )
+    .bind(&alert.patient_id)
+    .bind(&alert.room)
+    .bind(&alert.severity)
+    .bind(&alert.alert_type)
+    .bind(&alert.title)
+    .bind(&alert.message)
+}
 
 /// Serialises migrations across instances starting at once.
 const MIGRATION_LOCK: i64 = 0x616c_6572_7463_616c;
@@ -353,6 +375,159 @@ impl CallTx for PgCallTx {
         .doing("listing live calls")
     }
 
+    async fn hl7_first_seen(
+        &mut self,
+        source: &str,
+        control_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO alertcall.hl7_messages (source, control_id, received_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(source)
+        .bind(control_id)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await
+        .doing("recording an HL7 message")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn hl7_alarm(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        // Held to the commit, so that two connections reporting one new alarm at once make
+        // one alert (a row lock cannot lock a row that does not exist yet).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '|' || $2, 0))")
+            .bind(source)
+            .bind(alarm_id)
+            .execute(&mut *self.tx)
+            .await
+            .doing("locking an HL7 alarm")?;
+        sqlx::query_scalar(
+            "SELECT alert_id FROM alertcall.hl7_alarms WHERE source = $1 AND alarm_id = $2",
+        )
+        .bind(source)
+        .bind(alarm_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("looking up an HL7 alarm")
+    }
+
+    async fn hl7_link(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+        alert_id: &str,
+        phase: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall.hl7_alarms (source, alarm_id, alert_id, phase, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, alarm_id) \
+             DO UPDATE SET phase = excluded.phase, updated_at = excluded.updated_at",
+        )
+        .bind(source)
+        .bind(alarm_id)
+        .bind(alert_id)
+        .bind(phase)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await
+        .doing("linking an HL7 alarm to its alert")?;
+        Ok(())
+    }
+
+    async fn room_named(&mut self, name: &str) -> Result<String, StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('alertcall.room|' || $1, 0))")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await
+            .doing("locking a room name")?;
+        let found: Option<String> = sqlx::query_scalar(ROOM_LOOKUP)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .doing("looking up the room")?;
+        match found {
+            Some(id) => Ok(id),
+            // A uuid fits a uuid or a text room_id.
+            None => sqlx::query_scalar(
+                "INSERT INTO rooms (room_id, room_name) VALUES ($1::uuid, $2) \
+                 RETURNING room_id::text",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await
+            .doing("adding a room"),
+        }
+    }
+
+    async fn ensure_patient(&mut self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO patients (patient_id, name) VALUES ($1, $2) \
+             ON CONFLICT (patient_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await
+        .doing("adding a patient")?;
+        Ok(())
+    }
+
+    async fn insert_alert(&mut self, alert: &NewAlert) -> Result<String, StoreError> {
+        insert_alert_query(alert)
+            .fetch_one(&mut *self.tx)
+            .await
+            .doing("inserting an alert")
+    }
+
+    async fn alert_state(
+        &mut self,
+        alert_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        if !id_fits(&self.id_type, alert_id) {
+            return Ok(None);
+        }
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT severity, status FROM alerts WHERE id = {} FOR UPDATE",
+            self.id_cast
+        )))
+        .bind(alert_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("locking an alert")
+    }
+
+    async fn revise_alert(
+        &mut self,
+        alert_id: &str,
+        severity: &str,
+        message: Option<&str>,
+        resolve: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE alerts SET severity = $2, message = coalesce($3, message), \
+               status = CASE WHEN $4 AND status IN ('active', 'acknowledged') THEN 'resolved' \
+                        ELSE status END \
+             WHERE id = {}",
+            self.id_cast
+        )))
+        .bind(alert_id)
+        .bind(severity)
+        .bind(message)
+        .bind(resolve)
+        .execute(&mut *self.tx)
+        .await
+        .doing("revising an alert")?;
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.doing("committing")
     }
@@ -575,10 +750,7 @@ impl Store for PgStore {
         let room_id: Option<String> = match &alert.room {
             None => None,
             Some(room) => Some(
-                sqlx::query_scalar(
-                    "SELECT room_id::text FROM rooms WHERE room_id::text = $1 OR room_name = $1 \
-                     ORDER BY (room_id::text = $1) DESC LIMIT 1",
-                )
+                sqlx::query_scalar(ROOM_LOOKUP)
                 .bind(room)
                 .fetch_optional(&self.pool)
                 .await
@@ -591,17 +763,10 @@ impl Store for PgStore {
                 })?,
             ),
         };
-        sqlx::query_scalar(
-            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
-             VALUES ($1, (SELECT room_id FROM rooms WHERE room_id::text = $2), $3, $4, $5, $6) \
-             RETURNING id::text",
-        )
-        .bind(&alert.patient_id)
-        .bind(room_id)
-        .bind(&alert.severity)
-        .bind(&alert.alert_type)
-        .bind(&alert.title)
-        .bind(&alert.message)
+        insert_alert_query(&NewAlert {
+            room: room_id,
+            ..alert.clone()
+        })
         .fetch_one(&self.pool)
         .await
         .doing("inserting an alert")

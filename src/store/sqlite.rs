@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("migrations/sqlite/0004_session_credential.sql"),
     ),
     (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
+    (6, include_str!("migrations/sqlite/0006_hl7.sql")),
 ];
 
 /// A time column the hospital writes, as text for `timestamp::read`: whatever its storage
@@ -51,6 +52,26 @@ macro_rules! raw_time {
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
      step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
+
+/// The room with this `room_id` or `room_name` (?1), an id match first.
+const ROOM_LOOKUP: &str = "SELECT CAST(room_id AS TEXT) FROM rooms WHERE room_id = ?1 OR room_name = ?1 \
+     ORDER BY (room_id = ?1) DESC LIMIT 1";
+
+/// Inserts `alert`, whose `room` is a `rooms.room_id`; yields its id.
+fn insert_alert_query(
+    alert: &NewAlert,
+) -> sqlx::query::QueryScalar<'_, Sqlite, String, sqlx::sqlite::SqliteArguments> {
+    sqlx::query_scalar(
+        "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING CAST(id AS TEXT)",
+    )
+    .bind(&alert.patient_id)
+    .bind(&alert.room)
+    .bind(&alert.severity)
+    .bind(&alert.alert_type)
+    .bind(&alert.title)
+    .bind(&alert.message)
+}
 
 /// Our timestamps as text that sorts in time order.
 fn ts(t: DateTime<Utc>) -> String {
@@ -391,6 +412,139 @@ impl CallTx for SqliteCallTx {
         .doing("listing live calls")
     }
 
+    async fn hl7_first_seen(
+        &mut self,
+        source: &str,
+        control_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO alertcall_hl7_messages (source, control_id, received_at) \
+             VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(source)
+        .bind(control_id)
+        .bind(ts(at))
+        .execute(&mut *self.tx)
+        .await
+        .doing("recording an HL7 message")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn hl7_alarm(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        // The transaction holds SQLite's write lock already (BEGIN IMMEDIATE).
+        sqlx::query_scalar(
+            "SELECT alert_id FROM alertcall_hl7_alarms WHERE source = ? AND alarm_id = ?",
+        )
+        .bind(source)
+        .bind(alarm_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("looking up an HL7 alarm")
+    }
+
+    async fn hl7_link(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+        alert_id: &str,
+        phase: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall_hl7_alarms (source, alarm_id, alert_id, phase, updated_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, alarm_id) \
+             DO UPDATE SET phase = excluded.phase, updated_at = excluded.updated_at",
+        )
+        .bind(source)
+        .bind(alarm_id)
+        .bind(alert_id)
+        .bind(phase)
+        .bind(ts(at))
+        .execute(&mut *self.tx)
+        .await
+        .doing("linking an HL7 alarm to its alert")?;
+        Ok(())
+    }
+
+    async fn room_named(&mut self, name: &str) -> Result<String, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(ROOM_LOOKUP)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .doing("looking up the room")?;
+        match found {
+            Some(id) => Ok(id),
+            None => sqlx::query_scalar(
+                "INSERT INTO rooms (room_id, room_name) VALUES (?, ?) \
+                 RETURNING CAST(room_id AS TEXT)",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await
+            .doing("adding a room"),
+        }
+    }
+
+    async fn ensure_patient(&mut self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO patients (patient_id, name) VALUES (?, ?) \
+             ON CONFLICT (patient_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await
+        .doing("adding a patient")?;
+        Ok(())
+    }
+
+    async fn insert_alert(&mut self, alert: &NewAlert) -> Result<String, StoreError> {
+        insert_alert_query(alert)
+            .fetch_one(&mut *self.tx)
+            .await
+            .doing("inserting an alert")
+    }
+
+    async fn alert_state(
+        &mut self,
+        alert_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT severity, status FROM alerts WHERE CAST(id AS TEXT) = ?")
+            .bind(alert_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .doing("reading an alert")
+    }
+
+    async fn revise_alert(
+        &mut self,
+        alert_id: &str,
+        severity: &str,
+        message: Option<&str>,
+        resolve: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alerts SET severity = ?2, message = coalesce(?3, message), \
+               status = CASE WHEN ?4 AND status IN ('active', 'acknowledged') THEN 'resolved' \
+                        ELSE status END \
+             WHERE CAST(id AS TEXT) = ?1",
+        )
+        .bind(alert_id)
+        .bind(severity)
+        .bind(message)
+        .bind(resolve)
+        .execute(&mut *self.tx)
+        .await
+        .doing("revising an alert")?;
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.doing("committing")
     }
@@ -584,10 +738,7 @@ impl Store for SqliteStore {
         let room_id: Option<String> = match &alert.room {
             None => None,
             Some(room) => Some(
-                sqlx::query_scalar(
-                    "SELECT CAST(room_id AS TEXT) FROM rooms WHERE room_id = ?1 OR room_name = ?1 \
-                     ORDER BY (room_id = ?1) DESC LIMIT 1",
-                )
+                sqlx::query_scalar(ROOM_LOOKUP)
                 .bind(room)
                 .fetch_optional(&self.pool)
                 .await
@@ -600,16 +751,10 @@ impl Store for SqliteStore {
                 })?,
             ),
         };
-        sqlx::query_scalar(
-            "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING CAST(id AS TEXT)",
-        )
-        .bind(&alert.patient_id)
-        .bind(room_id)
-        .bind(&alert.severity)
-        .bind(&alert.alert_type)
-        .bind(&alert.title)
-        .bind(&alert.message)
+        insert_alert_query(&NewAlert {
+            room: room_id,
+            ..alert.clone()
+        })
         .fetch_one(&self.pool)
         .await
         .doing("inserting an alert")
