@@ -131,6 +131,18 @@ impl StoreError {
         }
     }
 
+    /// The database answered, with an error of its own (a refused write, a trigger, a
+    /// constraint), as opposed to not answering at all (no connection, a pool timeout, a
+    /// server shutting down).
+    pub fn database_answered(&self) -> bool {
+        match self.database_code() {
+            // SQLSTATE class 08 (connection exception) and 57 (operator intervention).
+            Some(Code::Postgres(state)) => !(state.starts_with("08") || state.starts_with("57")),
+            Some(Code::Sqlite(_)) => true,
+            None => false,
+        }
+    }
+
     /// The database's own code for the error, if it gave one.
     fn database_code(&self) -> Option<Code<'_>> {
         let StoreError::Database {
