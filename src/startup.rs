@@ -166,6 +166,7 @@ impl Application {
             ));
         }
         let app = http::router(self.state);
+        let mut stopping = stop_rx.clone();
         let mut rx = stop_rx;
         tokio::spawn({
             let engine = engine.clone();
@@ -180,11 +181,12 @@ impl Application {
         let server = crate::server::serve(self.listener, app, limits, async move {
             let _ = rx.wait_for(|s| *s).await;
         });
-        // Stopping for an unwritable database waits for no supervisor's patience: requests
-        // still open after `UNWRITABLE_GRACE` (a dashboard's event stream never ends) are cut.
-        let cut_short = async {
-            engine.unwritable().await;
-            tokio::time::sleep(UNWRITABLE_GRACE).await;
+        // Stopping (SIGTERM, or an unwritable database) waits for no supervisor's patience:
+        // requests still open after `STOP_GRACE` (a dashboard's event stream never ends by
+        // itself) are cut.
+        let cut_short = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_GRACE).await;
         };
         tokio::select! {
             () = server => {}
@@ -195,8 +197,8 @@ impl Application {
     }
 }
 
-/// How long in-flight requests get to finish when `serve` stops for an unwritable database.
-const UNWRITABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long in-flight requests get to finish once `serve` stops.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a fresh install keeps its first admin password.
 pub const BOOTSTRAP_PASSWORD_FILE: &str = "alertcall-admin-password";
