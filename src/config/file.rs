@@ -906,6 +906,15 @@ mod tests {
     pub const EXAMPLE: &str = include_str!("../../alertcall.example.toml");
 
     #[test]
+    fn the_readme_shows_the_example_file_as_it_is() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&format!("```toml\n{EXAMPLE}```")),
+            "README's complete example must be alertcall.example.toml, unchanged"
+        );
+    }
+
+    #[test]
     fn the_example_file_is_valid() {
         let dir = parse("alertcall.example.toml", EXAMPLE).unwrap_or_else(|e| panic!("{e:#?}"));
         assert_eq!(dir.staff.len(), 6);
