@@ -292,6 +292,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         nurse = %engine.config.nurse_phone.masked(),
         webhooks = %engine.config.event_url(),
         dashboard = %format!("http://{}/", app.local_addr()),
+        hl7 = %match (&engine.config.hl7, app.hl7_addr()) {
+            (Some(settings), Some(bound)) => settings.describe(bound),
+            _ => "off (ALERTCALL_HL7_LISTEN not set)".to_string(),
+        },
         "alertcall is running"
     );
     if provider == "simulator" {
@@ -427,6 +431,10 @@ async fn check() -> anyhow::Result<ExitCode> {
             "✓ dashboard: http://{}/ — {users} user(s), {tokens} API token(s)",
             config.listen
         );
+    }
+    match &config.hl7 {
+        Some(settings) => println!("✓ HL7 alarm intake: {}", settings.describe(settings.listen)),
+        None => println!("✓ HL7 alarm intake: off (ALERTCALL_HL7_LISTEN not set)"),
     }
     let url = redact_url(&config.database_url);
     if let Err(e) = require_existing_database(&config.database_url) {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod exit;
+pub mod hl7;
 pub mod http;
 pub mod log_line;
 pub mod metrics;

@@ -19,6 +19,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     sim_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::domain::call::CallEvent>>,
+    /// The HL7 alarm listener, when `ALERTCALL_HL7_LISTEN` is set.
+    hl7: Option<TcpListener>,
 }
 
 impl Application {
@@ -42,7 +44,18 @@ impl Application {
         if !config.public_url_set {
             config.public_url = format!("http://{local}");
         }
-        Self::with_store(config, store, listener, webhook_key)
+        let hl7 = match &config.hl7 {
+            None => None,
+            Some(settings) => Some(TcpListener::bind(settings.listen).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen for HL7 on {} ({e}); set ALERTCALL_HL7_LISTEN to a free address:port",
+                    settings.listen
+                )
+            })?),
+        };
+        let mut app = Self::with_store(config, store, listener, webhook_key)?;
+        app.hl7 = hl7;
+        Ok(app)
     }
 
     fn with_store(
@@ -83,6 +96,7 @@ impl Application {
             listener,
             state: AppState::new(engine, sim, webhook_key),
             sim_events,
+            hl7: None,
         })
     }
 
@@ -90,6 +104,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// Where the HL7 alarm listener is bound, when it is on.
+    pub fn hl7_addr(&self) -> Option<SocketAddr> {
+        self.hl7.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn engine(&self) -> Arc<Engine> {
@@ -135,7 +154,19 @@ impl Application {
             header_read_timeout = ?limits.header_read_timeout,
             "connection limits"
         );
+        if let (Some(listener), Some(settings)) = (self.hl7, config.hl7.clone()) {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(crate::hl7::listener::serve(
+                listener,
+                engine.clone(),
+                settings,
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                },
+            ));
+        }
         let app = http::router(self.state);
+        let mut stopping = stop_rx.clone();
         let mut rx = stop_rx;
         tokio::spawn({
             let engine = engine.clone();
@@ -150,11 +181,12 @@ impl Application {
         let server = crate::server::serve(self.listener, app, limits, async move {
             let _ = rx.wait_for(|s| *s).await;
         });
-        // Stopping for an unwritable database waits for no supervisor's patience: requests
-        // still open after `UNWRITABLE_GRACE` (a dashboard's event stream never ends) are cut.
-        let cut_short = async {
-            engine.unwritable().await;
-            tokio::time::sleep(UNWRITABLE_GRACE).await;
+        // Stopping (SIGTERM, or an unwritable database) waits for no supervisor's patience:
+        // requests still open after `STOP_GRACE` (a dashboard's event stream never ends by
+        // itself) are cut.
+        let cut_short = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_GRACE).await;
         };
         tokio::select! {
             () = server => {}
@@ -165,8 +197,8 @@ impl Application {
     }
 }
 
-/// How long in-flight requests get to finish when `serve` stops for an unwritable database.
-const UNWRITABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long in-flight requests get to finish once `serve` stops.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a fresh install keeps its first admin password.
 pub const BOOTSTRAP_PASSWORD_FILE: &str = "alertcall-admin-password";

@@ -61,6 +61,8 @@ pub struct Directory {
     pub access: crate::auth::Access,
     /// `[dashboard] show_patient_name`: false hides names on the dashboard and in the API.
     pub show_patient_name: Option<bool>,
+    /// `[hl7] priorities`: HL7 alarm priority to alert severity.
+    pub hl7_priorities: crate::hl7::Priorities,
     /// `[hospital] fallback`: the hospital's safety net (a charge-nurse desk, a supervisor),
     /// called and texted when an alert reaches nobody; not a step of any policy.
     pub fallback: Vec<Target>,
@@ -104,6 +106,16 @@ struct FileDoc {
     api_tokens: Vec<TokenDoc>,
     #[serde(default)]
     dashboard: DashboardDoc,
+    #[serde(default)]
+    hl7: Hl7Doc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Hl7Doc {
+    /// `{ PH = "critical", PM = "high", "PM technical" = "critical" }`: an alarm's priority
+    /// (and kind) to the alert severity.
+    priorities: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -585,6 +597,12 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
     }
 
     let access = access(&mut p, &doc);
+    let hl7_priorities = doc
+        .hl7
+        .priorities
+        .as_ref()
+        .map(|d| hl7_priorities(&mut p, d))
+        .unwrap_or_default();
 
     if p.list.is_empty() {
         Ok(Directory {
@@ -601,10 +619,47 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             access,
             show_patient_name: doc.dashboard.show_patient_name,
             fallback,
+            hl7_priorities,
         })
     } else {
         Err(p.list)
     }
+}
+
+/// `[hl7] priorities`, checked: keys `PH`, `PM`, `PL`, `PN`, each optionally followed by a
+/// kind (`"PM technical"`); values non-empty severities.
+fn hl7_priorities(
+    p: &mut Problems,
+    doc: &Spanned<std::collections::BTreeMap<String, String>>,
+) -> crate::hl7::Priorities {
+    let mut checked = Vec::new();
+    for (key, severity) in doc.get_ref() {
+        let mut words = key.split_whitespace();
+        let priority = words.next().unwrap_or_default();
+        let kind = words.next();
+        let known = crate::hl7::PRIORITIES.contains(&priority)
+            && kind.is_none_or(|k| crate::hl7::KINDS.contains(&k))
+            && words.next().is_none();
+        if !known {
+            p.at(
+                doc,
+                "hl7.priorities",
+                format!(
+                    "{key:?} is not a priority (PH, PM, PL, PN), optionally followed by a kind (physiological, technical, advisory), e.g. \"PM technical\""
+                ),
+            );
+        } else if severity.trim().is_empty() {
+            p.at(
+                doc,
+                &format!("hl7.priorities.{key}"),
+                "must name a severity, e.g. \"critical\"",
+            );
+        } else {
+            let key = kind.map_or(priority.to_string(), |k| format!("{priority} {k}"));
+            checked.push((key, severity.trim().to_string()));
+        }
+    }
+    crate::hl7::Priorities::with(checked)
 }
 
 /// `[[users]]` and `[[api_tokens]]`, checked: known roles, real hashes, unique names.
@@ -851,6 +906,15 @@ mod tests {
     pub const EXAMPLE: &str = include_str!("../../alertcall.example.toml");
 
     #[test]
+    fn the_readme_shows_the_example_file_as_it_is() {
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&format!("```toml\n{EXAMPLE}```")),
+            "README's complete example must be alertcall.example.toml, unchanged"
+        );
+    }
+
+    #[test]
     fn the_example_file_is_valid() {
         let dir = parse("alertcall.example.toml", EXAMPLE).unwrap_or_else(|e| panic!("{e:#?}"));
         assert_eq!(dir.staff.len(), 6);
@@ -929,6 +993,31 @@ phone = "+13854019951"
         );
         let ok = parse("alertcall.toml", &text.replace(", \"oncall:icu\"", "")).unwrap();
         assert_eq!(ok.fallback, [Target::Person("desk".into())]);
+    }
+
+    #[test]
+    fn hl7_priorities_are_checked() {
+        let ok = parse(
+            "alertcall.toml",
+            "[hl7]\npriorities = { PM = \"critical\", \"PL technical\" = \"high\" }\n",
+        )
+        .unwrap();
+        assert_eq!(ok.hl7_priorities.severity(Some("PM"), None), "critical");
+        assert_eq!(
+            ok.hl7_priorities.severity(Some("PL"), Some("technical")),
+            "high"
+        );
+        assert_eq!(ok.hl7_priorities.severity(Some("PL"), None), "low");
+        let errors = parse(
+            "alertcall.toml",
+            "\n[hl7]\npriorities = { PX = \"critical\", \"PM loud\" = \"high\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("alertcall.toml:3: hl7.priorities:"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::message::MessageSettings;
@@ -78,6 +79,8 @@ pub struct Config {
     /// push monitor pages IT when the pings stop. A secret (the URL is the credential).
     pub heartbeat_url: Option<Secret>,
     pub heartbeat_every: Duration,
+    /// The HL7 alarm listener (`ALERTCALL_HL7_LISTEN`); off when `None`.
+    pub hl7: Option<Arc<crate::hl7::listener::Settings>>,
 }
 
 /// A URL that is a credential (a heartbeat URL), for logs: scheme and host, the rest hidden.
@@ -249,6 +252,7 @@ impl Config {
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
         let header_read_timeout = duration("ALERTCALL_HEADER_READ_TIMEOUT", "10s");
         let heartbeat_every = duration("ALERTCALL_HEARTBEAT_EVERY", "60s");
+        let hl7_idle_timeout = duration("ALERTCALL_HL7_IDLE_TIMEOUT", "5m");
         if header_read_timeout.is_zero() {
             errors.push("ALERTCALL_HEADER_READ_TIMEOUT must be above zero".into());
         }
@@ -297,6 +301,7 @@ impl Config {
         };
 
         let (provider, real_provider) = provider_config(&get, &mut errors);
+        let hl7 = hl7_settings(&get, hl7_idle_timeout, &mut errors);
 
         let config_file = match get("ALERTCALL_CONFIG") {
             Some(path) => {
@@ -424,6 +429,7 @@ impl Config {
             fallback_phone,
             heartbeat_url,
             heartbeat_every,
+            hl7,
         })
     }
 
@@ -456,6 +462,78 @@ impl Config {
 }
 
 /// `alertcall.toml` in the working directory, if it exists.
+/// `ALERTCALL_HL7_*`: the MLLP listener, when `ALERTCALL_HL7_LISTEN` is set. Listening
+/// beyond this machine takes an allow-list: alarms from an unknown peer would be paged.
+fn hl7_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    idle_timeout: Duration,
+    errors: &mut Vec<String>,
+) -> Option<Arc<crate::hl7::listener::Settings>> {
+    let listen_text = get("ALERTCALL_HL7_LISTEN")?;
+    let Ok(listen) = listen_text.parse::<SocketAddr>() else {
+        errors.push(format!(
+            "ALERTCALL_HL7_LISTEN={listen_text:?} is not an address:port such as 0.0.0.0:2575"
+        ));
+        return None;
+    };
+    let mut allow = Vec::new();
+    for entry in get("ALERTCALL_HL7_ALLOW")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        match entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        {
+            Ok(net) => allow.push(net),
+            Err(_) => errors.push(format!(
+                "ALERTCALL_HL7_ALLOW: {entry:?} is not an address or network such as 10.1.2.3 or 10.1.0.0/16"
+            )),
+        }
+    }
+    if allow.is_empty() && !listen.ip().is_loopback() {
+        errors.push(format!(
+            "ALERTCALL_HL7_LISTEN={listen} takes connections from other machines: set \
+             ALERTCALL_HL7_ALLOW to the alarm gateways' addresses (e.g. 10.1.2.3,10.1.4.0/24; \
+             0.0.0.0/0,::/0 takes any peer)"
+        ));
+    }
+    for name in ["ALERTCALL_HL7_TLS_CERT", "ALERTCALL_HL7_TLS_KEY"] {
+        if get(name).is_some() {
+            errors.push(format!(
+                "{name}: TLS on the HL7 listener is not supported yet; unset it and put a TLS \
+                 terminator (stunnel, HAProxy) in front, or keep the link on a closed network"
+            ));
+        }
+    }
+    let number = |name: &str, default: usize, errors: &mut Vec<String>| {
+        let text = get(name).unwrap_or_else(|| default.to_string());
+        match text.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                errors.push(format!(
+                    "{name}={text:?} must be a whole number above zero, such as {default}"
+                ));
+                default
+            }
+        }
+    };
+    let max_message = number("ALERTCALL_HL7_MAX_MESSAGE", 1024 * 1024, errors);
+    let max_connections = number("ALERTCALL_HL7_MAX_CONNECTIONS", 64, errors);
+    if idle_timeout.is_zero() {
+        errors.push("ALERTCALL_HL7_IDLE_TIMEOUT must be above zero".into());
+    }
+    Some(Arc::new(crate::hl7::listener::Settings {
+        listen,
+        allow,
+        max_message,
+        idle_timeout,
+        max_connections,
+    }))
+}
+
 fn default_config_file() -> Option<PathBuf> {
     Some(PathBuf::from("alertcall.toml")).filter(|p| p.exists())
 }
@@ -688,6 +766,38 @@ mod tests {
             "https://alertcall.example.org/api/alerts/call-event"
         );
         assert!(matches!(c.provider, ProviderConfig::Vonage(_)));
+    }
+
+    #[test]
+    fn the_hl7_listener_refuses_by_default() {
+        assert!(config(&[]).unwrap().hl7.is_none(), "off when unset");
+        let local = config(&[("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575")]).unwrap();
+        let settings = local.hl7.unwrap();
+        assert!(settings.allows("127.0.0.1".parse().unwrap()));
+        assert!(!settings.allows("10.1.4.20".parse().unwrap()));
+        let err = config(&[("ALERTCALL_HL7_LISTEN", "0.0.0.0:2575")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set ALERTCALL_HL7_ALLOW"), "{err}");
+        let open = config(&[
+            ("ALERTCALL_HL7_LISTEN", "0.0.0.0:2575"),
+            ("ALERTCALL_HL7_ALLOW", "10.1.4.20, 10.2.0.0/16"),
+        ])
+        .unwrap()
+        .hl7
+        .unwrap();
+        assert!(open.allows("10.1.4.20".parse().unwrap()));
+        assert!(open.allows("::ffff:10.2.9.9".parse().unwrap()));
+        assert!(!open.allows("10.1.4.21".parse().unwrap()));
+        let err = config(&[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575"),
+            ("ALERTCALL_HL7_ALLOW", "ten.one"),
+            ("ALERTCALL_HL7_TLS_CERT", "/etc/cert.pem"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"ten.one\" is not an address"), "{err}");
+        assert!(err.contains("ALERTCALL_HL7_TLS_CERT: TLS"), "{err}");
     }
 
     #[test]

@@ -263,14 +263,15 @@ fn provider(s: &Situation, at: Option<DateTime<Utc>>, last_error: Option<&str>) 
         .or(last_error)
         .unwrap_or("it failed repeatedly");
     let refused = matches!(s.provider_health, ProviderHealth::Refused(_));
+    let provider = proper_name(s.provider);
     let retry = at.map_or_else(String::new, |t| format!(" at {}", clock(t, s)));
     Unreached {
         reason: Reason::ProviderDown,
-        message: format!("{} cannot place calls: {why}", s.provider),
+        message: format!("{provider} cannot place calls: {why}."),
         next: format!(
             "Retrying{retry}. Nobody, not even the fallback contact, can be phoned until {} \
              places calls again.",
-            s.provider
+            provider
         ),
         fix: if refused {
             "Check VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY / VONAGE_PRIVATE_KEY_PATH: the \
@@ -281,7 +282,7 @@ fn provider(s: &Situation, at: Option<DateTime<Utc>>, last_error: Option<&str>) 
             format!(
                 "Check {}'s status page and this server's network route to it; calls resume by \
                  themselves when it answers. Meanwhile phone the ward directly.",
-                s.provider
+                provider
             )
         },
     }
@@ -321,10 +322,7 @@ fn exhausted(s: &Situation, next: Option<DateTime<Utc>>) -> Unreached {
     if let Some(r) = &s.refused {
         return Unreached {
             reason: Reason::FailedForGood,
-            message: format!(
-                "The call to {} was refused for good by {}: {}",
-                r.person, s.provider, r.why
-            ),
+            message: format!("The call to {} was refused for good: {}.", r.person, r.why),
             next: format!(
                 "Calling again {when} will fail the same way. {}",
                 fallback(s)
@@ -364,6 +362,14 @@ fn fallback(s: &Situation) -> String {
 
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
+}
+
+/// A provider's name as a sentence shows it: `Vonage` for `vonage`.
+fn proper_name(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// `10:35` in the hospital's time zone (with the date when it is not today).
@@ -574,6 +580,10 @@ mod tests {
         });
         let u = assess_case(&c).unwrap();
         assert_eq!(u.reason, Reason::FailedForGood);
+        assert_eq!(
+            u.message,
+            "The call to Dev Patel was refused for good: Invalid number."
+        );
         assert!(u.fix.contains("Correct Dev Patel's phone number"), "{u:?}");
     }
 
@@ -583,7 +593,10 @@ mod tests {
         refused.health = ProviderHealth::Refused("cannot sign the Vonage JWT".into());
         let u = assess_case(&refused).unwrap();
         assert_eq!(u.reason, Reason::ProviderDown);
-        assert!(u.message.contains("cannot sign the Vonage JWT"), "{u:?}");
+        assert_eq!(
+            u.message,
+            "Vonage cannot place calls: cannot sign the Vonage JWT."
+        );
         assert!(u.fix.contains("private key"), "{u:?}");
         assert!(u.next.starts_with("Retrying at 10:31."), "{u:?}");
         assert!(!u.reason.calls_fallback());

@@ -72,8 +72,7 @@ async fn claim(engine: &Arc<Engine>) -> usize {
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not claim due work; will retry");
-            engine.store_failed(&e);
-            engine.set_database_ok(false);
+            engine.database_failed(&e);
             0
         }
     }

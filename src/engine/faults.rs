@@ -34,6 +34,18 @@ impl Default for WriteFaults {
 }
 
 impl Engine {
+    /// After a store call failed: counted, the write-fault tracking, and the database counts
+    /// as unreachable only when it did not answer (one that refused a write or a row answered;
+    /// calling that "unreachable" would send the operator the wrong way).
+    pub(super) fn database_failed(&self, error: &StoreError) {
+        self.store_failed(error);
+        if error.database_answered() {
+            self.metrics.database_error();
+        } else {
+            self.set_database_ok(false);
+        }
+    }
+
     /// Notes a store error (every failed database operation of the engine's loops and of
     /// the HTTP handlers comes here): a write fault is counted and shown in readiness; an
     /// unwritable database stops `serve`.

@@ -90,8 +90,7 @@ pub(super) async fn take_in(engine: &Arc<Engine>, only: Option<&str>) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not take in new alerts; will retry");
-                engine.store_failed(&e);
-                engine.set_database_ok(false);
+                engine.database_failed(&e);
                 return;
             }
         };

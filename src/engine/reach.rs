@@ -265,7 +265,7 @@ pub(super) async fn watch(engine: Arc<Engine>) {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "could not assess whether alerts reach someone");
-                engine.set_database_ok(false);
+                engine.database_failed(&e);
                 continue;
             }
         };

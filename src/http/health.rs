@@ -50,6 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         "provider_status": word(&provider),
         "webhook_protection": Protection::of(&engine.config).as_str(),
         "sms_reply_ack": sms_reply_ack,
+        "hl7_intake": if engine.config.hl7.is_some() { "on" } else { "off" },
     });
     let status = if database.is_ok() && !writes_failing {
         StatusCode::OK

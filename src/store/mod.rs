@@ -41,6 +41,10 @@ macro_rules! migrations {
                 5,
                 include_str!(concat!("migrations/", $dir, "/0005_test_calls.sql")),
             ),
+            (
+                6,
+                include_str!(concat!("migrations/", $dir, "/0006_hl7.sql")),
+            ),
         ]
     };
 }
@@ -151,6 +155,18 @@ impl StoreError {
                  point DATABASE_URL at the primary",
             ),
             Code::Postgres(_) => None,
+        }
+    }
+
+    /// The database answered, with an error of its own (a refused write, a trigger, a
+    /// constraint), as opposed to not answering at all (no connection, a pool timeout, a
+    /// server shutting down).
+    pub fn database_answered(&self) -> bool {
+        match self.database_code() {
+            // SQLSTATE class 08 (connection exception) and 57 (operator intervention).
+            Some(Code::Postgres(state)) => !(state.starts_with("08") || state.starts_with("57")),
+            Some(Code::Sqlite(_)) => true,
+            None => false,
         }
     }
 

@@ -77,6 +77,7 @@ pub(super) fn fragment(name: &str, arg: &str, id_type: &str) -> Option<String> {
         "for_update" => " FOR UPDATE".into(),
         "skip_locked" => " FOR UPDATE SKIP LOCKED".into(),
         "as_alert_id" => format!("({arg})::{id_type}"),
+        "uuid" => format!("({arg})::uuid"),
         // The hospital's columns may be uuid, integer or an enum: compared as text.
         "join_key" | "raw_time" => format!("{arg}::text"),
         // `-infinity` is not "before": such an alert is called rather than skipped.

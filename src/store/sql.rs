@@ -15,6 +15,7 @@
 //! | `{stale:X}` | the alert `a` was triggered before `X` | — |
 //! | `{metadata_set:K, V}` | `metadata` with key `K` set to the JSON `V`, the other keys kept | — |
 //! | `{call_status:X}`, `{has_call:X}` | `X->call->call_status`, and whether `X` has a `call` | — |
+//! | `{uuid:X}` | the text `X` as a `uuid`, which a `uuid` or text column takes | `X` |
 //!
 //! Values are bound once, as `Arg`s; each database encodes times its way (`Pool::run`).
 
@@ -52,6 +53,27 @@ macro_rules! alert_time {
     () => {
         "coalesce({time_order:a.triggered_at}, {time_order:pg.created_at})"
     };
+}
+
+/// The room with this `room_id` or `room_name` ($1), an id match first.
+const ROOM_LOOKUP: &str = "SELECT CAST(room_id AS TEXT) FROM rooms \
+     WHERE {join_key:room_id} = $1 OR room_name = $1 \
+     ORDER BY ({join_key:room_id} = $1) DESC LIMIT 1";
+
+/// Inserts an alert whose `room` ($2) is a `rooms.room_id`; yields its id.
+fn insert_alert_stmt(sql: &Sql, alert: &NewAlert) -> Stmt {
+    sql.stmt(
+        "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
+         VALUES ($1, (SELECT room_id FROM rooms WHERE {join_key:room_id} = $2), \
+                 $3, $4, $5, $6) \
+         RETURNING CAST(id AS TEXT)",
+    )
+    .bind(&alert.patient_id)
+    .bind(&alert.room)
+    .bind(&alert.severity)
+    .bind(&alert.alert_type)
+    .bind(&alert.title)
+    .bind(&alert.message)
 }
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
@@ -160,7 +182,7 @@ impl Sql {
             "test_call_columns" => TEST_CALL_COLUMNS.into(),
             "alert_select" => self.resolve(ALERT_SELECT),
             "for_update" | "skip_locked" => String::new(),
-            "as_alert_id" | "join_key" | "time_order" => arg.into(),
+            "as_alert_id" | "join_key" | "time_order" | "uuid" => arg.into(),
             // An unknown name is left as it is: the database refuses the statement loudly.
             _ => format!("{{{token}}}"),
         }
@@ -368,6 +390,12 @@ impl Conn<'_> {
         }
     }
 
+    pub(crate) async fn fetch_one<T: Rows>(self, s: Stmt) -> Result<T, sqlx::Error> {
+        self.fetch_optional(s)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
     /// Runs statements written for this database alone (migrations), with no values; how
     /// many rows they changed.
     async fn execute_script(self, sql: &'static str) -> Result<u64, sqlx::Error> {
@@ -521,9 +549,7 @@ impl SqlStore {
     }
 
     async fn fetch_one<T: Rows>(&self, s: Stmt) -> Result<T, sqlx::Error> {
-        self.fetch_optional(s)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
+        self.pool.acquire().await?.conn().fetch_one(s).await
     }
 
     async fn begin(&self) -> Result<CallTx, StoreError> {
@@ -556,6 +582,10 @@ impl CallTx {
 
     async fn fetch_optional<T: Rows>(&mut self, s: Stmt) -> Result<Option<T>, sqlx::Error> {
         self.tx.conn().fetch_optional(s).await
+    }
+
+    async fn fetch_one<T: Rows>(&mut self, s: Stmt) -> Result<T, sqlx::Error> {
+        self.tx.conn().fetch_one(s).await
     }
 
     /// Reads a call, locking it for the rest of the transaction.
@@ -831,6 +861,178 @@ impl CallTx {
         Ok(())
     }
 
+    /// Holds `key` to the commit, so that two connections creating the same row (one that
+    /// does not exist yet, so no row lock can guard it) do it one after the other. SQLite's
+    /// write transactions (`BEGIN IMMEDIATE`) already run one at a time.
+    async fn serialise(&mut self, key: String) -> Result<(), StoreError> {
+        if self.sql.dialect == Dialect::Postgres {
+            let s = self
+                .sql
+                .stmt("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key);
+            self.execute(s).await.doing("taking an advisory lock")?;
+        }
+        Ok(())
+    }
+
+    // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
+
+    /// Records an HL7 message's control id; false when `source` sent it before.
+    pub async fn hl7_first_seen(
+        &mut self,
+        source: &str,
+        control_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "INSERT INTO alertcall.hl7_messages (source, control_id, received_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(source)
+            .bind(control_id)
+            .bind(at);
+        Ok(self.execute(s).await.doing("recording an HL7 message")? == 1)
+    }
+
+    /// The alert an alarm instance of `source` became, locked for this transaction.
+    pub async fn hl7_alarm(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        // Two connections reporting one new alarm at once make one alert.
+        self.serialise(format!("{source}|{alarm_id}")).await?;
+        let s = self
+            .sql
+            .stmt("SELECT alert_id FROM alertcall.hl7_alarms WHERE source = $1 AND alarm_id = $2")
+            .bind(source)
+            .bind(alarm_id);
+        let found: Option<(String,)> = self
+            .fetch_optional(s)
+            .await
+            .doing("looking up an HL7 alarm")?;
+        Ok(found.map(|(id,)| id))
+    }
+
+    /// Links an alarm instance to its alert, with the phase last applied.
+    pub async fn hl7_link(
+        &mut self,
+        source: &str,
+        alarm_id: &str,
+        alert_id: &str,
+        phase: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "INSERT INTO alertcall.hl7_alarms (source, alarm_id, alert_id, phase, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, alarm_id) \
+                 DO UPDATE SET phase = excluded.phase, updated_at = excluded.updated_at",
+            )
+            .bind(source)
+            .bind(alarm_id)
+            .bind(alert_id)
+            .bind(phase)
+            .bind(at);
+        self.execute(s)
+            .await
+            .doing("linking an HL7 alarm to its alert")?;
+        Ok(())
+    }
+
+    /// The `rooms.room_id` of the room with this id or name, created (named `name`) when
+    /// there is none.
+    pub async fn room_named(&mut self, name: &str) -> Result<String, StoreError> {
+        self.serialise(format!("alertcall.room|{name}")).await?;
+        let s = self.sql.stmt(ROOM_LOOKUP).bind(name);
+        let found: Option<(String,)> = self.fetch_optional(s).await.doing("looking up the room")?;
+        if let Some((id,)) = found {
+            return Ok(id);
+        }
+        let s = self
+            .sql
+            .stmt(
+                "INSERT INTO rooms (room_id, room_name) VALUES ({uuid:$1}, $2) \
+                 RETURNING CAST(room_id AS TEXT)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(name);
+        let (id,): (String,) = self.fetch_one(s).await.doing("adding a room")?;
+        Ok(id)
+    }
+
+    /// Adds the patient when `patients` does not have them; an existing row is left as the
+    /// hospital wrote it.
+    pub async fn ensure_patient(&mut self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "INSERT INTO patients (patient_id, name) VALUES ($1, $2) \
+                 ON CONFLICT (patient_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(name);
+        self.execute(s).await.doing("adding a patient")?;
+        Ok(())
+    }
+
+    /// Inserts an alert whose `room` is a `rooms.room_id`; returns its id.
+    pub async fn insert_alert(&mut self, alert: &NewAlert) -> Result<String, StoreError> {
+        let s = insert_alert_stmt(&self.sql, alert);
+        let (id,): (String,) = self.fetch_one(s).await.doing("inserting an alert")?;
+        Ok(id)
+    }
+
+    /// An alert's severity and status, locked for this transaction.
+    pub async fn alert_state(
+        &mut self,
+        alert_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        if !self.sql.id_fits(alert_id) {
+            return Ok(None);
+        }
+        let s = self
+            .sql
+            .stmt(
+                "SELECT CAST(severity AS TEXT), CAST(status AS TEXT) FROM alerts \
+                 WHERE id = {as_alert_id:$1}{for_update}",
+            )
+            .bind(alert_id);
+        match self.fetch_optional(s).await {
+            Ok(found) => Ok(found),
+            Err(e) if is_bad_id(&e) => Ok(None),
+            Err(e) => Err(e).doing("locking an alert"),
+        }
+    }
+
+    /// Sets an alert's severity and (when given) message; with `resolve`, an active or
+    /// acknowledged alert becomes resolved.
+    pub async fn revise_alert(
+        &mut self,
+        alert_id: &str,
+        severity: &str,
+        message: Option<&str>,
+        resolve: bool,
+    ) -> Result<(), StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "UPDATE alerts SET severity = $2, message = coalesce($3, message), \
+                   status = CASE WHEN $4 AND status IN ('active', 'acknowledged') \
+                            THEN 'resolved' ELSE status END \
+                 WHERE id = {as_alert_id:$1}",
+            )
+            .bind(alert_id)
+            .bind(severity)
+            .bind(message)
+            .bind(resolve);
+        self.execute(s).await.doing("revising an alert")?;
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await.doing("committing")
     }
@@ -931,13 +1133,7 @@ impl Alerts for SqlStore {
         let room_id: Option<String> = match &alert.room {
             None => None,
             Some(room) => {
-                let s = self
-                    .stmt(
-                        "SELECT CAST(room_id AS TEXT) FROM rooms \
-                         WHERE {join_key:room_id} = $1 OR room_name = $1 \
-                         ORDER BY ({join_key:room_id} = $1) DESC LIMIT 1",
-                    )
-                    .bind(room);
+                let s = self.stmt(ROOM_LOOKUP).bind(room);
                 let found: Option<(String,)> =
                     self.fetch_optional(s).await.doing("looking up the room")?;
                 Some(found.map(|(id,)| id).ok_or_else(|| {
@@ -948,19 +1144,13 @@ impl Alerts for SqlStore {
                 })?)
             }
         };
-        let s = self
-            .stmt(
-                "INSERT INTO alerts (patient_id, room_id, severity, alert_type, title, message) \
-                 VALUES ($1, (SELECT room_id FROM rooms WHERE {join_key:room_id} = $2), \
-                         $3, $4, $5, $6) \
-                 RETURNING CAST(id AS TEXT)",
-            )
-            .bind(&alert.patient_id)
-            .bind(room_id)
-            .bind(&alert.severity)
-            .bind(&alert.alert_type)
-            .bind(&alert.title)
-            .bind(&alert.message);
+        let s = insert_alert_stmt(
+            &self.sql(),
+            &NewAlert {
+                room: room_id,
+                ..alert.clone()
+            },
+        );
         let (id,): (String,) = self.fetch_one(s).await.doing("inserting an alert")?;
         Ok(id)
     }

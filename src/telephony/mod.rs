@@ -43,8 +43,8 @@ pub enum ProviderError {
     /// message says so) or our key cannot sign. Retrying will not help, a person must fix it.
     #[error("{0}")]
     Config(String),
-    /// This call can never succeed (e.g. an invalid number).
-    #[error("the provider refused the call: {0}")]
+    /// This call can never succeed (e.g. an invalid number); the message says who refused it.
+    #[error("{0}")]
     Permanent(String),
     /// Worth retrying: rate limit, server error, timeout, connection failure.
     #[error("temporary provider failure: {message}")]

@@ -309,13 +309,13 @@ impl Provider for VonageProvider {
                     retry_after: None,
                 });
         }
-        let detail = problem_detail(&body);
+        let (code, detail) = (status.as_u16(), problem_detail(&body));
         let trace = trace
             .map(|t| format!(" (trace id {t})"))
             .unwrap_or_default();
-        Err(match status.as_u16() {
+        Err(match code {
             401 | 403 => ProviderError::Config(format!(
-                "Vonage answered {status}: {detail}{trace}. Check VONAGE_APPLICATION_ID and the \
+                "Vonage answered {code}: {detail}{trace}. Check VONAGE_APPLICATION_ID and the \
                  private key (they must belong to the same application)"
             )),
             429 => ProviderError::Transient {
@@ -323,10 +323,10 @@ impl Provider for VonageProvider {
                 retry_after,
             },
             500..=599 => ProviderError::Transient {
-                message: format!("Vonage answered {status}: {detail}{trace}"),
+                message: format!("Vonage answered {code}: {detail}{trace}"),
                 retry_after,
             },
-            _ => ProviderError::Permanent(format!("Vonage answered {status}: {detail}{trace}")),
+            _ => ProviderError::Permanent(format!("Vonage answered {code}: {detail}{trace}")),
         })
     }
 
@@ -361,16 +361,16 @@ impl Provider for VonageProvider {
                     retry_after: None,
                 });
         }
-        let detail = problem_detail(&bytes);
-        Err(match status.as_u16() {
+        let (code, detail) = (status.as_u16(), problem_detail(&bytes));
+        Err(match code {
             401 | 403 => {
-                ProviderError::Config(format!("Vonage Messages answered {status}: {detail}"))
+                ProviderError::Config(format!("Vonage Messages answered {code}: {detail}"))
             }
             429 | 500..=599 => ProviderError::Transient {
-                message: format!("Vonage Messages answered {status}: {detail}"),
+                message: format!("Vonage Messages answered {code}: {detail}"),
                 retry_after: None,
             },
-            _ => ProviderError::Permanent(format!("Vonage Messages answered {status}: {detail}")),
+            _ => ProviderError::Permanent(format!("Vonage Messages answered {code}: {detail}")),
         })
     }
 }
@@ -472,15 +472,23 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     }
 }
 
-/// `title: detail` from a problem+json body, plus any invalid parameters.
+/// `title: detail` from a problem+json body (once when they are the same, without a closing
+/// full stop, since our sentence goes on), plus any invalid parameters.
 fn problem_detail(body: &[u8]) -> String {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     };
-    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut out = [field("title"), field("detail")]
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim_end_matches('.')
+    };
+    let (title, detail) = (field("title"), field("detail"));
+    let mut out = [title, detail]
         .into_iter()
         .filter(|s| !s.is_empty())
+        .take(if title == detail { 1 } else { 2 })
         .collect::<Vec<_>>()
         .join(": ");
     if let Some(params) = v.get("invalid_parameters").and_then(Value::as_array) {

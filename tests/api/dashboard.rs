@@ -469,7 +469,7 @@ async fn readyz_hides_why_the_database_is_unavailable() {
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
         json!({"database": "ok", "database_writes": "ok", "provider": "simulator", "provider_status": "ok",
-               "webhook_protection": "not-mounted", "sms_reply_ack": "on"})
+               "webhook_protection": "not-mounted", "sms_reply_ack": "on", "hl7_intake": "off"})
     );
     // Close the database to new connections and end the service's ones, from the server's
     // maintenance database (a database cannot close itself).
@@ -503,7 +503,7 @@ async fn readyz_hides_why_the_database_is_unavailable() {
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
         json!({"database": "unavailable", "database_writes": "ok", "provider": "simulator", "provider_status": "ok",
-               "webhook_protection": "not-mounted", "sms_reply_ack": "on"})
+               "webhook_protection": "not-mounted", "sms_reply_ack": "on", "hl7_intake": "off"})
     );
     sqlx::raw_sql(set_allowed(true))
         .execute(&mut admin)
@@ -537,7 +537,7 @@ async fn readyz_reports_a_provider_refusing_our_credentials() {
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
         json!({"database": "ok", "database_writes": "ok", "provider": "vonage", "provider_status": "unavailable",
-               "webhook_protection": "signed", "sms_reply_ack": "on"})
+               "webhook_protection": "signed", "sms_reply_ack": "on", "hl7_intake": "off"})
     );
     app.stop().await;
 }

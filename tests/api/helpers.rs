@@ -20,6 +20,8 @@ pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The HL7 listener, when ALERTCALL_HL7_LISTEN is given.
+    pub hl7: Option<SocketAddr>,
     pub engine: Arc<Engine>,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -53,6 +55,7 @@ impl TestApp {
         let config = Config::from_vars(|k| vars.get(k).cloned()).expect("test configuration");
         let app = Application::build(config).await.expect("build app");
         let addr = app.local_addr();
+        let hl7 = app.hl7_addr();
         let engine = app.engine();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -64,6 +67,7 @@ impl TestApp {
         });
         let app = TestApp {
             addr,
+            hl7,
             engine,
             http: reqwest::Client::new(),
             stop: Some(stop),

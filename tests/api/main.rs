@@ -12,6 +12,7 @@ mod escalation;
 mod fake_vonage;
 mod faults;
 mod helpers;
+mod hl7;
 mod logs;
 mod openapi_fuzz;
 mod process;

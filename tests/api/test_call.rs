@@ -186,8 +186,8 @@ async fn vonage_failures_are_reported_with_the_reason() {
     let text = stdout(&out);
     assert!(
         text.contains(
-            "✗ failed: the call failed: the provider refused the call: Vonage answered 400 Bad \
-             Request: Bad Request: Invalid number; to: invalid_number"
+            "✗ failed: the call failed: Vonage answered 400: Bad Request: Invalid number; to: \
+             invalid_number"
         ),
         "{text}"
     );

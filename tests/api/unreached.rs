@@ -57,7 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
         old: false,
         provider: Some(|_| Behaviour::Status(401, None)),
         refuse_intake: false,
-        message: "vonage cannot place calls",
+        message: "Vonage cannot place calls",
     },
     Scenario {
         reason: Reason::Skipped,

@@ -1,0 +1,540 @@
+//! HL7 alarm intake: the corpus of `ORU^R40` messages through the live MLLP listener, the
+//! Python `hl7` package as an independent peer, a flood of malformed messages, and alarms
+//! from start to a call and press 1, or to an end that hangs the call up.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::both_backends;
+use crate::core::WAIT;
+use crate::db::TestDb;
+use crate::helpers::{TestApp, run_tool, tools_present, wait_until};
+
+/// A corpus message, its lines joined with `\r` as HL7 separates segments.
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/hl7/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .collect::<Vec<_>>()
+        .join("\r")
+}
+
+async fn spawn(db: &TestDb) -> (TestApp, SocketAddr) {
+    let app = TestApp::spawn(db, None, &[("ALERTCALL_HL7_LISTEN", "127.0.0.1:0")]).await;
+    let addr = app.hl7.expect("the HL7 listener is on");
+    (app, addr)
+}
+
+/// An MLLP peer written here from the framing rules (not alertcall's framer).
+struct Peer(TcpStream);
+
+impl Peer {
+    async fn connect(addr: SocketAddr) -> Peer {
+        Peer(
+            TcpStream::connect(addr)
+                .await
+                .expect("connect to the HL7 listener"),
+        )
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).await.expect("send");
+    }
+
+    /// Sends one framed message and reads its ACK.
+    async fn send(&mut self, message: &[u8]) -> Ack {
+        let mut framed = vec![0x0b];
+        framed.extend_from_slice(message);
+        framed.extend_from_slice(&[0x1c, 0x0d]);
+        self.send_raw(&framed).await;
+        self.ack().await
+    }
+
+    async fn ack(&mut self) -> Ack {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WAIT, async {
+            while !got.ends_with(&[0x1c, 0x0d]) {
+                let n = self.0.read(&mut byte).await.expect("read the ACK");
+                assert_eq!(n, 1, "the listener closed before its ACK; got {got:?}");
+                got.push(byte[0]);
+            }
+        })
+        .await
+        .expect("an ACK in time");
+        assert_eq!(got[0], 0x0b, "an ACK starts its frame");
+        Ack(String::from_utf8(got[1..got.len() - 2].to_vec()).expect("a UTF-8 ACK"))
+    }
+}
+
+/// An ACK, read field by field.
+struct Ack(String);
+
+impl Ack {
+    fn field(&self, segment: &str, n: usize) -> String {
+        self.0
+            .split('\r')
+            .find(|s| s.starts_with(segment))
+            .and_then(|s| s.split('|').nth(n))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn assert(&self, code: &str, control_id: &str) {
+        assert_eq!(self.field("MSH", 8), "ACK^R40^ACK", "{:?}", self.0);
+        assert_eq!(self.field("MSA", 1), code, "{:?}", self.0);
+        assert_eq!(self.field("MSA", 2), control_id, "{:?}", self.0);
+    }
+}
+
+/// The alerts the intake wrote: id, severity, status, alert_type, message, room name,
+/// patient name, acknowledged_at, metadata.hl7.
+async fn alerts(db: &TestDb) -> Vec<(String, Vec<Option<String>>, Value)> {
+    db.rows(
+        "SELECT CAST(a.id AS TEXT), a.severity, a.status, a.alert_type, a.message, r.room_name, \
+           p.name, CAST(a.acknowledged_at AS TEXT), CAST(a.metadata AS TEXT) \
+         FROM alerts a LEFT JOIN rooms r ON CAST(r.room_id AS TEXT) = CAST(a.room_id AS TEXT) \
+         LEFT JOIN patients p ON p.patient_id = a.patient_id ORDER BY a.alert_type",
+    )
+    .await
+    .into_iter()
+    .map(|mut row| {
+        let metadata: Value =
+            serde_json::from_str(row.pop().unwrap().as_deref().unwrap_or("{}")).unwrap();
+        let id = row.remove(0).unwrap();
+        (id, row, metadata["hl7"].clone())
+    })
+    .collect()
+}
+
+fn text(v: &[&str]) -> Vec<Option<String>> {
+    v.iter()
+        .map(|s| (!s.is_empty()).then(|| s.to_string()))
+        .collect()
+}
+
+pub async fn corpus_gives_its_alerts_and_acks(db: TestDb) {
+    let (app, addr) = spawn(&db).await;
+    let mut peer = Peer::connect(addr).await;
+
+    // Vendor A: start.
+    peer.send(fixture("a_start.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1001");
+    let got = alerts(&db).await;
+    assert_eq!(got.len(), 1);
+    let (a_id, row, hl7) = &got[0];
+    assert_eq!(
+        row,
+        &text(&[
+            "critical",
+            "active",
+            "MDC_EVT_HI_GT_LIM",
+            "Heart rate high 152",
+            "Room 12",
+            "Grace Okafor",
+            ""
+        ])
+    );
+    assert_eq!(hl7["alarm_id"], "ALM-77");
+    assert_eq!(
+        hl7["sending_application"],
+        "ACME_GW^0012A4FFFE000001^EUI-64"
+    );
+    assert_eq!(hl7["device"], "0012A4FFFE00BEEF^ACME^EUI-64");
+    assert_eq!(hl7["priority"], "PH");
+    assert_eq!(hl7["kind"], "physiological");
+    assert_eq!(hl7["inactivation_state"], "enabled");
+    assert_eq!(hl7["location"]["bed"], "Bed 2");
+    // The same message again (a peer that missed our ACK): acknowledged, nothing new.
+    peer.send(fixture("a_start.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1001");
+    assert_eq!(
+        alerts(&db).await.len(),
+        1,
+        "a resent message is applied once"
+    );
+
+    // Vendor B on a second connection: two alarms in one message, other numbering.
+    let mut other = Peer::connect(addr).await;
+    other
+        .send(fixture("b_start_two.hl7").as_bytes())
+        .await
+        .assert("AA", "NS-00042");
+    let got = alerts(&db).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let desat = got
+        .iter()
+        .find(|a| a.1[2].as_deref() == Some("MDC_EVT_DESAT"))
+        .unwrap();
+    assert_eq!(
+        desat.1,
+        text(&[
+            "critical",
+            "active",
+            "MDC_EVT_DESAT",
+            "SpO2 low 84",
+            "Room 4&5",
+            "Zoë Ærø",
+            ""
+        ])
+    );
+    assert_eq!(
+        desat.2["priority"], "PH",
+        "the priority attribute, matched by its text"
+    );
+    let leads = got
+        .iter()
+        .find(|a| a.1[2].as_deref() == Some("MDC_EVT_LEAD_OFF"))
+        .unwrap();
+    assert_eq!(leads.1[0].as_deref(), Some("low"), "PL maps to low");
+    assert_eq!(
+        leads.1[3].as_deref(),
+        Some(r"Leads off | check V1^V2 \ ~ ok")
+    );
+    assert_eq!(leads.2["kind"], "technical");
+    assert_eq!(leads.2["phase"], "start");
+    assert_eq!(leads.2["device"], "NS-MON-0042");
+
+    // Vendor A: update (priority down to PM) and end, linked by OBR-29.
+    peer.send(fixture("a_update.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1002");
+    let a = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| &a.0 == a_id)
+        .unwrap();
+    assert_eq!(
+        a.1[..4],
+        text(&["high", "active", "MDC_EVT_HI_GT_LIM", "Heart rate high 171"])
+    );
+    assert_eq!(a.2["phase"], "update");
+    peer.send(fixture("a_end.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1003");
+    let a = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| &a.0 == a_id)
+        .unwrap();
+    assert_eq!(a.1[1].as_deref(), Some("resolved"));
+    assert_eq!(a.1[6], None, "ended at the source, not acknowledged");
+    assert_eq!(a.2["ended_at_source"], true);
+    assert_eq!(
+        alerts(&db).await.len(),
+        3,
+        "follow-ups make no alert of their own"
+    );
+
+    // Missing optional fields: no patient, no room, no phase, no priority (taken as PH).
+    peer.send(fixture("minimal.hl7").as_bytes())
+        .await
+        .assert("AA", "T-1");
+    let apnea = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| a.1[2].as_deref() == Some("MDC_EVT_APNEA"))
+        .unwrap();
+    assert_eq!(
+        apnea.1,
+        text(&["critical", "active", "MDC_EVT_APNEA", "apnea", "", "", ""])
+    );
+
+    // Refusals: a type we do not take, and a phase nobody defined.
+    let adt = fixture("a_start.hl7").replace("ORU^R40^ORU_R40|A-1001", "ADT^A01^ADT_A01|X-1");
+    let ack = peer.send(adt.as_bytes()).await;
+    ack.assert("AR", "X-1");
+    assert_eq!(ack.field("ERR", 2), "MSH^1^9");
+    assert!(ack.field("ERR", 3).starts_with("200^"), "{:?}", ack.0);
+    let later = fixture("a_start.hl7")
+        .replace("A-1001", "X-2")
+        .replace("ALM-77", "ALM-99")
+        .replace("|start|", "|later|");
+    let ack = peer.send(later.as_bytes()).await;
+    ack.assert("AE", "X-2");
+    assert_eq!(ack.field("ERR", 2), "OBX^3^5");
+    assert!(ack.field("ERR", 3).starts_with("103^"), "{:?}", ack.0);
+    assert_eq!(alerts(&db).await.len(), 4, "refused messages write nothing");
+    assert_eq!(
+        db.count(&format!("SELECT count(*) FROM {}", db.table("hl7_alarms")))
+            .await,
+        4
+    );
+    app.stop().await;
+}
+both_backends!(hl7::corpus_gives_its_alerts_and_acks);
+
+/// python-hl7's MLLP client sends the corpus; its parser reads our ACKs.
+pub async fn python_hl7_is_answered(db: TestDb) {
+    let venv = std::env::var("ALERTCALL_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/alertcall-venv",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let python = ["python3".to_string(), format!("{venv}/bin/python")]
+        .into_iter()
+        .rev()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import hl7.client"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let missing = match &python {
+        Some(_) => vec![],
+        None => vec!["the Python hl7 package (pip install hl7)".to_string()],
+    };
+    if !tools_present("hl7 peer", &missing, "ALERTCALL_REQUIRE_HL7_PEER") {
+        return;
+    }
+    let (app, addr) = spawn(&db).await;
+    let script = r#"
+import json, sys, hl7
+from hl7.client import MLLPClient
+out = []
+with MLLPClient(sys.argv[1], int(sys.argv[2])) as client:
+    for path in sys.argv[3:]:
+        text = open(path, encoding="utf-8").read().strip().replace("\n", "\r")
+        reply = client.send_message(text)
+        ack = hl7.parse(reply.decode("utf-8") if isinstance(reply, bytes) else reply)
+        out.append({"type": str(ack.segment("MSH")[9]), "code": str(ack.segment("MSA")[1]),
+                    "control_id": str(ack.segment("MSA")[2])})
+print(json.dumps(out))
+"#;
+    let dir = format!("{}/tests/fixtures/hl7", env!("CARGO_MANIFEST_DIR"));
+    let mut run = Command::new(python.unwrap());
+    run.args(["-c", script, "127.0.0.1", &addr.port().to_string()])
+        .arg(format!("{dir}/b_start_two.hl7"))
+        .arg(format!("{dir}/a_start.hl7"))
+        .arg(format!("{dir}/a_end.hl7"));
+    let out: Value = serde_json::from_str(run_tool(run, "python hl7 peer").await.trim()).unwrap();
+    let seen: Vec<(String, String, String)> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str().unwrap().to_string(),
+                a["code"].as_str().unwrap().to_string(),
+                a["control_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let ack = |id: &str| ("ACK^R40^ACK".to_string(), "AA".to_string(), id.to_string());
+    assert_eq!(seen, vec![ack("NS-00042"), ack("A-1001"), ack("A-1003")]);
+    let rows = alerts(&db).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows.iter()
+            .filter(|a| a.1[1].as_deref() == Some("resolved"))
+            .count(),
+        1
+    );
+    app.stop().await;
+}
+both_backends!(hl7::python_hl7_is_answered);
+
+/// Malformed messages of every kind: each is answered (or dropped with its connection),
+/// nothing is written, and the listener still takes a good message afterwards.
+pub async fn malformed_messages_write_nothing(db: TestDb) {
+    let _turn = crate::helpers::heavy().await;
+    let count: usize = if std::env::var("ALERTCALL_TORTURE").as_deref() == Ok("full") {
+        50_000
+    } else {
+        10_000
+    };
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:0"),
+            ("ALERTCALL_HL7_MAX_MESSAGE", "4096"),
+        ],
+    )
+    .await;
+    let addr = app.hl7.unwrap();
+    let good = fixture("a_start.hl7");
+    let mut rng = fastrand::Rng::with_seed(14);
+    let mut peer = Peer::connect(addr).await;
+    let mut answered = 0;
+    for i in 0..count {
+        let mut bad: Vec<u8> = match rng.usize(0..8) {
+            // Random bytes.
+            0 => (0..rng.usize(0..300))
+                .map(|_| rng.u8(..))
+                .filter(|b| *b != 0x1c)
+                .collect(),
+            // A good message with its type changed.
+            1 => good
+                .replacen("ORU^R40", &format!("ORU^R{}", rng.u8(41..99)), 1)
+                .into_bytes(),
+            // Cut short before its first OBR.
+            2 => good.as_bytes()[..rng.usize(0..good.find("OBR").unwrap())].to_vec(),
+            // A phase nobody defined.
+            3 => good
+                .replace("|start|", &format!("|{}|", rng.alphabetic()))
+                .into_bytes(),
+            // No alarm instance id, or no control id.
+            4 if rng.bool() => good
+                .replace("|ALM-77^ACME_GW|ALM-77^ACME_GW|", "|||")
+                .into_bytes(),
+            4 => good.replace("|A-1001|", "||").into_bytes(),
+            // Not UTF-8.
+            5 => {
+                let mut b = good.clone().into_bytes();
+                let at = rng.usize(20..b.len());
+                b[at] = 0xff;
+                b
+            }
+            // Too large.
+            6 => good
+                .replace("Heart rate high 152", &"x".repeat(5000))
+                .into_bytes(),
+            // The alarm without its event OBX, or a segment that cannot be read.
+            _ => {
+                let cut = good.find("OBX").unwrap();
+                let mut b = good[..cut].to_string();
+                if rng.bool() {
+                    b.push_str("\r\u{1}\u{2}|||");
+                }
+                b.into_bytes()
+            }
+        };
+        // Noise between frames now and then.
+        if i % 97 == 0 {
+            peer.send_raw(b"\r\n stray bytes \x1c\r").await;
+        }
+        // Some with a fresh control id so that none is taken for a resend.
+        if let Some(at) = bad.windows(6).position(|w| w == b"A-1001") {
+            bad.splice(at..at + 6, format!("Z{i:05}").bytes());
+        }
+        let ack = peer.send(&bad).await;
+        assert!(
+            matches!(ack.field("MSA", 1).as_str(), "AE" | "AR"),
+            "message {i} was not refused: {:?} for {:?}",
+            ack.0,
+            String::from_utf8_lossy(&bad)
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, count);
+    assert_eq!(
+        db.count("SELECT count(*) FROM alerts").await,
+        0,
+        "a malformed message wrote an alert"
+    );
+    // A truncated frame and a close: the listener goes on.
+    peer.send_raw(b"\x0bMSH|^~\\&|cut").await;
+    drop(peer);
+    let mut peer = Peer::connect(addr).await;
+    peer.send(good.as_bytes()).await.assert("AA", "A-1001");
+    assert_eq!(db.count("SELECT count(*) FROM alerts").await, 1);
+    app.stop().await;
+}
+both_backends!(hl7::malformed_messages_write_nothing);
+
+async fn sim_calls(app: &TestApp) -> Vec<Value> {
+    app.get("/api/sim/calls").await.json().await.unwrap()
+}
+
+async fn sim(app: &TestApp, path: &str, body: Option<Value>) -> Value {
+    let mut req = app.http.post(app.url(path));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200, "POST {path}");
+    r.json().await.unwrap()
+}
+
+/// ORU start → a call → press 1 acknowledges; a second alarm's end before anyone answered
+/// hangs its call up and resolves it as ended at the source.
+pub async fn alarms_are_phoned_and_ended(db: TestDb) {
+    let (app, addr) = spawn(&db).await;
+    let mut peer = Peer::connect(addr).await;
+    peer.send(fixture("a_start.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1001");
+    wait_until("the simulated phone rings", WAIT, || async {
+        sim_calls(&app).await.len() == 1
+    })
+    .await;
+    let call = sim_calls(&app).await.remove(0);
+    let id = call["id"].as_str().unwrap().to_string();
+    let answered = sim(&app, &format!("/api/sim/calls/{id}/answer"), None).await;
+    assert!(
+        answered["heard"][0]
+            .as_str()
+            .unwrap()
+            .contains("Heart rate high 152"),
+        "{answered}"
+    );
+    sim(
+        &app,
+        &format!("/api/sim/calls/{id}/press"),
+        Some(serde_json::json!({"keys": "1"})),
+    )
+    .await;
+    let a = alerts(&db).await.remove(0);
+    assert_eq!(a.1[1].as_deref(), Some("acknowledged"));
+    assert!(a.1[6].is_some(), "acknowledged_at is set");
+
+    // A second alarm: ringing, then its end arrives before anyone answers.
+    let second = fixture("a_start.hl7")
+        .replace("A-1001", "A-2001")
+        .replace("ALM-77", "ALM-80");
+    peer.send(second.as_bytes()).await.assert("AA", "A-2001");
+    wait_until("the second call rings", WAIT, || async {
+        sim_calls(&app)
+            .await
+            .iter()
+            .any(|c| c["state"] == "ringing")
+    })
+    .await;
+    let end = fixture("a_end.hl7")
+        .replace("A-1003", "A-2003")
+        .replace("ALM-77", "ALM-80");
+    peer.send(end.as_bytes()).await.assert("AA", "A-2003");
+    wait_until("the ringing call is hung up", WAIT, || async {
+        sim_calls(&app)
+            .await
+            .iter()
+            .all(|c| c["state"] != "ringing")
+    })
+    .await;
+    let ended = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| a.2["alarm_id"] == "ALM-80")
+        .unwrap();
+    assert_eq!(ended.1[1].as_deref(), Some("resolved"));
+    assert_eq!(ended.1[6], None, "not acknowledged: nobody acted");
+    assert_eq!(ended.2["ended_at_source"], true);
+    app.assert_audit(&ended.0, &["hl7.start", "hl7.end", "alert.resolved"])
+        .await;
+    wait_until(
+        "no call of the ended alarm is live",
+        Duration::from_secs(10),
+        || async {
+            app.engine
+                .store
+                .list_calls(Some(&ended.0), 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|c| c.status.is_terminal())
+        },
+    )
+    .await;
+    app.stop().await;
+}
+both_backends!(hl7::alarms_are_phoned_and_ended);
