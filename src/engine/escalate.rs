@@ -342,16 +342,19 @@ async fn text(
 ///
 /// `again`: `None` for the first time (called and texted), `Some(n)` for the n-th call again
 /// after calls nobody picked up (`reach::fallback_again`; called only, the text was sent).
+/// `said`: whether "nobody to tell" was already logged for this alert (a later try of the
+/// first time, e.g. once someone is on shift on an `oncall:` fallback).
 pub(super) async fn notify_fallback(
     engine: &std::sync::Arc<Engine>,
     alert: &Alert,
     unreached: &crate::domain::reach::Unreached,
     again: Option<usize>,
+    said: bool,
 ) -> Result<(), StoreError> {
     let directory = engine.directory();
     let people = people(&directory, &directory.fallback, engine.now());
     if people.is_empty() {
-        if again.is_none() {
+        if !said {
             tracing::error!(alert_id = %alert.id, "no fallback contact to tell: set [hospital] fallback in alertcall.toml or ALERTCALL_FALLBACK_PHONE");
         }
         return Ok(());

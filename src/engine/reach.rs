@@ -328,7 +328,7 @@ async fn became_unreached(engine: &Arc<Engine>, r: &AlertReach) -> Result<(), St
         u.message
     );
     if u.reason.calls_fallback() {
-        escalate::notify_fallback(engine, &r.alert, u, None).await?;
+        escalate::notify_fallback(engine, &r.alert, u, None, false).await?;
     } else if u.reason == Reason::ProviderDown && !engine.directory().fallback.is_empty() {
         tracing::error!(alert_id = %r.alert.id, "the fallback contact cannot be phoned either: the provider places no calls");
     }
@@ -349,8 +349,13 @@ async fn fallback_again(engine: &Arc<Engine>, r: &AlertReach) -> Result<(), Stor
         .into_iter()
         .filter(super::dispatch::is_fallback)
         .collect();
+    if calls.is_empty() {
+        // Not called yet (nobody was on shift on an `oncall:` fallback, or a fault): the first
+        // time again, which its audit key keeps to once.
+        return escalate::notify_fallback(engine, &r.alert, u, None, true).await;
+    }
     match reach::fallback_again(&calls, engine.config.fallback_retry, engine.now()) {
-        Some(n) => escalate::notify_fallback(engine, &r.alert, u, Some(n)).await,
+        Some(n) => escalate::notify_fallback(engine, &r.alert, u, Some(n), true).await,
         None => Ok(()),
     }
 }

@@ -381,6 +381,46 @@ pub async fn the_fallback_contact_is_called_again_until_picked_up(db: TestDb) {
 }
 both_backends!(reach::the_fallback_contact_is_called_again_until_picked_up);
 
+/// A fallback contact that could not be told when the alert became unreached (nobody was set,
+/// or nobody was on shift on an `oncall:` fallback) is called and texted as soon as there is
+/// one, here after a reload that adds it.
+pub async fn a_fallback_contact_added_later_is_still_told(db: TestDb) {
+    let scenario = scenario(Reason::NoPolicy);
+    let fake = unreached::fake_vonage(&[scenario]).await;
+    let file = unreached::config();
+    let with_fallback = std::fs::read_to_string(file.path()).unwrap();
+    let without = with_fallback.replace("fallback = [\"person:desk\"]", "");
+    assert_ne!(without, with_fallback);
+    std::fs::write(file.path(), &without).unwrap();
+    let path = file.path().display().to_string();
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_CONFIG", path.as_str())]).await;
+    let alert = unreached::raise(&db, &scenario).await;
+    wait_until("the alert is recorded as unreached", WAIT, || async {
+        let events = app.engine.store.list_events(&alert).await.unwrap();
+        events.iter().any(|e| e.kind == "alert.unreached")
+    })
+    .await;
+    assert!(fake.calls().iter().all(|c| !to(c, DESK)));
+    std::fs::write(file.path(), &with_fallback).unwrap();
+    app.engine.reload(app.engine.config.directory().unwrap());
+    wait_until(
+        "the fallback contact is called and texted",
+        WAIT,
+        || async {
+            fake.calls().iter().any(|c| to(c, DESK))
+                && fake
+                    .messages()
+                    .iter()
+                    .any(|m| m["to"] == DESK.trim_start_matches('+'))
+        },
+    )
+    .await;
+    app.assert_audit(&alert, &["alert.unreached", "fallback.notified"])
+        .await;
+    app.stop().await;
+}
+both_backends!(reach::a_fallback_contact_added_later_is_still_told);
+
 /// The database goes away (the network to Postgres is cut): the pings stop, and start again
 /// when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
