@@ -75,6 +75,9 @@ pub struct Config {
     /// `ALERTCALL_FALLBACK_PHONE`: the safety net called and texted when an alert reaches
     /// nobody; wins over `[hospital] fallback`.
     pub fallback_phone: Option<Phone>,
+    /// `ALERTCALL_FALLBACK_RETRY`: how long after a fallback call nobody picked up (or that
+    /// failed) the fallback contact is called again, while the alert still reaches nobody.
+    pub fallback_retry: Duration,
     /// `ALERTCALL_HEARTBEAT_URL`: requested every `heartbeat_every` while all is well, so a
     /// push monitor pages IT when the pings stop. A secret (the URL is the credential).
     pub heartbeat_url: Option<Secret>,
@@ -252,6 +255,7 @@ impl Config {
         let webhook_max_age = duration("ALERTCALL_WEBHOOK_MAX_AGE", "5m");
         let header_read_timeout = duration("ALERTCALL_HEADER_READ_TIMEOUT", "10s");
         let heartbeat_every = duration("ALERTCALL_HEARTBEAT_EVERY", "60s");
+        let fallback_retry = duration("ALERTCALL_FALLBACK_RETRY", "2m");
         let hl7_idle_timeout = duration("ALERTCALL_HL7_IDLE_TIMEOUT", "5m");
         if header_read_timeout.is_zero() {
             errors.push("ALERTCALL_HEADER_READ_TIMEOUT must be above zero".into());
@@ -427,6 +431,7 @@ impl Config {
             config_file,
             log_json,
             fallback_phone,
+            fallback_retry,
             heartbeat_url,
             heartbeat_every,
             hl7,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use jiff::tz::TimeZone;
 
 use crate::domain::alert::Alert;
+use crate::domain::call::{CallRecord, CallStatus};
 
 /// Failed attempts in a row, on one alert or across the provider, after which a provider that
 /// answers 5xx or times out counts as unable to place calls (the retries continue).
@@ -364,6 +365,29 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
 }
 
+/// At most this many calls to the fallback contact about one unreached alert.
+pub const FALLBACK_CALLS: usize = 5;
+
+/// Whether the fallback contact is to be called again about an alert that still reaches
+/// nobody, given the fallback calls made about it so far: when every one ended without being
+/// picked up (failed, unanswered, busy, ...), the newest at least `retry` ago, and fewer than
+/// `FALLBACK_CALLS` were made. Returns the number of that call (1 for the first retry).
+/// No call yet is not a retry: the first call goes out when the alert becomes unreached.
+pub fn fallback_again(calls: &[CallRecord], retry: Duration, now: DateTime<Utc>) -> Option<usize> {
+    // Completed: Vonage reports it only for a call that was connected (picked up).
+    let picked_up_or_ringing = |c: &CallRecord| {
+        !c.status.is_terminal() || matches!(c.status, CallStatus::Answered | CallStatus::Completed)
+    };
+    if calls.is_empty() || calls.len() >= FALLBACK_CALLS || calls.iter().any(picked_up_or_ringing) {
+        return None;
+    }
+    let last = calls
+        .iter()
+        .map(|c| c.ended_at.unwrap_or(c.created_at))
+        .max()?;
+    ((now - last).to_std().unwrap_or_default() >= retry).then_some(calls.len())
+}
+
 /// A provider's name as a sentence shows it: `Vonage` for `vonage`.
 fn proper_name(name: &str) -> String {
     let mut chars = name.chars();
@@ -641,5 +665,59 @@ mod tests {
             "2026-12-04 00:00"
         );
         assert_eq!(age(s.max_alert_age), "90 min");
+    }
+
+    fn fallback_call(status: CallStatus, ended: Option<DateTime<Utc>>) -> CallRecord {
+        CallRecord {
+            id: uuid::Uuid::nil(),
+            alert_id: "a1".into(),
+            provider: "vonage".into(),
+            provider_call_id: None,
+            to_number: "+13855550160".into(),
+            status,
+            message: String::new(),
+            step: -1,
+            round: -1,
+            person: Some("desk".into()),
+            created_at: at(10, 0),
+            initiated_at: None,
+            answered_at: None,
+            ended_at: ended,
+            prompts: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_fallback_is_called_again_after_a_call_nobody_picked_up() {
+        let retry = Duration::from_secs(120);
+        let unanswered = fallback_call(CallStatus::Unanswered, Some(at(10, 27)));
+        // Not before the retry interval, then the second call.
+        assert_eq!(
+            fallback_again(std::slice::from_ref(&unanswered), retry, at(10, 28)),
+            None
+        );
+        assert_eq!(
+            fallback_again(std::slice::from_ref(&unanswered), retry, at(10, 29)),
+            Some(1)
+        );
+        // A failed placement (no end time) counts from when it was made.
+        let failed = fallback_call(CallStatus::Failed, None);
+        assert_eq!(fallback_again(&[failed], retry, at(10, 2)), Some(1));
+        // Not while one rings, not once one was picked up, not past the limit, not before
+        // the first call.
+        let ringing = fallback_call(CallStatus::Ringing, None);
+        assert_eq!(
+            fallback_again(&[unanswered.clone(), ringing], retry, at(10, 30)),
+            None
+        );
+        let heard = fallback_call(CallStatus::Completed, Some(at(10, 1)));
+        assert_eq!(
+            fallback_again(&[unanswered.clone(), heard], retry, at(10, 30)),
+            None
+        );
+        let five = vec![unanswered; FALLBACK_CALLS];
+        assert_eq!(fallback_again(&five, retry, at(11, 0)), None);
+        assert_eq!(fallback_again(&[], retry, at(11, 0)), None);
     }
 }

@@ -415,6 +415,11 @@ const FALLBACK: Position<'static> = Position {
     round: -1,
 };
 
+/// Whether `call` went to the fallback contact (not to a step of a policy).
+pub(super) fn is_fallback(call: &crate::domain::call::CallRecord) -> bool {
+    call.step == FALLBACK.step
+}
+
 /// Calls the fallback contact about an alert nobody is being reached about.
 pub(super) async fn call_fallback(
     engine: &Arc<Engine>,
@@ -422,7 +427,8 @@ pub(super) async fn call_fallback(
     person: &Person,
     to: &Phone,
 ) -> Result<(), crate::store::StoreError> {
-    // Placed or not, the outcome is logged and recorded on the call; nothing retries it.
+    // Placed or not, the outcome is logged and recorded on the call; a call that fails or
+    // that nobody picks up is made again by `reach::watch` (`domain::reach::fallback_again`).
     call_person(engine, None, alert, person, to, FALLBACK)
         .await
         .map(|_| ())

@@ -339,17 +339,27 @@ async fn text(
 /// Calls and texts the fallback contact (`[hospital] fallback`, `ALERTCALL_FALLBACK_PHONE`)
 /// about an alert nobody is being reached about. The call is an ordinary call: its "press 1"
 /// acknowledges the alert.
+///
+/// `again`: `None` for the first time (called and texted), `Some(n)` for the n-th call again
+/// after calls nobody picked up (`reach::fallback_again`; called only, the text was sent).
+/// `said`: whether "nobody to tell" was already logged for this alert (a later try of the
+/// first time, e.g. once someone is on shift on an `oncall:` fallback).
 pub(super) async fn notify_fallback(
     engine: &std::sync::Arc<Engine>,
     alert: &Alert,
     unreached: &crate::domain::reach::Unreached,
+    again: Option<usize>,
+    said: bool,
 ) -> Result<(), StoreError> {
     let directory = engine.directory();
     let people = people(&directory, &directory.fallback, engine.now());
     if people.is_empty() {
-        tracing::error!(alert_id = %alert.id, "no fallback contact to tell: set [hospital] fallback in alertcall.toml or ALERTCALL_FALLBACK_PHONE");
+        if !said {
+            tracing::error!(alert_id = %alert.id, "no fallback contact to tell: set [hospital] fallback in alertcall.toml or ALERTCALL_FALLBACK_PHONE");
+        }
         return Ok(());
     }
+    let reason = unreached.reason.as_str();
     let first = engine
         .store
         .record_event(&AuditEvent {
@@ -357,12 +367,11 @@ pub(super) async fn notify_fallback(
             call_id: None,
             source: "engine".into(),
             kind: "fallback.notified".into(),
-            dedupe_key: Some(format!(
-                "fallback:{}:{}",
-                alert.id,
-                unreached.reason.as_str()
-            )),
-            detail: json!({"reason": unreached.reason.as_str(), "people": people.iter().map(|p| &p.id).collect::<Vec<_>>()}),
+            dedupe_key: Some(match again {
+                None => format!("fallback:{}:{reason}", alert.id),
+                Some(n) => format!("fallback:{}:{reason}:{n}", alert.id),
+            }),
+            detail: json!({"reason": reason, "again": again, "people": people.iter().map(|p| &p.id).collect::<Vec<_>>()}),
             at: engine.now(),
         })
         .await?;
@@ -371,12 +380,18 @@ pub(super) async fn notify_fallback(
     }
     let prefix = format!("NOBODY REACHED: {} ", unreached.message);
     for person in &people {
-        tracing::warn!(alert_id = %alert.id, person = %person.id, reason = unreached.reason.as_str(), "calling and texting the fallback contact");
+        if let Some(n) = again {
+            tracing::warn!(alert_id = %alert.id, person = %person.id, reason, call = n + 1, "nobody picked up the fallback contact's call: calling again");
+        } else {
+            tracing::warn!(alert_id = %alert.id, person = %person.id, reason, "calling and texting the fallback contact");
+        }
         if let Some(phone) = &person.phone {
             super::dispatch::call_fallback(engine, alert, person, phone).await?;
         }
-        let number = person.sms.clone().or_else(|| person.phone.clone());
-        text(engine, alert, &person.id, number, &prefix).await?;
+        if again.is_none() {
+            let number = person.sms.clone().or_else(|| person.phone.clone());
+            text(engine, alert, &person.id, number, &prefix).await?;
+        }
     }
     Ok(())
 }

@@ -274,11 +274,13 @@ pub(super) async fn watch(engine: Arc<Engine>) {
         for r in &list {
             *counts.entry(r.unreached.reason).or_default() += 1;
             now_seen.insert(r.alert.id.clone(), r.unreached.reason);
-            if seen.get(&r.alert.id) != Some(&r.unreached.reason)
-                && let Err(e) = became_unreached(&engine, r).await
-            {
-                tracing::warn!(alert_id = %r.alert.id, error = %e, "could not record an unreached alert; will retry");
-                now_seen.remove(&r.alert.id);
+            if seen.get(&r.alert.id) != Some(&r.unreached.reason) {
+                if let Err(e) = became_unreached(&engine, r).await {
+                    tracing::warn!(alert_id = %r.alert.id, error = %e, "could not record an unreached alert; will retry");
+                    now_seen.remove(&r.alert.id);
+                }
+            } else if let Err(e) = fallback_again(&engine, r).await {
+                tracing::warn!(alert_id = %r.alert.id, error = %e, "could not call the fallback contact again; will retry");
             }
         }
         for reason in Reason::ALL {
@@ -326,11 +328,36 @@ async fn became_unreached(engine: &Arc<Engine>, r: &AlertReach) -> Result<(), St
         u.message
     );
     if u.reason.calls_fallback() {
-        escalate::notify_fallback(engine, &r.alert, u).await?;
+        escalate::notify_fallback(engine, &r.alert, u, None, false).await?;
     } else if u.reason == Reason::ProviderDown && !engine.directory().fallback.is_empty() {
         tracing::error!(alert_id = %r.alert.id, "the fallback contact cannot be phoned either: the provider places no calls");
     }
     Ok(())
+}
+
+/// Calls the fallback contact again about an alert still unreached when every call to it so
+/// far ended without being picked up (`domain::reach::fallback_again`).
+async fn fallback_again(engine: &Arc<Engine>, r: &AlertReach) -> Result<(), StoreError> {
+    let u = &r.unreached;
+    if !u.reason.calls_fallback() {
+        return Ok(());
+    }
+    let calls: Vec<_> = engine
+        .store
+        .list_calls(Some(&r.alert.id), 200)
+        .await?
+        .into_iter()
+        .filter(super::dispatch::is_fallback)
+        .collect();
+    if calls.is_empty() {
+        // Not called yet (nobody was on shift on an `oncall:` fallback, or a fault): the first
+        // time again, which its audit key keeps to once.
+        return escalate::notify_fallback(engine, &r.alert, u, None, true).await;
+    }
+    match reach::fallback_again(&calls, engine.config.fallback_retry, engine.now()) {
+        Some(n) => escalate::notify_fallback(engine, &r.alert, u, Some(n), true).await,
+        None => Ok(()),
+    }
 }
 
 /// Requests `ALERTCALL_HEARTBEAT_URL` every `ALERTCALL_HEARTBEAT_EVERY` while all is well.

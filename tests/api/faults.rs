@@ -151,8 +151,15 @@ impl SmallDisk {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            assert!(
+                std::env::var_os("ALERTCALL_REQUIRE_TMPFS").is_none(),
+                "cannot mount a tmpfs at {} (needs root), and ALERTCALL_REQUIRE_TMPFS is set",
+                dir.display()
+            );
             eprintln!(
-                "SKIPPED: cannot mount a tmpfs at {} (needs root)",
+                "SKIPPED: cannot mount a tmpfs at {} (needs root; ALERTCALL_REQUIRE_TMPFS=1 \
+                 makes this a failure)",
                 dir.display()
             );
             let _ = std::fs::remove_dir(&dir);

@@ -9,7 +9,7 @@ use alertcall::domain::reach::Reason;
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::core::{WAIT, input_body, input_url, metric};
+use crate::core::{WAIT, event_body, event_url, input_body, input_url, metric};
 use crate::db::{Backend, TestDb};
 use crate::fake_vonage::{Behaviour, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
@@ -301,6 +301,125 @@ pub async fn the_intake_keeps_failing(db: TestDb) {
     unreached(db, Case::calling_the_fallback(scenario)).await;
 }
 both_backends!(reach::the_intake_keeps_failing);
+
+/// The safety net does not give up after one call: a fallback call nobody picks up (or that
+/// fails) is made again after ALERTCALL_FALLBACK_RETRY while the alert still reaches nobody,
+/// and no more once the fallback contact picked up.
+pub async fn the_fallback_contact_is_called_again_until_picked_up(db: TestDb) {
+    let scenario = scenario(Reason::NoPolicy);
+    let fake = unreached::fake_vonage(&[scenario]).await;
+    let monitor = Monitor::start().await;
+    let file = unreached::config();
+    let path = file.path().display().to_string();
+    let app = TestApp::spawn(
+        &db,
+        Some(&fake),
+        &[
+            ("ALERTCALL_CONFIG", path.as_str()),
+            ("ALERTCALL_FALLBACK_RETRY", "1s"),
+            ("ALERTCALL_HEARTBEAT_URL", monitor.url.as_str()),
+            ("ALERTCALL_HEARTBEAT_EVERY", "200ms"),
+        ],
+    )
+    .await;
+    let alert = unreached::raise(&db, &scenario).await;
+    let desk_calls = || {
+        fake.calls()
+            .into_iter()
+            .filter(|c| to(c, DESK))
+            .collect::<Vec<_>>()
+    };
+    let end = |call: Received, status: &'static str| {
+        let app = &app;
+        async move {
+            let uuid = call.uuid.clone().unwrap();
+            let r = app
+                .webhook(
+                    &event_url(&call),
+                    &event_body(&uuid, status),
+                    Some(SIGNATURE_SECRET),
+                )
+                .await;
+            assert_eq!(r.status(), 204, "the {status} event");
+        }
+    };
+    wait_until("the fallback contact is called", WAIT, || async {
+        desk_calls().len() == 1
+    })
+    .await;
+    end(desk_calls().remove(0), "unanswered").await;
+    wait_until("the fallback contact is called again", WAIT, || async {
+        desk_calls().len() == 2
+    })
+    .await;
+    // Picked up (and hung up without pressing 1): the message was heard, no third call.
+    end(desk_calls().remove(1), "answered").await;
+    end(desk_calls().remove(1), "completed").await;
+    let calls_of_alert = format!(
+        "SELECT count(*) FROM {} WHERE alert_id = '{alert}'",
+        db.table("calls")
+    );
+    let before = db.count(&calls_of_alert).await;
+    // Three times the retry interval goes by (the withheld heartbeats count it).
+    let withheld = "alertcall_heartbeats_total{result=\"withheld\"}";
+    let ticks = scrape(&app, withheld).await.unwrap_or(0.0);
+    wait_until("3 s go by", WAIT, || async {
+        scrape(&app, withheld)
+            .await
+            .is_some_and(|n| n >= ticks + 15.0)
+    })
+    .await;
+    assert_eq!(
+        desk_calls().len(),
+        2,
+        "no call after the fallback picked up"
+    );
+    assert_eq!(db.count(&calls_of_alert).await, before);
+    app.assert_audit(&alert, &["alert.unreached", "fallback.notified"])
+        .await;
+    app.stop().await;
+}
+both_backends!(reach::the_fallback_contact_is_called_again_until_picked_up);
+
+/// A fallback contact that could not be told when the alert became unreached (nobody was set,
+/// or nobody was on shift on an `oncall:` fallback) is called and texted as soon as there is
+/// one, here after a reload that adds it.
+pub async fn a_fallback_contact_added_later_is_still_told(db: TestDb) {
+    let scenario = scenario(Reason::NoPolicy);
+    let fake = unreached::fake_vonage(&[scenario]).await;
+    let file = unreached::config();
+    let with_fallback = std::fs::read_to_string(file.path()).unwrap();
+    let without = with_fallback.replace("fallback = [\"person:desk\"]", "");
+    assert_ne!(without, with_fallback);
+    std::fs::write(file.path(), &without).unwrap();
+    let path = file.path().display().to_string();
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_CONFIG", path.as_str())]).await;
+    let alert = unreached::raise(&db, &scenario).await;
+    wait_until("the alert is recorded as unreached", WAIT, || async {
+        let events = app.engine.store.list_events(&alert).await.unwrap();
+        events.iter().any(|e| e.kind == "alert.unreached")
+    })
+    .await;
+    assert!(fake.calls().iter().all(|c| !to(c, DESK)));
+    std::fs::write(file.path(), &with_fallback).unwrap();
+    app.engine.reload(app.engine.config.directory().unwrap());
+    wait_until(
+        "the fallback contact is called and texted",
+        WAIT,
+        || async {
+            fake.calls().iter().any(|c| to(c, DESK))
+                && fake
+                    .messages()
+                    .iter()
+                    .any(|m| m["to"] == DESK.trim_start_matches('+'))
+        },
+    )
+    .await;
+    app.assert_audit(&alert, &["alert.unreached", "fallback.notified"])
+        .await;
+    app.stop().await;
+}
+both_backends!(reach::a_fallback_contact_added_later_is_still_told);
 
 /// The database goes away (the network to Postgres is cut): the pings stop, and start again
 /// when it is back.
