@@ -45,6 +45,10 @@ macro_rules! migrations {
                 6,
                 include_str!(concat!("migrations/", $dir, "/0006_hl7.sql")),
             ),
+            (
+                7,
+                include_str!(concat!("migrations/", $dir, "/0007_severity_any_case.sql")),
+            ),
         ]
     };
 }

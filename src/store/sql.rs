@@ -76,6 +76,14 @@ fn insert_alert_stmt(sql: &Sql, alert: &NewAlert) -> Stmt {
     .bind(&alert.message)
 }
 
+/// The alert's severity in lower case: the hospital's app may write `Critical` or
+/// `CRITICAL` (the column keeps what it was given), and each is paged as `critical`.
+macro_rules! severity {
+    () => {
+        "lower(CAST(a.severity AS TEXT))"
+    };
+}
+
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
      step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
@@ -1159,7 +1167,9 @@ impl Alerts for SqlStore {
         let s = self
             .stmt(concat!(
                 "{alert_select} WHERE ($1 IS NULL OR a.status = $1) \
-                   AND ($2 IS NULL OR a.severity = $2) \
+                   AND ($2 IS NULL OR ",
+                severity!(),
+                " = lower($2)) \
                    AND ($3 IS NULL OR ",
                 alert_time!(),
                 " >= {time_order:$3}) \
@@ -1222,10 +1232,12 @@ impl Paging for SqlStore {
             file.check()?;
         }
         let s = self
-            .stmt(
+            .stmt(concat!(
                 "WITH candidates AS ( \
                    SELECT CAST(a.id AS TEXT) AS alert_id, {stale:$2} AS stale FROM alerts a \
-                   WHERE a.severity = '{critical}' AND a.status = 'active' \
+                   WHERE ",
+                severity!(),
+                " = '{critical}' AND a.status = 'active' \
                      AND ($5 IS NULL OR a.id = {as_alert_id:$5}) \
                      AND NOT EXISTS (SELECT 1 FROM alertcall.pages p \
                                      WHERE p.alert_id = CAST(a.id AS TEXT)) \
@@ -1236,8 +1248,8 @@ impl Paging for SqlStore {
                         CASE WHEN stale THEN NULL ELSE $4 END, \
                         CASE WHEN stale THEN NULL ELSE $3 END, $1, $1 \
                  FROM candidates WHERE true \
-                 ON CONFLICT (alert_id) DO NOTHING RETURNING {page_columns}",
-            )
+                 ON CONFLICT (alert_id) DO NOTHING RETURNING {page_columns}"
+            ))
             .bind(lease.now)
             .bind(not_before)
             .bind(&lease.owner)
@@ -1749,7 +1761,7 @@ mod tests {
         let queries = [
             ALERT_SELECT,
             concat!("WHERE ", alert_time!(), " >= {time_order:$3}"),
-            "{stale:$2} {metadata_set:$2, $3} {skip_locked} {raw_time:x} {critical}",
+            "{stale:$2} {metadata_set:$2, $3} {skip_locked} {raw_time:x} {critical} {uuid:$1}",
             "{call_columns} {page_columns} {sms_columns} {alert_select}",
         ];
         for sql in [
