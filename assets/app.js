@@ -107,10 +107,31 @@ function unreachedBanner(a) {
   );
 }
 
+// What keeps alertcall from reaching people, beyond any one alert (GET /api/v1/health): a
+// provider that cannot place calls, a database refusing writes, texts that cannot be
+// acknowledged by a reply.
+function systemNotices(h) {
+  const notices = [];
+  for (const p of h.providers.filter((p) => p.status !== "ok")) {
+    notices.push(["critical", `${p.name} cannot place calls${p.detail ? `: ${p.detail}` : ""}. Nobody can be phoned until it can; see /readyz and the log.`]);
+  }
+  if (h.database !== "ok") {
+    notices.push(["critical", "The database does not answer: new alerts cannot be taken in until it is back."]);
+  }
+  if (h.database_writes === "failing") {
+    notices.push(["critical", "The database refuses writes (a full disk, an I/O error): acknowledgements and calls are retried until it accepts them. Free space or fix the disk."]);
+  }
+  if (h.sms_reply_ack === "off") {
+    notices.push(["warning", "A reply of 1 to a text does not acknowledge yet: set the Vonage SMS Inbound URL that `alertcall check` prints (or VONAGE_SIGNATURE_SECRET). Nurses acknowledge by answering the call or on this board."]);
+  }
+  return notices.map(([level, text]) => el("div", { class: `notice ${level}`, role: level === "critical" ? "alert" : "status" }, text));
+}
+
 // ---- the alert board ----------------------------------------------------------------------
 
 async function loadBoard() {
-  const alerts = await api("/api/v1/alerts");
+  const [alerts, health] = await Promise.all([api("/api/v1/alerts"), api("/api/v1/health")]);
+  document.getElementById("system-notices").replaceChildren(...systemNotices(health));
   const tbody = document.querySelector("#alerts tbody");
   fill(
     tbody,
