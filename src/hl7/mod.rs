@@ -9,6 +9,7 @@ pub mod intake;
 pub mod listener;
 pub mod mllp;
 pub mod oru;
+pub mod send;
 
 use std::collections::BTreeMap;
 

@@ -538,3 +538,115 @@ pub async fn alarms_are_phoned_and_ended(db: TestDb) {
     app.stop().await;
 }
 both_backends!(hl7::alarms_are_phoned_and_ended);
+
+/// `alertcall hl7 send <file>` run against `app`'s listener (through ALERTCALL_HL7_LISTEN
+/// unless `args` name `--to`): its output and exit status.
+async fn hl7_send(listen: SocketAddr, args: &[&str], file: &str) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let file = file.to_string();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alarms.hl7"), file).unwrap();
+        let mut all = vec!["hl7", "send", "alarms.hl7"];
+        all.extend(args.iter().map(String::as_str));
+        let listen = listen.to_string();
+        crate::cli::run(
+            &all,
+            &[("ALERTCALL_HL7_LISTEN", listen.as_str())],
+            dir.path(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn printed(out: &std::process::Output) -> String {
+    format!("{}{}", crate::cli::stdout(out), crate::cli::stderr(out))
+}
+
+/// The MLLP client sends files of one or several messages (any line ends) and says what each
+/// ACK means; exit status 0 only when every message got AA.
+pub async fn hl7_send_reports_each_ack(db: TestDb) {
+    let (app, addr) = spawn(&db).await;
+    // Two messages in one file, CRLF line ends: both AA, both written.
+    let two = format!(
+        "{}\n\n{}\n",
+        fixture("a_start.hl7"),
+        fixture("b_start_two.hl7")
+    )
+    .replace('\r', "\r\n");
+    let out = hl7_send(addr, &[], &two).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("sending 2 messages from alarms.hl7 to {addr}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ message 1 (A-1001): AA: accepted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ message 2 (NS-00042): AA: accepted"),
+        "{text}"
+    );
+    assert_eq!(alerts(&db).await.len(), 3);
+
+    // AE with its ERR in words, then a good message after it: still exit status 1.
+    let later = fixture("a_start.hl7")
+        .replace("A-1001", "X-2")
+        .replace("ALM-77", "ALM-99")
+        .replace("|start|", "|later|");
+    let good = fixture("minimal.hl7");
+    let out = hl7_send(
+        addr,
+        &["--to", &addr.to_string()],
+        &format!("{later}\r{good}"),
+    )
+    .await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✗ message 1 (X-2): AE: error: the receiver could not take this message"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "    at OBX-5: 103 Table value not found: event phase \"later\" is not one of start"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("✓ message 2 (T-1): AA"), "{text}");
+
+    // AR: a type the listener does not take.
+    let adt = fixture("a_start.hl7").replace("ORU^R40^ORU_R40|A-1001", "ADT^A01^ADT_A01|X-1");
+    let out = hl7_send(addr, &[], &adt).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("✗ message 1 (X-1): AR: rejected"), "{text}");
+    assert!(
+        text.contains("at MSH-9: 200 Unsupported message type"),
+        "{text}"
+    );
+    assert_eq!(alerts(&db).await.len(), 4, "only the good messages wrote");
+    app.stop().await;
+
+    // Nothing listening: one clear sentence, status 1.
+    let out = hl7_send(addr, &["--timeout", "2s"], &good).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("nothing answers at {addr}"))
+            && text.contains("is `alertcall serve` running there with ALERTCALL_HL7_LISTEN set?"),
+        "{text}"
+    );
+    // A file that holds no message.
+    let out = hl7_send(addr, &[], "PID|||1\n").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        printed(&out).contains("the first segment is not MSH"),
+        "{}",
+        printed(&out)
+    );
+}
+both_backends!(hl7::hl7_send_reports_each_ack);
