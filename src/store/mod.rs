@@ -406,6 +406,15 @@ pub struct AlertView {
     /// `metadata.call` is present (the seed's queries count such alerts as called).
     pub has_call: bool,
     pub page: Option<PageView>,
+    /// Where an alarm that came through HL7 came from (`metadata.hl7`); `None` for others.
+    pub source: Option<AlarmSource>,
+}
+
+/// The sender of an HL7 alarm: MSH-3's sending application and OBX-18's device, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmSource {
+    pub application: String,
+    pub device: Option<String>,
 }
 
 /// An alert's escalation as stored: where it stands and which policy (the unit) it follows.
@@ -742,6 +751,9 @@ pub(crate) struct AlertRow {
     first_seen: Option<DateTime<Utc>>,
     page_attempts: Option<i32>,
     page_last_error: Option<String>,
+    /// `metadata.hl7.sending_application` and `.device`.
+    hl7_application: Option<String>,
+    hl7_device: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -759,7 +771,13 @@ impl TryFrom<AlertRow> for AlertView {
                 last_error: r.page_last_error.take(),
             }),
         };
+        let device = r.hl7_device.take().filter(|d| !d.is_empty());
+        let source = r.hl7_application.take().map(|application| AlarmSource {
+            application,
+            device,
+        });
         Ok(AlertView {
+            source,
             call_status: r.call_status.take(),
             has_call: r.has_call,
             page,

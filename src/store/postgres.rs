@@ -1186,7 +1186,9 @@ const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patie
      (a.metadata->'call' IS NOT NULL) AS has_call, pg.state AS page_state, \
      pg.step AS page_step, pg.round AS page_round, pg.policy AS page_policy, \
      pg.due_at AS page_due_at, pg.created_at AS first_seen, pg.attempts AS page_attempts, \
-     pg.last_error AS page_last_error \
+     pg.last_error AS page_last_error, \
+     a.metadata->'hl7'->>'sending_application' AS hl7_application, \
+     a.metadata->'hl7'->>'device' AS hl7_device \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id::text = a.patient_id::text \
      LEFT JOIN rooms r ON r.room_id::text = a.room_id::text \

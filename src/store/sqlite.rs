@@ -1180,7 +1180,11 @@ const ALERT_SELECT: &str = concat!(
        AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
      pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen, \
-     pg.attempts AS page_attempts, pg.last_error AS page_last_error \
+     pg.attempts AS page_attempts, pg.last_error AS page_last_error, \
+     CASE WHEN json_valid(a.metadata) THEN \
+       CAST(json_extract(a.metadata, '$.hl7.sending_application') AS TEXT) END AS hl7_application, \
+     CASE WHEN json_valid(a.metadata) THEN \
+       CAST(json_extract(a.metadata, '$.hl7.device') AS TEXT) END AS hl7_device \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id = a.patient_id \
      LEFT JOIN rooms r ON r.room_id = a.room_id \

@@ -650,3 +650,63 @@ pub async fn hl7_send_reports_each_ack(db: TestDb) {
     );
 }
 both_backends!(hl7::hl7_send_reports_each_ack);
+
+/// The board and the alert page carry an HL7 alarm's source (device and sending
+/// application); an alert the hospital app wrote has none.
+pub async fn the_board_names_an_alarms_source(db: TestDb) {
+    use crate::dashboard::ADMIN_TOKEN;
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:0"),
+            ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await;
+    let mut peer = Peer::connect(app.hl7.unwrap()).await;
+    peer.send(fixture("a_start.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1001");
+    let hl7_id = alerts(&db).await.remove(0).0;
+    let plain = db.insert_alert("critical", "p1", "r1", "Fall").await;
+    let board = app.get_json("/api/v1/alerts", ADMIN_TOKEN).await;
+    let source_of = |id: &str| {
+        board
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id} on the board: {board}"))["source"]
+            .clone()
+    };
+    let expected = serde_json::json!({
+        "application": "ACME_GW^0012A4FFFE000001^EUI-64",
+        "device": "0012A4FFFE00BEEF^ACME^EUI-64",
+    });
+    assert_eq!(source_of(&hl7_id), expected);
+    assert_eq!(source_of(&plain), Value::Null, "not an HL7 alarm");
+    let page = app
+        .get_json(&format!("/api/v1/alerts/{hl7_id}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(page["alert"]["source"], expected);
+    // An alarm without OBX-18: the application alone.
+    peer.send(fixture("minimal.hl7").as_bytes())
+        .await
+        .assert("AA", "T-1");
+    let minimal = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| a.1[2].as_deref() == Some("MDC_EVT_APNEA"))
+        .unwrap()
+        .0;
+    let page = app
+        .get_json(&format!("/api/v1/alerts/{minimal}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(
+        page["alert"]["source"],
+        serde_json::json!({"application": "TINY_GW", "device": null})
+    );
+    app.stop().await;
+}
+both_backends!(hl7::the_board_names_an_alarms_source);
