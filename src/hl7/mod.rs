@@ -10,6 +10,7 @@ pub mod listener;
 pub mod mllp;
 pub mod oru;
 pub mod send;
+pub mod supervise;
 
 use std::collections::BTreeMap;
 

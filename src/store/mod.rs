@@ -410,6 +410,16 @@ pub struct AlertView {
     pub source: Option<AlarmSource>,
 }
 
+/// An HL7 source supervised by its watchdogs: `up`, `down` (silent past the watchdog
+/// timeout; `alert_id` is the link-down alert) or `closed` (signed off with a final watchdog).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Hl7Link {
+    pub source: String,
+    pub state: String,
+    pub last_heard_at: DateTime<Utc>,
+    pub alert_id: Option<String>,
+}
+
 /// The sender of an HL7 alarm: MSH-3's sending application and OBX-18's device, as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmSource {
@@ -503,6 +513,8 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+    /// Every supervised HL7 source (`hl7/supervise.rs`).
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
     /// The page, if `owner` holds it.
     async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError>;
@@ -1098,6 +1110,10 @@ pub trait CallTx: Send {
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
+    /// A supervised source's link, locked for this transaction.
+    async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError>;
+    /// Writes a source's link (added when new).
+    async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError>;
     /// Records an HL7 message's control id; false when `source` sent it before.
     async fn hl7_first_seen(
         &mut self,
