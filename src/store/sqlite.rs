@@ -433,7 +433,7 @@ impl CallTx for SqliteCallTx {
         )
         .bind(&link.source)
         .bind(&link.state)
-        .bind(link.last_heard_at)
+        .bind(ts(link.last_heard_at))
         .bind(&link.alert_id)
         .execute(&mut *self.tx)
         .await
