@@ -108,6 +108,17 @@ pub struct AlertSummary {
     pub calling: Vec<CallSummary>,
     /// Set when this active critical alert reaches nobody: why, what happens next, the fix.
     pub unreached: Option<UnreachedAlert>,
+    /// Where the alarm came from, when it came through the HL7 alarm intake; null otherwise.
+    pub source: Option<AlarmSource>,
+}
+
+/// The sender of an HL7 alarm, as it sent itself (HL7 components separated by `^`).
+#[derive(Serialize, ToSchema)]
+pub struct AlarmSource {
+    /// MSH-3: the sending application (the alarm gateway), e.g. `ACME_GW^0012A4FFFE000001^EUI-64`.
+    pub application: String,
+    /// OBX-18: the device that raised the alarm, e.g. `0012A4FFFE00BEEF^ACME^EUI-64`.
+    pub device: Option<String>,
 }
 
 /// An active critical alert nobody is being reached about.
@@ -464,6 +475,10 @@ impl AppState {
             }),
             calling,
             unreached,
+            source: view.source.map(|s| AlarmSource {
+                application: s.application,
+                device: s.device,
+            }),
         }
     }
 }

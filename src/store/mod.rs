@@ -418,6 +418,25 @@ pub struct AlertView {
     /// `metadata.call` is present (the seed's queries count such alerts as called).
     pub has_call: bool,
     pub page: Option<PageView>,
+    /// Where an alarm that came through HL7 came from (`metadata.hl7`); `None` for others.
+    pub source: Option<AlarmSource>,
+}
+
+/// An HL7 source supervised by its watchdogs: `up`, `down` (silent past the watchdog
+/// timeout; `alert_id` is the link-down alert) or `closed` (signed off with a final watchdog).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Hl7Link {
+    pub source: String,
+    pub state: String,
+    pub last_heard_at: DateTime<Utc>,
+    pub alert_id: Option<String>,
+}
+
+/// The sender of an HL7 alarm: MSH-3's sending application and OBX-18's device, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmSource {
+    pub application: String,
+    pub device: Option<String>,
 }
 
 /// An alert's escalation as stored: where it stands and which policy (the unit) it follows.
@@ -506,6 +525,8 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+    /// Every supervised HL7 source (`hl7/supervise.rs`).
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
     /// The page, if `owner` holds it.
     async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError>;
@@ -754,6 +775,9 @@ pub(crate) struct AlertRow {
     first_seen: Option<DateTime<Utc>>,
     page_attempts: Option<i32>,
     page_last_error: Option<String>,
+    /// `metadata.hl7.sending_application` and `.device`.
+    hl7_application: Option<String>,
+    hl7_device: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -771,7 +795,13 @@ impl TryFrom<AlertRow> for AlertView {
                 last_error: r.page_last_error.take(),
             }),
         };
+        let device = r.hl7_device.take().filter(|d| !d.is_empty());
+        let source = r.hl7_application.take().map(|application| AlarmSource {
+            application,
+            device,
+        });
         Ok(AlertView {
+            source,
             call_status: r.call_status.take(),
             has_call: r.has_call,
             page,
@@ -1092,6 +1122,10 @@ pub trait CallTx: Send {
     async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
+    /// A supervised source's link, locked for this transaction.
+    async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError>;
+    /// Writes a source's link (added when new).
+    async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError>;
     /// Records an HL7 message's control id; false when `source` sent it before.
     async fn hl7_first_seen(
         &mut self,

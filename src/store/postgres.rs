@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (5, include_str!("migrations/postgres/0005_test_calls.sql")),
     (6, include_str!("migrations/postgres/0006_hl7.sql")),
+    (7, include_str!("migrations/postgres/0007_hl7_links.sql")),
 ];
 
 /// The room with this `room_id` or `room_name` ($1), an id match first.
@@ -375,6 +376,34 @@ impl CallTx for PgCallTx {
         .doing("listing live calls")
     }
 
+    async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError> {
+        sqlx::query_as(
+            "SELECT source, state, last_heard_at, alert_id FROM alertcall.hl7_links \
+             WHERE source = $1 FOR UPDATE",
+        )
+        .bind(source)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("reading an HL7 link")
+    }
+
+    async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall.hl7_links (source, state, last_heard_at, alert_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE SET \
+             state = excluded.state, last_heard_at = excluded.last_heard_at, \
+             alert_id = excluded.alert_id",
+        )
+        .bind(&link.source)
+        .bind(&link.state)
+        .bind(link.last_heard_at)
+        .bind(&link.alert_id)
+        .execute(&mut *self.tx)
+        .await
+        .doing("writing an HL7 link")?;
+        Ok(())
+    }
+
     async fn hl7_first_seen(
         &mut self,
         source: &str,
@@ -719,6 +748,13 @@ impl Store for PgStore {
         .await
         .doing("reading a claimed page")?;
         row.map(Page::try_from).transpose()
+    }
+
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError> {
+        sqlx::query_as("SELECT source, state, last_heard_at, alert_id FROM alertcall.hl7_links")
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading the HL7 links")
     }
 
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
@@ -1186,7 +1222,9 @@ const ALERT_SELECT: &str = "SELECT a.id::text AS id, a.patient_id::text AS patie
      (a.metadata->'call' IS NOT NULL) AS has_call, pg.state AS page_state, \
      pg.step AS page_step, pg.round AS page_round, pg.policy AS page_policy, \
      pg.due_at AS page_due_at, pg.created_at AS first_seen, pg.attempts AS page_attempts, \
-     pg.last_error AS page_last_error \
+     pg.last_error AS page_last_error, \
+     a.metadata->'hl7'->>'sending_application' AS hl7_application, \
+     a.metadata->'hl7'->>'device' AS hl7_device \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id::text = a.patient_id::text \
      LEFT JOIN rooms r ON r.room_id::text = a.room_id::text \

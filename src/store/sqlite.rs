@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
     (6, include_str!("migrations/sqlite/0006_hl7.sql")),
+    (7, include_str!("migrations/sqlite/0007_hl7_links.sql")),
 ];
 
 /// A time column the hospital writes, as text for `timestamp::read`: whatever its storage
@@ -412,6 +413,34 @@ impl CallTx for SqliteCallTx {
         .doing("listing live calls")
     }
 
+    async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError> {
+        sqlx::query_as(
+            "SELECT source, state, last_heard_at, alert_id FROM alertcall_hl7_links \
+             WHERE source = ?1",
+        )
+        .bind(source)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .doing("reading an HL7 link")
+    }
+
+    async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alertcall_hl7_links (source, state, last_heard_at, alert_id) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (source) DO UPDATE SET \
+             state = excluded.state, last_heard_at = excluded.last_heard_at, \
+             alert_id = excluded.alert_id",
+        )
+        .bind(&link.source)
+        .bind(&link.state)
+        .bind(ts(link.last_heard_at))
+        .bind(&link.alert_id)
+        .execute(&mut *self.tx)
+        .await
+        .doing("writing an HL7 link")?;
+        Ok(())
+    }
+
     async fn hl7_first_seen(
         &mut self,
         source: &str,
@@ -712,6 +741,13 @@ impl Store for SqliteStore {
         .await
         .doing("reading a claimed page")?;
         row.map(Page::try_from).transpose()
+    }
+
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError> {
+        sqlx::query_as("SELECT source, state, last_heard_at, alert_id FROM alertcall_hl7_links")
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading the HL7 links")
     }
 
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
@@ -1180,7 +1216,11 @@ const ALERT_SELECT: &str = concat!(
        AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
      pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen, \
-     pg.attempts AS page_attempts, pg.last_error AS page_last_error \
+     pg.attempts AS page_attempts, pg.last_error AS page_last_error, \
+     CASE WHEN json_valid(a.metadata) THEN \
+       CAST(json_extract(a.metadata, '$.hl7.sending_application') AS TEXT) END AS hl7_application, \
+     CASE WHEN json_valid(a.metadata) THEN \
+       CAST(json_extract(a.metadata, '$.hl7.device') AS TEXT) END AS hl7_device \
      FROM alerts a \
      LEFT JOIN patients p ON p.patient_id = a.patient_id \
      LEFT JOIN rooms r ON r.room_id = a.room_id \
