@@ -107,10 +107,43 @@ function unreachedBanner(a) {
   );
 }
 
+// What keeps alertcall from reaching people, beyond any one alert (GET /api/v1/health): a
+// provider that cannot place calls, a database refusing writes, texts that cannot be
+// acknowledged by a reply.
+function systemNotices(h) {
+  const notices = [];
+  for (const p of h.providers.filter((p) => p.status !== "ok")) {
+    notices.push(["critical", `${p.name} cannot place calls${p.detail ? `: ${p.detail}` : ""}. Nobody can be phoned until it can; see /readyz and the log.`]);
+  }
+  if (h.database !== "ok") {
+    notices.push(["critical", "The database does not answer: new alerts cannot be taken in until it is back."]);
+  }
+  if (h.database_writes === "failing") {
+    notices.push(["critical", "The database refuses writes (a full disk, an I/O error): acknowledgements and calls are retried until it accepts them. Free space or fix the disk."]);
+  }
+  if (h.sms_reply_ack === "off") {
+    notices.push(["warning", "A reply of 1 to a text does not acknowledge yet: set the Vonage SMS Inbound URL that `alertcall check` prints (or VONAGE_SIGNATURE_SECRET). Nurses acknowledge by answering the call or on this board."]);
+  }
+  return notices.map(([level, text]) => el("div", { class: `notice ${level}`, role: level === "critical" ? "alert" : "status" }, text));
+}
+
 // ---- the alert board ----------------------------------------------------------------------
 
+// Where an HL7 alarm came from: the device via the sending application (their first HL7
+// component each; the whole values in the tooltip). Empty for alerts the hospital app wrote.
+function sourceText(s) {
+  if (!s) return "";
+  const first = (v) => v.split("^")[0] || v;
+  return s.device ? `${first(s.device)} via ${first(s.application)}` : first(s.application);
+}
+
+function sourceTitle(s) {
+  return s ? `device: ${s.device || "not sent"}; sending application: ${s.application}` : null;
+}
+
 async function loadBoard() {
-  const alerts = await api("/api/v1/alerts");
+  const [alerts, health] = await Promise.all([api("/api/v1/alerts"), api("/api/v1/health")]);
+  document.getElementById("system-notices").replaceChildren(...systemNotices(health));
   const tbody = document.querySelector("#alerts tbody");
   fill(
     tbody,
@@ -128,6 +161,7 @@ async function loadBoard() {
         el("td", {}, a.room || ""),
         el("td", {}, a.patient || ""),
         el("td", {}, el("a", { href: `#/alert/${encodeURIComponent(a.id)}` }, a.title || a.message || a.alert_type || a.id)),
+        el("td", { class: "source-col", title: sourceTitle(a.source) }, sourceText(a.source)),
         el("td", { class: "age", "data-since": a.triggered_at }, duration(a.age_seconds)),
         el("td", {}, step),
         el("td", { class: "calling" }, calling),
@@ -136,6 +170,8 @@ async function loadBoard() {
       );
     }),
   );
+  // The Source column only when an alert on the board came through HL7.
+  document.getElementById("alerts").classList.toggle("with-source", alerts.some((a) => a.source));
   document.getElementById("no-alerts").hidden = alerts.length > 0;
   const skipped = alerts.filter((a) => a.skipped).length;
   const resolveSkipped = document.getElementById("resolve-skipped");
@@ -256,6 +292,9 @@ async function loadAlert(id) {
       el("dt", {}, "Room"), el("dd", {}, a.room || "–"),
       el("dt", {}, "Patient"), el("dd", {}, a.patient || "–"),
       el("dt", {}, "Message"), el("dd", {}, a.message || "–"),
+      ...(a.source
+        ? [el("dt", {}, "Source"), el("dd", { id: "alarm-source", title: sourceTitle(a.source) }, sourceText(a.source))]
+        : []),
       el("dt", {}, "Triggered"), el("dd", {}, exact(a.triggered_at)),
       el("dt", {}, "Unit / step"), el("dd", { id: "unit-step" },
         onStep(a) ? `${a.escalation.unit || "–"} · step ${a.escalation.step + 1} · ` : "",

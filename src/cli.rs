@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `check`, `test-call`, `alert ...`, `calls`, `sim ...`.
+//! The command line: `serve`, `migrate`, `check`, `test-call`, `alert ...`, `calls`, `sim ...`,
+//! `hl7 send`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,6 +71,9 @@ enum Command {
     /// Raise, list, acknowledge and resolve alerts.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Test the HL7 alarm intake: send HL7 v2 messages over MLLP.
+    #[command(subcommand)]
+    Hl7(Hl7Command),
     /// Call history as a table.
     Calls {
         /// Only calls for this alert id.
@@ -163,6 +167,27 @@ struct ResolveArgs {
 }
 
 #[derive(Subcommand)]
+enum Hl7Command {
+    /// Send the message(s) in a file to the HL7 listener, one ACK awaited each; prints the
+    /// ACK code and any error in plain words. Exit status 0 only if every message got AA.
+    #[command(
+        after_help = "Examples:\n  alertcall hl7 send tests/fixtures/hl7/a_start.hl7      (to ALERTCALL_HL7_LISTEN)\n  \
+                            alertcall hl7 send alarms.hl7 --to 10.1.4.7:2575\n\n\
+                            Segments may be separated by CR, LF or CRLF; every MSH starts a new message."
+    )]
+    Send {
+        /// A file of one or more HL7 messages.
+        file: std::path::PathBuf,
+        /// host:port of the listener (default: ALERTCALL_HL7_LISTEN, on this machine).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: Option<String>,
+        /// How long to wait for the connection and for each ACK (500ms, 5s, 2m).
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        timeout: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SimCommand {
     /// Simulated calls and what each phone heard.
     List,
@@ -218,6 +243,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Oncall { schedule, at } => oncall(&config, schedule.as_deref(), at.as_deref())?,
         Command::Sim(cmd) => sim(config, cmd).await?,
         Command::TestCall { to, wait } => return test_call(&config, &to, &wait).await,
+        Command::Hl7(Hl7Command::Send { file, to, timeout }) => {
+            return hl7_send(&config, &file, to, &timeout).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -961,6 +989,68 @@ async fn test_call(config: &Config, to: &str, wait: &str) -> anyhow::Result<Exit
         field(&call, "next")
     );
     Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `alertcall hl7 send <file> [--to host:port] [--timeout 10s]`: sends each message in the
+/// file on one connection and prints its ACK; exit status 0 only if every one got AA.
+async fn hl7_send(
+    config: &Config,
+    file: &std::path::Path,
+    to: Option<String>,
+    timeout: &str,
+) -> anyhow::Result<ExitCode> {
+    use crate::hl7::send;
+    let timeout = crate::config::parse_duration(timeout)
+        .map_err(|e| anyhow::anyhow!("--timeout {timeout:?}: {e}"))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let messages = send::messages(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let to = match (to, &config.hl7) {
+        (Some(to), _) => to,
+        (None, Some(settings)) => {
+            // A listener on every address is reached here on this machine.
+            let mut addr = settings.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+        (None, None) => anyhow::bail!(
+            "where to? ALERTCALL_HL7_LISTEN is not set here: give the listener with --to host:port"
+        ),
+    };
+    let mut client = send::Client::connect(&to, timeout)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "sending {} message{} from {} to {to}",
+        messages.len(),
+        if messages.len() == 1 { "" } else { "s" },
+        file.display()
+    );
+    let mut all_accepted = true;
+    for (i, message) in messages.iter().enumerate() {
+        let control_id = message.split('|').nth(9).unwrap_or_default();
+        let ack = match client.send(message).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                println!("✗ message {} ({control_id}): {e}", i + 1);
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let mark = if ack.accepted() { "✓" } else { "✗" };
+        println!(
+            "{mark} message {} ({control_id}): {}",
+            i + 1,
+            ack.describe()
+        );
+        all_accepted &= ack.accepted();
+    }
+    Ok(if all_accepted {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -51,6 +51,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderKind {
     provider: String,
     kind: String,
@@ -83,6 +88,8 @@ pub struct Metrics {
     unreached: Family<ReasonLabel, Gauge>,
     dispatch_loop_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     heartbeats: Family<ResultLabel, Counter>,
+    hl7_messages: Family<ResultLabel, Counter>,
+    hl7_links: Family<StateLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -112,6 +119,8 @@ impl Metrics {
             unreached: Family::default(),
             dispatch_loop_age: Gauge::default(),
             heartbeats: Family::default(),
+            hl7_messages: Family::default(),
+            hl7_links: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -198,6 +207,16 @@ impl Metrics {
             "heartbeats",
             "Heartbeat intervals, by result: sent, error (the monitor did not take it), withheld (something is wrong)",
             m.heartbeats.clone(),
+        );
+        registry.register(
+            "hl7_messages",
+            "HL7 messages answered by this instance, by ACK code: AA, AE, AR",
+            m.hl7_messages.clone(),
+        );
+        registry.register(
+            "hl7_links",
+            "HL7 sources supervised by their watchdogs, by state: up, down (silent past [hl7] watchdog_timeout), closed (signed off)",
+            m.hl7_links.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -310,6 +329,24 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// One HL7 message answered with `code` (AA, AE or AR).
+    pub fn hl7_message(&self, code: &str) {
+        self.hl7_messages
+            .get_or_create(&ResultLabel {
+                result: code.into(),
+            })
+            .inc();
+    }
+
+    /// How many supervised HL7 sources are in `state`.
+    pub fn hl7_links(&self, state: &str, sources: i64) {
+        self.hl7_links
+            .get_or_create(&StateLabel {
+                state: state.into(),
+            })
+            .set(sources);
     }
 
     pub fn provider_error(&self, provider: &str, kind: &str) {

@@ -164,6 +164,10 @@ impl Application {
                     let _ = rx.wait_for(|s| *s).await;
                 },
             ));
+            let mut rx = stop_rx.clone();
+            tokio::spawn(crate::hl7::supervise::run(engine.clone(), async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }));
         }
         let app = http::router(self.state);
         let mut stopping = stop_rx.clone();

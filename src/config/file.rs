@@ -63,12 +63,20 @@ pub struct Directory {
     pub show_patient_name: Option<bool>,
     /// `[hl7] priorities`: HL7 alarm priority to alert severity.
     pub hl7_priorities: crate::hl7::Priorities,
+    /// `[hl7] watchdog_timeout`; `hl7_watchdog_timeout()` gives the default.
+    pub hl7_watchdog_timeout: Option<Duration>,
     /// `[hospital] fallback`: the hospital's safety net (a charge-nurse desk, a supervisor),
     /// called and texted when an alert reaches nobody; not a step of any policy.
     pub fallback: Vec<Target>,
 }
 
 impl Directory {
+    /// How long a supervised HL7 source may be silent before its link is down (30 s).
+    pub fn hl7_watchdog_timeout(&self) -> Duration {
+        self.hl7_watchdog_timeout
+            .unwrap_or(crate::hl7::supervise::DEFAULT_TIMEOUT)
+    }
+
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.iter().find(|s| s.name == name)
     }
@@ -116,6 +124,8 @@ struct Hl7Doc {
     /// `{ PH = "critical", PM = "high", "PM technical" = "critical" }`: an alarm's priority
     /// (and kind) to the alert severity.
     priorities: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    /// `"30s"`: a source that sent watchdogs and then nothing for this long is an alarm.
+    watchdog_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -603,6 +613,13 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         .as_ref()
         .map(|d| hl7_priorities(&mut p, d))
         .unwrap_or_default();
+    let hl7_watchdog_timeout = doc.hl7.watchdog_timeout.as_ref().map(|d| {
+        let timeout = duration(&mut p, d, "hl7.watchdog_timeout");
+        if timeout < Duration::from_secs(1) {
+            p.at(d, "hl7.watchdog_timeout", "must be at least 1s");
+        }
+        timeout
+    });
 
     if p.list.is_empty() {
         Ok(Directory {
@@ -620,6 +637,7 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             show_patient_name: doc.dashboard.show_patient_name,
             fallback,
             hl7_priorities,
+            hl7_watchdog_timeout,
         })
     } else {
         Err(p.list)
@@ -1018,6 +1036,25 @@ phone = "+13854019951"
             errors[0].starts_with("alertcall.toml:3: hl7.priorities:"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn the_hl7_watchdog_timeout_is_checked() {
+        let none = parse("alertcall.toml", "").unwrap();
+        assert_eq!(none.hl7_watchdog_timeout(), Duration::from_secs(30));
+        let ok = parse("alertcall.toml", "[hl7]\nwatchdog_timeout = \"2m\"\n").unwrap();
+        assert_eq!(ok.hl7_watchdog_timeout(), Duration::from_secs(120));
+        for bad in ["\"soon\"", "\"200ms\""] {
+            let errors = parse(
+                "alertcall.toml",
+                &format!("[hl7]\nwatchdog_timeout = {bad}\n"),
+            )
+            .unwrap_err();
+            assert!(
+                errors[0].starts_with("alertcall.toml:2: hl7.watchdog_timeout:"),
+                "{errors:?}"
+            );
+        }
     }
 
     #[test]

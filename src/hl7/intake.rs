@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use super::oru::{Alarm, Header, Location, Phase, Report};
+use super::supervise;
 use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::engine::Engine;
 use crate::store::{AuditEvent, StoreError};
@@ -45,7 +46,12 @@ pub async fn apply(
     if let Some(p) = &report.patient {
         tx.ensure_patient(&p.id, p.name.as_deref()).await?;
     }
-    for alarm in &report.alarms {
+    let watchdog = report.alarms.iter().find(|a| supervise::is_watchdog(a));
+    if let Some(id) = supervise::heard(&mut tx, &source, watchdog, now).await? {
+        applied.ended.push(id);
+    }
+    // A watchdog is acknowledged and tracked, never an alert.
+    for alarm in report.alarms.iter().filter(|a| !supervise::is_watchdog(a)) {
         let severity = priorities.severity(alarm.priority.as_deref(), alarm.kind.as_deref());
         let mut meta = metadata(header, alarm, report.location.as_ref(), peer);
         let known = tx.hl7_alarm(&source, &alarm.instance_id).await?;

@@ -183,10 +183,12 @@ async fn answer(frame: &Frame, peer: IpAddr, engine: &Engine, settings: &Setting
                 "HL7 alarm message taken"
             );
             intake::after_commit(engine, &applied).await;
+            engine.metrics.hl7_message(AckCode::Accept.as_str());
             ack::render(&header, AckCode::Accept, None, &our_id, now)
         }
         Err(refusal) => {
             tracing::warn!(%peer, control_id = %header.control_id, ack = refusal.code.as_str(), problem = %refusal, "HL7 message refused");
+            engine.metrics.hl7_message(refusal.code.as_str());
             ack::render(&header, refusal.code, Some(&refusal), &our_id, now)
         }
     }

@@ -9,6 +9,8 @@ pub mod intake;
 pub mod listener;
 pub mod mllp;
 pub mod oru;
+pub mod send;
+pub mod supervise;
 
 use std::collections::BTreeMap;
 

@@ -20,6 +20,7 @@ use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::domain::call::CallRecord;
 use crate::domain::phone::Phone;
 use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
+use crate::telephony::webhook_token::Protection;
 
 /// Every error answer: what went wrong and what to do.
 #[derive(Serialize, ToSchema)]
@@ -107,6 +108,17 @@ pub struct AlertSummary {
     pub calling: Vec<CallSummary>,
     /// Set when this active critical alert reaches nobody: why, what happens next, the fix.
     pub unreached: Option<UnreachedAlert>,
+    /// Where the alarm came from, when it came through the HL7 alarm intake; null otherwise.
+    pub source: Option<AlarmSource>,
+}
+
+/// The sender of an HL7 alarm, as it sent itself (HL7 components separated by `^`).
+#[derive(Serialize, ToSchema)]
+pub struct AlarmSource {
+    /// MSH-3: the sending application (the alarm gateway), e.g. `ACME_GW^0012A4FFFE000001^EUI-64`.
+    pub application: String,
+    /// OBX-18: the device that raised the alarm, e.g. `0012A4FFFE00BEEF^ACME^EUI-64`.
+    pub device: Option<String>,
 }
 
 /// An active critical alert nobody is being reached about.
@@ -151,7 +163,7 @@ pub struct ProviderStatus {
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     /// ok, or degraded when an alert reaches nobody, a provider cannot place calls or the
-    /// database does not answer.
+    /// database does not answer or refuses writes.
     pub status: String,
     pub unreached: Vec<UnreachedAlert>,
     pub providers: Vec<ProviderStatus>,
@@ -160,6 +172,13 @@ pub struct Health {
     /// When this instance's dispatcher last went round its loop.
     pub last_dispatch_loop: Option<DateTime<Utc>>,
     pub last_dispatch_loop_age_seconds: Option<f64>,
+    /// ok, or failing while the database refuses writes (a full disk, an I/O error).
+    pub database_writes: String,
+    /// What keeps forged webhooks from acting: signed, per-call-token or not-mounted.
+    pub webhook_protection: String,
+    /// Whether a reply of 1 to a text acknowledges: on, off (until the SMS Inbound URL with
+    /// its token is in use) or unknown.
+    pub sms_reply_ack: String,
 }
 
 /// One entry of an alert's timeline.
@@ -456,6 +475,10 @@ impl AppState {
             }),
             calling,
             unreached,
+            source: view.source.map(|s| AlarmSource {
+                application: s.application,
+                device: s.device,
+            }),
         }
     }
 }
@@ -537,7 +560,8 @@ pub async fn health(State(state): State<AppState>, Viewer(_): Viewer) -> Json<He
             detail: h.detail().map(str::to_string),
         })
         .collect();
-    let ok = unreached.is_empty() && providers_ok && database == "ok";
+    let writes_failing = engine.writes_failing();
+    let ok = unreached.is_empty() && providers_ok && database == "ok" && !writes_failing;
     let last = engine.last_dispatch_loop();
     Json(Health {
         status: if ok { "ok" } else { "degraded" }.into(),
@@ -549,6 +573,9 @@ pub async fn health(State(state): State<AppState>, Viewer(_): Viewer) -> Json<He
         database: database.into(),
         last_dispatch_loop: last,
         last_dispatch_loop_age_seconds: last.map(|t| (engine.now() - t).as_seconds_f64().max(0.0)),
+        database_writes: if writes_failing { "failing" } else { "ok" }.into(),
+        webhook_protection: Protection::of(&engine.config).as_str().into(),
+        sms_reply_ack: super::health::sms_reply_ack(&state).await.into(),
     })
 }
 

@@ -37,11 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let word = |check: &Result<(), String>| if check.is_ok() { "ok" } else { "unavailable" };
     // Which check keeps forged webhooks from acknowledging, and whether a "1" by SMS can
     // acknowledge at all (see `webhooks`).
-    let sms_reply_ack = match super::webhooks::sms_reply_ack(&state).await {
-        Ok(true) => "on",
-        Ok(false) => "off",
-        Err(_) => "unknown",
-    };
+    let sms_reply_ack = sms_reply_ack(&state).await;
     let writes_failing = engine.writes_failing();
     let body = json!({
         "database": word(&database),
@@ -85,4 +81,14 @@ pub async fn metrics(
         )],
         state.engine.metrics.encode(),
     ))
+}
+
+/// Whether a "1" by SMS can acknowledge: on, off (until the Inbound URL with its token is in
+/// use, see `webhooks`) or unknown (the database does not answer).
+pub(super) async fn sms_reply_ack(state: &AppState) -> &'static str {
+    match super::webhooks::sms_reply_ack(state).await {
+        Ok(true) => "on",
+        Ok(false) => "off",
+        Err(_) => "unknown",
+    }
 }

@@ -47,7 +47,11 @@ macro_rules! migrations {
             ),
             (
                 7,
-                include_str!(concat!("migrations/", $dir, "/0007_severity_any_case.sql")),
+                include_str!(concat!("migrations/", $dir, "/0007_hl7_links.sql")),
+            ),
+            (
+                8,
+                include_str!(concat!("migrations/", $dir, "/0008_severity_any_case.sql")),
             ),
         ]
     };
@@ -449,6 +453,25 @@ pub struct AlertView {
     /// `metadata.call` is present (the seed's queries count such alerts as called).
     pub has_call: bool,
     pub page: Option<PageView>,
+    /// Where an alarm that came through HL7 came from (`metadata.hl7`); `None` for others.
+    pub source: Option<AlarmSource>,
+}
+
+/// An HL7 source supervised by its watchdogs: `up`, `down` (silent past the watchdog
+/// timeout; `alert_id` is the link-down alert) or `closed` (signed off with a final watchdog).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Hl7Link {
+    pub source: String,
+    pub state: String,
+    pub last_heard_at: DateTime<Utc>,
+    pub alert_id: Option<String>,
+}
+
+/// The sender of an HL7 alarm: MSH-3's sending application and OBX-18's device, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmSource {
+    pub application: String,
+    pub device: Option<String>,
 }
 
 /// An alert's escalation as stored: where it stands and which policy (the unit) it follows.
@@ -564,6 +587,8 @@ pub trait Paging {
     ) -> Result<bool, StoreError>;
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
+    /// Every supervised HL7 source (`hl7/supervise.rs`).
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError>;
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
     /// The page, if `owner` holds it.
     async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError>;
@@ -797,6 +822,9 @@ pub(crate) struct AlertRow {
     first_seen: Option<DateTime<Utc>>,
     page_attempts: Option<i32>,
     page_last_error: Option<String>,
+    /// `metadata.hl7.sending_application` and `.device`.
+    hl7_application: Option<String>,
+    hl7_device: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertView {
@@ -814,7 +842,13 @@ impl TryFrom<AlertRow> for AlertView {
                 last_error: r.page_last_error.take(),
             }),
         };
+        let device = r.hl7_device.take().filter(|d| !d.is_empty());
+        let source = r.hl7_application.take().map(|application| AlarmSource {
+            application,
+            device,
+        });
         Ok(AlertView {
+            source,
             call_status: r.call_status.take(),
             has_call: r.has_call,
             page,

@@ -90,7 +90,13 @@ pub(super) fn fragment(name: &str, arg: &str, id_type: &str) -> Option<String> {
                 value.trim()
             )
         }
-        "call_status" => format!("{arg}->'call'->>'call_status'"),
+        "json_text" => {
+            let (json, path) = arg.split_once(',')?;
+            let keys: Vec<&str> = path.trim().split('.').collect();
+            let (last, inner) = keys.split_last()?;
+            let inner: String = inner.iter().map(|k| format!("->'{k}'")).collect();
+            format!("{}{inner}->>'{last}'", json.trim())
+        }
         "has_call" => format!("({arg}->'call' IS NOT NULL)"),
         _ => return None,
     })

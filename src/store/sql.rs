@@ -14,7 +14,7 @@
 //! | `{raw_time:X}` | the hospital's time column `X` as text for `timestamp::read` | — |
 //! | `{stale:X}` | the alert `a` was triggered before `X` | — |
 //! | `{metadata_set:K, V}` | `metadata` with key `K` set to the JSON `V`, the other keys kept | — |
-//! | `{call_status:X}`, `{has_call:X}` | `X->call->call_status`, and whether `X` has a `call` | — |
+//! | `{json_text:X, K.L}`, `{has_call:X}` | the JSON `X`'s `K.L` as text, and whether `X` has a `call` | — |
 //! | `{uuid:X}` | the text `X` as a `uuid`, which a `uuid` or text column takes | `X` |
 //!
 //! Values are bound once, as `Arg`s; each database encodes times its way (`Pool::run`).
@@ -97,10 +97,12 @@ const ALERT_SELECT: &str = "SELECT CAST(a.id AS TEXT) AS id, CAST(a.patient_id A
      CAST(a.title AS TEXT) AS title, CAST(a.message AS TEXT) AS message, \
      {raw_time:a.triggered_at} AS triggered_at, {raw_time:a.acknowledged_at} AS acknowledged_at, \
      CAST(a.acknowledged_by AS TEXT) AS acknowledged_by, \
-     {call_status:a.metadata} AS call_status, {has_call:a.metadata} AS has_call, \
+     {json_text:a.metadata, call.call_status} AS call_status, {has_call:a.metadata} AS has_call, \
      pg.state AS page_state, pg.step AS page_step, pg.round AS page_round, \
      pg.policy AS page_policy, pg.due_at AS page_due_at, pg.created_at AS first_seen, \
-     pg.attempts AS page_attempts, pg.last_error AS page_last_error \
+     pg.attempts AS page_attempts, pg.last_error AS page_last_error, \
+     {json_text:a.metadata, hl7.sending_application} AS hl7_application, \
+     {json_text:a.metadata, hl7.device} AS hl7_device \
      FROM alerts a \
      LEFT JOIN patients p ON {join_key:p.patient_id} = {join_key:a.patient_id} \
      LEFT JOIN rooms r ON {join_key:r.room_id} = {join_key:a.room_id} \
@@ -188,6 +190,7 @@ impl Sql {
             "page_columns" => PAGE_COLUMNS.into(),
             "sms_columns" => SMS_COLUMNS.into(),
             "test_call_columns" => TEST_CALL_COLUMNS.into(),
+            "hl7_link_columns" => "source, state, last_heard_at, alert_id".into(),
             "alert_select" => self.resolve(ALERT_SELECT),
             "for_update" | "skip_locked" => String::new(),
             "as_alert_id" | "join_key" | "time_order" | "uuid" => arg.into(),
@@ -634,7 +637,7 @@ impl CallTx {
             .stmt(
                 "UPDATE alerts SET metadata = {metadata_set:'call', $2} \
                  WHERE id = {as_alert_id:$1} AND ($3 OR ( \
-                   coalesce({call_status:metadata}, '') <> 'answered' \
+                   coalesce({json_text:metadata, call.call_status}, '') <> 'answered' \
                    AND NOT EXISTS (SELECT 1 FROM alertcall.calls c \
                                    WHERE c.alert_id = $1 AND c.created_at > $4)))",
             )
@@ -883,7 +886,37 @@ impl CallTx {
         Ok(())
     }
 
-    // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
+    // HL7 alarm intake (`hl7/intake.rs` and `hl7/supervise.rs` decide with these, in one
+    // transaction).
+
+    /// A supervised source's link, locked for this transaction.
+    pub async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "SELECT {hl7_link_columns} FROM alertcall.hl7_links WHERE source = $1{for_update}",
+            )
+            .bind(source);
+        self.fetch_optional(s).await.doing("reading an HL7 link")
+    }
+
+    /// Writes a source's link (added when new).
+    pub async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError> {
+        let s = self
+            .sql
+            .stmt(
+                "INSERT INTO alertcall.hl7_links (source, state, last_heard_at, alert_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (source) DO UPDATE SET \
+                 state = excluded.state, last_heard_at = excluded.last_heard_at, \
+                 alert_id = excluded.alert_id",
+            )
+            .bind(&link.source)
+            .bind(&link.state)
+            .bind(link.last_heard_at)
+            .bind(&link.alert_id);
+        self.execute(s).await.doing("writing an HL7 link")?;
+        Ok(())
+    }
 
     /// Records an HL7 message's control id; false when `source` sent it before.
     pub async fn hl7_first_seen(
@@ -1319,6 +1352,12 @@ impl Paging for SqlStore {
             .bind(&lease.owner)
             .bind(lease.until);
         Ok(self.execute(s).await.doing("renewing a lease")? == 1)
+    }
+
+    async fn hl7_links(&self) -> Result<Vec<Hl7Link>, StoreError> {
+        self.fetch_all(self.stmt("SELECT {hl7_link_columns} FROM alertcall.hl7_links"))
+            .await
+            .doing("reading the HL7 links")
     }
 
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError> {
@@ -1762,7 +1801,7 @@ mod tests {
             ALERT_SELECT,
             concat!("WHERE ", alert_time!(), " >= {time_order:$3}"),
             "{stale:$2} {metadata_set:$2, $3} {skip_locked} {raw_time:x} {critical} {uuid:$1}",
-            "{call_columns} {page_columns} {sms_columns} {alert_select}",
+            "{call_columns} {page_columns} {sms_columns} {alert_select} {hl7_link_columns}",
         ];
         for sql in [
             Sql::new(Dialect::Postgres, Some("uuid".into())),

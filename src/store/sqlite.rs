@@ -54,9 +54,13 @@ pub(super) fn fragment(name: &str, arg: &str) -> Option<String> {
                 value.trim()
             )
         }
-        "call_status" => format!(
-            "CASE WHEN json_valid({arg}) THEN json_extract({arg}, '$.call.call_status') END"
-        ),
+        "json_text" => {
+            let (json, path) = arg.split_once(',')?;
+            let (json, path) = (json.trim(), path.trim());
+            format!(
+                "CASE WHEN json_valid({json}) THEN CAST(json_extract({json}, '$.{path}') AS TEXT) END"
+            )
+        }
         "has_call" => format!(
             "CASE WHEN json_valid({arg}) THEN json_type({arg}, '$.call') IS NOT NULL ELSE 0 END"
         ),

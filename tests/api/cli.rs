@@ -43,6 +43,7 @@ fn help_lists_the_commands() {
         "alert",
         "calls",
         "sim",
+        "hl7",
     ] {
         assert!(stdout(&out).contains(cmd), "{cmd} missing from --help");
     }

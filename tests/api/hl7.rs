@@ -538,3 +538,347 @@ pub async fn alarms_are_phoned_and_ended(db: TestDb) {
     app.stop().await;
 }
 both_backends!(hl7::alarms_are_phoned_and_ended);
+
+/// `alertcall hl7 send <file>` run against `app`'s listener (through ALERTCALL_HL7_LISTEN
+/// unless `args` name `--to`): its output and exit status.
+async fn hl7_send(listen: SocketAddr, args: &[&str], file: &str) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let file = file.to_string();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alarms.hl7"), file).unwrap();
+        let mut all = vec!["hl7", "send", "alarms.hl7"];
+        all.extend(args.iter().map(String::as_str));
+        let listen = listen.to_string();
+        crate::cli::run(
+            &all,
+            &[("ALERTCALL_HL7_LISTEN", listen.as_str())],
+            dir.path(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn printed(out: &std::process::Output) -> String {
+    format!("{}{}", crate::cli::stdout(out), crate::cli::stderr(out))
+}
+
+/// The MLLP client sends files of one or several messages (any line ends) and says what each
+/// ACK means; exit status 0 only when every message got AA.
+pub async fn hl7_send_reports_each_ack(db: TestDb) {
+    let (app, addr) = spawn(&db).await;
+    // Two messages in one file, CRLF line ends: both AA, both written.
+    let two = format!(
+        "{}\n\n{}\n",
+        fixture("a_start.hl7"),
+        fixture("b_start_two.hl7")
+    )
+    .replace('\r', "\r\n");
+    let out = hl7_send(addr, &[], &two).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("sending 2 messages from alarms.hl7 to {addr}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ message 1 (A-1001): AA: accepted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✓ message 2 (NS-00042): AA: accepted"),
+        "{text}"
+    );
+    assert_eq!(alerts(&db).await.len(), 3);
+
+    // AE with its ERR in words, then a good message after it: still exit status 1.
+    let later = fixture("a_start.hl7")
+        .replace("A-1001", "X-2")
+        .replace("ALM-77", "ALM-99")
+        .replace("|start|", "|later|");
+    let good = fixture("minimal.hl7");
+    let out = hl7_send(
+        addr,
+        &["--to", &addr.to_string()],
+        &format!("{later}\r{good}"),
+    )
+    .await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✗ message 1 (X-2): AE: error: the receiver could not take this message"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "    at OBX-5: 103 Table value not found: event phase \"later\" is not one of start"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("✓ message 2 (T-1): AA"), "{text}");
+
+    // AR: a type the listener does not take.
+    let adt = fixture("a_start.hl7").replace("ORU^R40^ORU_R40|A-1001", "ADT^A01^ADT_A01|X-1");
+    let out = hl7_send(addr, &[], &adt).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("✗ message 1 (X-1): AR: rejected"), "{text}");
+    assert!(
+        text.contains("at MSH-9: 200 Unsupported message type"),
+        "{text}"
+    );
+    assert_eq!(alerts(&db).await.len(), 4, "only the good messages wrote");
+    app.assert_metrics(&[
+        ("alertcall_hl7_messages_total{result=\"AA\"}", 3.0),
+        ("alertcall_hl7_messages_total{result=\"AE\"}", 1.0),
+        ("alertcall_hl7_messages_total{result=\"AR\"}", 1.0),
+    ])
+    .await;
+    app.stop().await;
+
+    // Nothing listening: one clear sentence, status 1.
+    let out = hl7_send(addr, &["--timeout", "2s"], &good).await;
+    let text = printed(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("nothing answers at {addr}"))
+            && text.contains("is `alertcall serve` running there with ALERTCALL_HL7_LISTEN set?"),
+        "{text}"
+    );
+    // A file that holds no message.
+    let out = hl7_send(addr, &[], "PID|||1\n").await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        printed(&out).contains("the first segment is not MSH"),
+        "{}",
+        printed(&out)
+    );
+}
+both_backends!(hl7::hl7_send_reports_each_ack);
+
+/// The board and the alert page carry an HL7 alarm's source (device and sending
+/// application); an alert the hospital app wrote has none.
+pub async fn the_board_names_an_alarms_source(db: TestDb) {
+    use crate::dashboard::ADMIN_TOKEN;
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:0"),
+            ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
+        ],
+    )
+    .await;
+    let mut peer = Peer::connect(app.hl7.unwrap()).await;
+    peer.send(fixture("a_start.hl7").as_bytes())
+        .await
+        .assert("AA", "A-1001");
+    let hl7_id = alerts(&db).await.remove(0).0;
+    let plain = db.insert_alert("critical", "p1", "r1", "Fall").await;
+    let board = app.get_json("/api/v1/alerts", ADMIN_TOKEN).await;
+    let source_of = |id: &str| {
+        board
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap_or_else(|| panic!("{id} on the board: {board}"))["source"]
+            .clone()
+    };
+    let expected = serde_json::json!({
+        "application": "ACME_GW^0012A4FFFE000001^EUI-64",
+        "device": "0012A4FFFE00BEEF^ACME^EUI-64",
+    });
+    assert_eq!(source_of(&hl7_id), expected);
+    assert_eq!(source_of(&plain), Value::Null, "not an HL7 alarm");
+    let page = app
+        .get_json(&format!("/api/v1/alerts/{hl7_id}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(page["alert"]["source"], expected);
+    // An alarm without OBX-18: the application alone.
+    peer.send(fixture("minimal.hl7").as_bytes())
+        .await
+        .assert("AA", "T-1");
+    let minimal = alerts(&db)
+        .await
+        .into_iter()
+        .find(|a| a.1[2].as_deref() == Some("MDC_EVT_APNEA"))
+        .unwrap()
+        .0;
+    let page = app
+        .get_json(&format!("/api/v1/alerts/{minimal}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(
+        page["alert"]["source"],
+        serde_json::json!({"application": "TINY_GW", "device": null})
+    );
+    app.stop().await;
+}
+both_backends!(hl7::the_board_names_an_alarms_source);
+
+/// The vendor A watchdog with control id `control_id`, from `gateway` (MSH-3's first
+/// component), in alarm state `state`.
+fn watchdog(gateway: &str, control_id: &str, state: &str) -> String {
+    fixture("a_watchdog.hl7")
+        .replace("ACME_GW^", &format!("{gateway}^"))
+        .replace("A-W01", control_id)
+        .replace("|active|", &format!("|{state}|"))
+}
+
+/// The link-down alerts, as `alerts` gives them.
+async fn link_down(db: &TestDb) -> Vec<(String, Vec<Option<String>>, Value)> {
+    alerts(db)
+        .await
+        .into_iter()
+        .filter(|a| a.1[2].as_deref() == Some("hl7_link_down"))
+        .collect()
+}
+
+async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    crate::core::metric(&text, series)
+}
+
+/// Link supervision: a watchdog is acknowledged and tracked, never an alert; a supervised
+/// gateway's silence past `[hl7] watchdog_timeout` is a critical `hl7_link_down` alert that
+/// pages the fallback contact (no policy takes that type here) and shows in /metrics; the
+/// next message resolves it; a gateway that signed off with a final `inactive` watchdog may
+/// fall silent.
+pub async fn a_silent_gateway_is_an_alarm(db: TestDb) {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        r#"
+[hospital]
+fallback = ["person:desk"]
+
+[hl7]
+watchdog_timeout = "1s"
+
+[[staff]]
+id = "ana"
+name = "Ana"
+phone = "+13854019951"
+
+[[staff]]
+id = "desk"
+name = "Charge desk"
+phone = "+13854019959"
+
+[[policies]]
+name = "monitors"
+alert_types = ["MDC_EVT_HI_GT_LIM"]
+[[policies.steps]]
+notify = ["person:ana"]
+"#,
+    )
+    .unwrap();
+    let path = config.path().to_str().unwrap().to_string();
+    let app = TestApp::spawn(
+        &db,
+        None,
+        &[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:0"),
+            ("ALERTCALL_CONFIG", path.as_str()),
+        ],
+    )
+    .await;
+    let addr = app.hl7.unwrap();
+    let mut peer = Peer::connect(addr).await;
+    // A watchdog: acknowledged, no alert, the link up.
+    peer.send(watchdog("ACME_GW", "W-1", "active").as_bytes())
+        .await
+        .assert("AA", "W-1");
+    assert_eq!(alerts(&db).await.len(), 0, "a watchdog makes no alert");
+    wait_until("the link counts as up", WAIT, || async {
+        metric(&app, "alertcall_hl7_links{state=\"up\"}").await == Some(1.0)
+    })
+    .await;
+
+    // Silence past the timeout: a critical hl7_link_down alert, paged to the fallback.
+    wait_until("the silent gateway raises hl7_link_down", WAIT, || async {
+        link_down(&db).await.len() == 1
+    })
+    .await;
+    let (down_id, row, hl7) = link_down(&db).await.remove(0);
+    assert_eq!(row[0].as_deref(), Some("critical"));
+    assert_eq!(row[1].as_deref(), Some("active"));
+    assert!(
+        row[3]
+            .as_deref()
+            .unwrap()
+            .starts_with("The alarm gateway ACME_GW has sent nothing for 1 s."),
+        "{row:?}"
+    );
+    assert_eq!(
+        hl7["sending_application"],
+        "ACME_GW^0012A4FFFE000001^EUI-64"
+    );
+    wait_until("the fallback contact is called", WAIT, || async {
+        sim_calls(&app)
+            .await
+            .iter()
+            .any(|c| c["to"].as_str().is_some_and(|to| to.ends_with("59")))
+    })
+    .await;
+    app.assert_metrics(&[
+        ("alertcall_hl7_links{state=\"down\"}", 1.0),
+        ("alertcall_hl7_links{state=\"up\"}", 0.0),
+    ])
+    .await;
+    app.assert_audit(&down_id, &["hl7.link_down"]).await;
+
+    // Heard again: the link-down alert is resolved and its calls end.
+    peer.send(watchdog("ACME_GW", "W-2", "active").as_bytes())
+        .await
+        .assert("AA", "W-2");
+    let (_, row, _) = link_down(&db).await.remove(0);
+    assert_eq!(
+        row[1].as_deref(),
+        Some("resolved"),
+        "resolved when heard again"
+    );
+    wait_until("the fallback's call is hung up", WAIT, || async {
+        app.engine
+            .store
+            .list_calls(Some(&down_id), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.status.is_terminal())
+    })
+    .await;
+
+    // ACME signs off with a final watchdog; a second gateway keeps sending nothing after
+    // its first. Only the second is an alarm.
+    peer.send(watchdog("ACME_GW", "W-3", "inactive").as_bytes())
+        .await
+        .assert("AA", "W-3");
+    peer.send(watchdog("OTHER_GW", "O-1", "active").as_bytes())
+        .await
+        .assert("AA", "O-1");
+    drop(peer);
+    wait_until("the second gateway's silence is an alarm", WAIT, || async {
+        link_down(&db).await.len() == 2
+    })
+    .await;
+    let others: Vec<Value> = link_down(&db).await.into_iter().map(|a| a.2).collect();
+    assert!(
+        others
+            .iter()
+            .any(|h| h["sending_application"] == "OTHER_GW^0012A4FFFE000001^EUI-64"),
+        "{others:?}"
+    );
+    wait_until("the gauge counts the closed link", WAIT, || async {
+        metric(&app, "alertcall_hl7_links{state=\"closed\"}").await == Some(1.0)
+    })
+    .await;
+    app.assert_metrics(&[
+        ("alertcall_hl7_links{state=\"down\"}", 1.0),
+        ("alertcall_hl7_messages_total{result=\"AA\"}", 4.0),
+    ])
+    .await;
+    app.stop().await;
+}
+both_backends!(hl7::a_silent_gateway_is_an_alarm);

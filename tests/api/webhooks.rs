@@ -10,6 +10,9 @@ use crate::db::TestDb;
 use crate::fake_vonage::{FakeVonage, Received, SIGNATURE_SECRET, sign_webhook};
 use crate::helpers::{ADMIN_PASSWORD, TestApp, wait_until};
 
+/// A viewer credential for `/api/v1/health`.
+const HEALTH_TOKEN: &str = "health-t0ken";
+
 async fn call_status(db: &TestDb, uuid: &str) -> Option<String> {
     db.row(&seed_query(uuid)).await[3].clone()
 }
@@ -361,6 +364,7 @@ pub async fn without_a_signature_secret_only_alertcalls_own_urls_act(db: TestDb)
         &[
             ("VONAGE_SIGNATURE_SECRET", ""),
             ("ALERTCALL_CONFIG", config.as_str()),
+            ("ALERTCALL_API_TOKEN", HEALTH_TOKEN),
         ],
     )
     .await;
@@ -472,6 +476,11 @@ pub async fn without_a_signature_secret_only_alertcalls_own_urls_act(db: TestDb)
     );
     assert_eq!(alert_status(&db, &alert).await.as_deref(), Some("active"));
     assert_eq!(readyz(&app).await["sms_reply_ack"], "off");
+    // The board's health says so too (it shows a notice while replies cannot acknowledge).
+    let health = app.get_json("/api/v1/health", HEALTH_TOKEN).await;
+    assert_eq!(health["sms_reply_ack"], "off", "{health}");
+    assert_eq!(health["webhook_protection"], "per-call-token", "{health}");
+    assert_eq!(health["database_writes"], "ok", "{health}");
 
     // The Inbound URL `alertcall check` prints acknowledges, and SMS replies are now on.
     let printed = inbound_url_from_check(&db, &fake, &config);
@@ -493,6 +502,8 @@ pub async fn without_a_signature_secret_only_alertcalls_own_urls_act(db: TestDb)
         Some("acknowledged")
     );
     assert_eq!(readyz(&app).await["sms_reply_ack"], "on");
+    let health = app.get_json("/api/v1/health", HEALTH_TOKEN).await;
+    assert_eq!(health["sms_reply_ack"], "on", "{health}");
     assert_eq!(
         unsigned(&app, &format!("/api/sms/status?token={token}"), &receipt)
             .await

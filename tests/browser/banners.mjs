@@ -38,6 +38,12 @@ await run(async ({ browser, failures, watch }) => {
     if (banners !== server.alerts.length) {
       failures.push(`${server.label}: ${banners} banners for ${server.alerts.length} unreached alerts:\n${await page.locator("#view-board").innerText()}`);
     }
+    // A provider that cannot place calls is also said once for the whole board.
+    if (server.alerts.some((a) => a.reason === "provider_down")) {
+      step(`${server.label}: the board's notice that the provider cannot place calls`);
+      const notice = page.locator("#system-notices .notice.critical", { hasText: "cannot place calls" });
+      await notice.waitFor();
+    }
     failures.push(...(await unreadable(page)));
     await explained(page, server.badges.filter((b) => b.view === "board"));
     await shot(page, `unreached-${server.label}`);
