@@ -386,10 +386,15 @@ pub(super) async fn heartbeat(engine: Arc<Engine>) {
         tick.tick().await;
         let why_not = why_no_heartbeat(&engine, every).await;
         if why_not != withheld {
-            match &why_not {
-                Some(why) => tracing::error!(url = %masked, "heartbeat withheld: {why}"),
-                None if withheld.is_some() => tracing::info!(url = %masked, "heartbeat resumed"),
-                None => {}
+            // One error line per stretch without pings; a new reason within it (a slow
+            // dispatcher loop under load, then the alert) is an info line.
+            match (&why_not, &withheld) {
+                (Some(why), None) => tracing::error!(url = %masked, "heartbeat withheld: {why}"),
+                (Some(why), Some(_)) => {
+                    tracing::info!(url = %masked, "heartbeat still withheld, now because {why}");
+                }
+                (None, Some(_)) => tracing::info!(url = %masked, "heartbeat resumed"),
+                (None, None) => {}
             }
             withheld = why_not.clone();
         }

@@ -371,6 +371,11 @@ pub async fn without_a_signature_secret_only_alertcalls_own_urls_act(db: TestDb)
     let alert = db.insert_alert("critical", "P001", "R2", "Seizure").await;
     let primary = call_to(&fake, PRIMARY).await;
     let uuid = primary.uuid.clone().unwrap();
+    // Vonage has the request; alertcall records the call once Vonage answered it.
+    wait_until("alertcall records the placed call", WAIT, || async {
+        !db.rows(&seed_query(&uuid)).await.is_empty()
+    })
+    .await;
     let call_id = event_url(&primary)
         .split("call=")
         .nth(1)
