@@ -9,9 +9,9 @@ use std::process::Command;
 use alertcall::domain::reach::Reason;
 use serde_json::json;
 
-use crate::core::{WAIT, event_body, event_url};
+use crate::core::{WAIT, signed_event};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{FakeVonage, SIGNATURE_SECRET};
+use crate::fake_vonage::FakeVonage;
 use crate::helpers::{ADMIN_PASSWORD, TestApp, heavy, run_tool, tools_present, wait_until};
 use crate::unreached::{self, SCENARIOS, Scenario};
 
@@ -151,14 +151,7 @@ async fn ring_out(app: &TestApp, fake: &FakeVonage, alerts: &[(Scenario, String)
             .filter(|c| ended.lock().unwrap().insert(c.uuid.clone().unwrap()))
             .collect();
         for call in placed {
-            let uuid = call.uuid.clone().unwrap();
-            let r = app
-                .webhook(
-                    &event_url(&call),
-                    &event_body(&uuid, "unanswered"),
-                    Some(SIGNATURE_SECRET),
-                )
-                .await;
+            let r = signed_event(app, &call, "unanswered").await;
             assert_eq!(r.status(), 204, "the unanswered event");
         }
         let board = app.get_json("/api/v1/alerts", TOKEN).await;

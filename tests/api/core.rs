@@ -70,6 +70,17 @@ pub fn input_body(uuid: &str, digits: &str, timed_out: bool) -> String {
     .to_string()
 }
 
+/// Vonage's signed status event `status` for `call`, posted to the event URL alertcall gave it.
+pub async fn signed_event(app: &TestApp, call: &Received, status: &str) -> reqwest::Response {
+    let uuid = call.uuid.clone().expect("the call's uuid");
+    app.webhook(
+        &event_url(call),
+        &event_body(&uuid, status),
+        Some(SIGNATURE_SECRET),
+    )
+    .await
+}
+
 pub fn event_body(uuid: &str, status: &str) -> String {
     serde_json::json!({
         "from": "447700900001", "to": "13854019951", "uuid": uuid,

@@ -9,7 +9,7 @@ use alertcall::domain::reach::Reason;
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::core::{WAIT, event_body, event_url, input_body, input_url, metric};
+use crate::core::{WAIT, input_body, input_url, metric, signed_event};
 use crate::db::{Backend, TestDb};
 use crate::fake_vonage::{Behaviour, Received, SIGNATURE_SECRET};
 use crate::helpers::{TestApp, wait_until};
@@ -332,14 +332,7 @@ pub async fn the_fallback_contact_is_called_again_until_picked_up(db: TestDb) {
     let end = |call: Received, status: &'static str| {
         let app = &app;
         async move {
-            let uuid = call.uuid.clone().unwrap();
-            let r = app
-                .webhook(
-                    &event_url(&call),
-                    &event_body(&uuid, status),
-                    Some(SIGNATURE_SECRET),
-                )
-                .await;
+            let r = signed_event(app, &call, status).await;
             assert_eq!(r.status(), 204, "the {status} event");
         }
     };

@@ -8,10 +8,12 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::cli::{run, stderr, stdout};
-use crate::core::{WAIT, event_body, event_url, input_body, input_url, spoken, wait_for_calls};
+use crate::core::{
+    WAIT, event_body, event_url, input_body, input_url, signed_event, spoken, wait_for_calls,
+};
 use crate::dashboard::{ADMIN_TOKEN, VIEWER_TOKEN};
 use crate::db::{Backend, TestDb};
-use crate::fake_vonage::{Behaviour, FakeVonage, SIGNATURE_SECRET};
+use crate::fake_vonage::{Behaviour, FakeVonage};
 use crate::helpers::{TestApp, wait_until};
 
 const GREETING: &str = "This is a test call from alertcall. Press 1 to confirm you can hear this. \
@@ -199,15 +201,8 @@ async fn vonage_failures_are_reported_with_the_reason() {
     })
     .await;
     let call = fake.calls().remove(0);
-    let uuid = call.uuid.clone().unwrap();
     for status in ["started", "ringing", "unanswered", "completed"] {
-        let r = app
-            .webhook(
-                &event_url(&call),
-                &event_body(&uuid, status),
-                Some(SIGNATURE_SECRET),
-            )
-            .await;
+        let r = signed_event(&app, &call, status).await;
         assert_eq!(r.status(), 204, "{status}");
     }
     let out = command.await.unwrap();
