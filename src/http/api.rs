@@ -53,6 +53,11 @@ pub struct CallSummary {
     /// pending, initiated, ringing, in_progress, answered (pressed 1), machine, completed,
     /// unanswered, busy, timeout, rejected, cancelled, failed.
     pub status: String,
+    /// What the call came to, in the words every screen uses: ringing, picked_up,
+    /// acknowledged, declined, no_answer, busy, voicemail, failed, cancelled.
+    pub outcome: String,
+    /// `outcome` as people read it ("picked up", "no answer").
+    pub outcome_label: String,
     pub provider: String,
     pub provider_call_id: Option<String>,
     pub step: i32,
@@ -172,7 +177,11 @@ pub struct TimelineEntry {
     /// engine, vonage, simulator, cli, dashboard, api.
     pub source: String,
     pub call_id: Option<String>,
-    /// What happened; nurses' numbers are masked for viewers (admins see them whole).
+    /// What happened, as a sentence in the hospital's time with people's names:
+    /// "10:26:24 Dev Patel declined (pressed 3)".
+    pub text: String,
+    /// What happened, as recorded (for IT); nurses' numbers are masked for viewers (admins
+    /// see them whole).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -361,6 +370,8 @@ impl AppState {
                 .map(|p| p.masked().to_string())
                 .unwrap_or_else(|_| "(invalid number)".into()),
             status: call.status.as_str().into(),
+            outcome: call.outcome().as_str().into(),
+            outcome_label: call.outcome().label().into(),
             alert_id: call.alert_id,
             person: call.person,
             person_name,
@@ -667,7 +678,9 @@ pub async fn alert_detail(
         .collect();
     let unreached = state.unreached(std::slice::from_ref(&view)).await?;
     let alert = state.summary_with(view, calling, &unreached).shown_to(&who);
-    let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events));
+    let directory = state.engine.directory();
+    let cx = directory.timeline(&calls, sees_numbers(&who));
+    let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events, &cx));
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
     Ok(Json(AlertDetail {
@@ -681,28 +694,43 @@ pub async fn alert_detail(
 }
 
 /// The alert's triggering, then every audit entry, in time order (entries recorded in the
-/// same instant keep the order they were written).
-fn timeline_of(
+/// same instant keep the order they were written), each with its sentence.
+pub fn timeline_of(
     triggered: DateTime<Utc>,
     severity: &str,
     events: Vec<StoredEvent>,
+    cx: &crate::domain::timeline::Context,
 ) -> Vec<TimelineEntry> {
-    let mut timeline = vec![TimelineEntry {
+    let triggering = StoredEvent {
         id: 0,
-        at: triggered,
-        kind: "alert.triggered".into(),
-        source: "hospital".into(),
+        alert_id: None,
         call_id: None,
+        source: "hospital".into(),
+        kind: "alert.triggered".into(),
         detail: serde_json::json!({"severity": severity}),
-    }];
-    timeline.extend(events.into_iter().map(|e| TimelineEntry {
-        id: e.id,
-        at: e.created_at,
-        kind: e.kind,
-        source: e.source,
-        call_id: e.call_id,
-        detail: e.detail,
-    }));
+        created_at: triggered,
+    };
+    let mut timeline: Vec<TimelineEntry> = std::iter::once(triggering)
+        .chain(events)
+        .map(|e| TimelineEntry {
+            text: crate::domain::timeline::sentence(
+                &crate::domain::timeline::Entry {
+                    at: e.created_at,
+                    kind: &e.kind,
+                    source: &e.source,
+                    call_id: e.call_id.as_deref(),
+                    detail: &e.detail,
+                },
+                cx,
+            ),
+            id: e.id,
+            at: e.created_at,
+            kind: e.kind,
+            source: e.source,
+            call_id: e.call_id,
+            detail: e.detail,
+        })
+        .collect();
     timeline.sort_by_key(|e| (e.at, e.id));
     timeline
 }
@@ -719,9 +747,16 @@ pub async fn timeline(
 ) -> Result<Json<Vec<TimelineEntry>>, HttpError> {
     let view = view_of(&state, &id).await?;
     let events = state.engine.store.list_events(&view.alert.id).await?;
+    let calls = state
+        .engine
+        .store
+        .list_calls(Some(&view.alert.id), 500)
+        .await?;
+    let directory = state.engine.directory();
+    let cx = directory.timeline(&calls, sees_numbers(&who));
     Ok(Json(shown_to(
         &who,
-        timeline_of(view.alert.triggered_at, &view.alert.severity, events),
+        timeline_of(view.alert.triggered_at, &view.alert.severity, events, &cx),
     )))
 }
 
@@ -751,7 +786,7 @@ fn mask_number(text: &str) -> Option<String> {
 }
 
 /// Every phone number among `value`'s strings masked.
-fn mask_numbers(value: &mut serde_json::Value) {
+pub fn mask_numbers(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => {
             if let Some(masked) = mask_number(text) {
