@@ -17,7 +17,7 @@ use super::{AppState, HttpError};
 use crate::analytics::{self, Analytics};
 use crate::auth::Role;
 use crate::domain::alert::{Acknowledger, NewAlert};
-use crate::domain::call::CallRecord;
+use crate::domain::call::{CallOutcome, CallRecord};
 use crate::domain::phone::Phone;
 use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
 
@@ -101,7 +101,8 @@ pub struct AlertSummary {
     pub acknowledged_by: Option<String>,
     /// `metadata.call.call_status`, as the seed's queries read it.
     pub call_status: Option<String>,
-    /// ringing, answered, acknowledged, exhausted, skipped, ... : one word for the board.
+    /// ringing, picked up (someone is on the line, nothing decided yet), acknowledged,
+    /// exhausted, skipped, ... : one word for the board.
     pub live_status: String,
     /// Why alertcall does not call about this alert, when it skipped it: "skipped: older
     /// than 24 h when alertcall started" (`ALERTCALL_MAX_ALERT_AGE`). Resolve it by hand
@@ -487,11 +488,15 @@ fn live_status(
     {
         return "exhausted".into();
     }
-    if calling.iter().any(|c| c.status == "in_progress") {
-        return "answered".into();
+    // In the calls' own words: someone picked up (nothing decided yet), else ringing.
+    if calling
+        .iter()
+        .any(|c| c.outcome == CallOutcome::PickedUp.as_str())
+    {
+        return CallOutcome::PickedUp.label().into();
     }
     if calling.iter().any(|c| c.status == "ringing") {
-        return "ringing".into();
+        return CallOutcome::Ringing.label().into();
     }
     if !calling.is_empty() {
         return "calling".into();
