@@ -27,7 +27,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (5, include_str!("migrations/postgres/0005_test_calls.sql")),
     (6, include_str!("migrations/postgres/0006_hl7.sql")),
-    (7, include_str!("migrations/postgres/0007_declined.sql")),
+    (8, include_str!("migrations/postgres/0008_declined.sql")),
 ];
 
 /// The room with this `room_id` or `room_name` ($1), an id match first.

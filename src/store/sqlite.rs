@@ -30,7 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
     (6, include_str!("migrations/sqlite/0006_hl7.sql")),
-    (7, include_str!("migrations/sqlite/0007_declined.sql")),
+    (8, include_str!("migrations/sqlite/0008_declined.sql")),
 ];
 
 /// A time column the hospital writes, as text for `timestamp::read`: whatever its storage
