@@ -611,6 +611,21 @@ pub trait Store: Send + Sync + 'static {
         })
         .await
     }
+    /// The nurse declined on this call (pressed 3 or said "busy"); `None` when it was
+    /// already recorded.
+    async fn call_declined(
+        &self,
+        call_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        change_call(self.call_tx().await?, call_id, |mut call| {
+            call.declined_at.is_none().then(|| {
+                call.declined_at = Some(at);
+                call
+            })
+        })
+        .await
+    }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
     /// that also records the choice (`menu.choice`) and, when it acknowledged, `acknowledged`.
     async fn acknowledge_by_call(
@@ -876,6 +891,7 @@ pub(crate) struct CallRow {
     initiated_at: Option<DateTime<Utc>>,
     answered_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    declined_at: Option<DateTime<Utc>>,
     prompts: i32,
     error: Option<String>,
 }
@@ -901,6 +917,7 @@ impl TryFrom<CallRow> for CallRecord {
             initiated_at: r.initiated_at,
             answered_at: r.answered_at,
             ended_at: r.ended_at,
+            declined_at: r.declined_at,
             prompts: r.prompts,
             error: r.error,
         })
@@ -948,7 +965,17 @@ pub(crate) fn advanced(
     status: CallStatus,
     at: DateTime<Utc>,
 ) -> Option<CallRecord> {
-    let next = call.status.advance(status)?;
+    let Some(next) = call.status.advance(status) else {
+        // An acknowledged call keeps its status, and still gets the time it ended.
+        if call.status == CallStatus::Answered
+            && status.is_unsuccessful_end()
+            && call.ended_at.is_none()
+        {
+            call.ended_at = Some(at);
+            return Some(call);
+        }
+        return None;
+    };
     call.status = next;
     if next == CallStatus::Answered {
         call.answered_at.get_or_insert(at);

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/postgres/0005_test_calls.sql")),
     (6, include_str!("migrations/postgres/0006_hl7.sql")),
     (7, include_str!("migrations/postgres/0007_hl7_links.sql")),
+    (8, include_str!("migrations/postgres/0008_declined.sql")),
 ];
 
 /// The room with this `room_id` or `room_name` ($1), an id match first.
@@ -58,7 +59,7 @@ const MIGRATION_LOCK: i64 = 0x616c_6572_7463_616c;
 pub const NEW_ALERT_CHANNEL: &str = "alertcall_new_alert";
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 
 pub struct PgStore {
@@ -145,7 +146,7 @@ impl CallTx for PgCallTx {
     async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
-             answered_at = $5, ended_at = $6, error = $7 WHERE id = $1",
+             answered_at = $5, ended_at = $6, error = $7, declined_at = $8 WHERE id = $1",
         )
         .bind(call.id.to_string())
         .bind(call.status.as_str())
@@ -154,6 +155,7 @@ impl CallTx for PgCallTx {
         .bind(call.answered_at)
         .bind(call.ended_at)
         .bind(&call.error)
+        .bind(call.declined_at)
         .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/sqlite/0005_test_calls.sql")),
     (6, include_str!("migrations/sqlite/0006_hl7.sql")),
     (7, include_str!("migrations/sqlite/0007_hl7_links.sql")),
+    (8, include_str!("migrations/sqlite/0008_declined.sql")),
 ];
 
 /// A time column the hospital writes, as text for `timestamp::read`: whatever its storage
@@ -51,7 +52,7 @@ macro_rules! raw_time {
 }
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 
 /// The room with this `room_id` or `room_name` (?1), an id match first.
@@ -205,7 +206,7 @@ impl CallTx for SqliteCallTx {
     async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE alertcall_calls SET status = ?2, provider_call_id = ?3, initiated_at = ?4, \
-             answered_at = ?5, ended_at = ?6, error = ?7 WHERE id = ?1",
+             answered_at = ?5, ended_at = ?6, error = ?7, declined_at = ?8 WHERE id = ?1",
         )
         .bind(call.id.to_string())
         .bind(call.status.as_str())
@@ -214,6 +215,7 @@ impl CallTx for SqliteCallTx {
         .bind(ts_opt(call.answered_at))
         .bind(ts_opt(call.ended_at))
         .bind(&call.error)
+        .bind(ts_opt(call.declined_at))
         .execute(&mut *self.tx)
         .await
         .doing("updating a call")?;
