@@ -86,9 +86,15 @@ const BADGE_HELP = {
 function badge(text, kind, title) {
   return el("span", { class: `badge ${String(kind || text).replace(/\s+/g, "-")}`, title: title || BADGE_HELP[text] }, text);
 }
-// A call's own outcome: its "failed" is not a page's.
-const CALL_HELP = { failed: "The provider could not place or connect this call (the alert's timeline says why)." };
-const callBadge = (c) => badge(c.status, c.status, CALL_HELP[c.status]);
+// A call's own outcome, in the server's words (outcome_label): its "failed" is not a page's.
+const CALL_HELP = {
+  failed: "The provider could not place or connect this call (the alert's timeline says why).",
+  acknowledged: "Pressed 1 (or 4), or said yes: the alert was acknowledged on this call.",
+  declined: "Pressed 3 or said they cannot respond; the escalation moved on.",
+  "picked up": "Picked up, but did not acknowledge (yet).",
+  cancelled: "Hung up by alertcall because someone else acknowledged.",
+};
+const callBadge = (c) => badge(c.outcome_label, `call-${c.outcome}`, CALL_HELP[c.outcome_label]);
 // Skipped (stale) alerts and those no policy matches (failed) are on no step of any policy.
 const onStep = (a) => a.escalation && !["stale", "failed"].includes(a.escalation.state);
 // A call's step (and round); the fallback contact's calls are on no step of any policy.
@@ -149,7 +155,7 @@ async function loadBoard() {
     tbody,
     alerts.map((a) => {
       const calling = a.calling.length
-        ? a.calling.map((c) => `${c.person_name || c.person || c.to} (${c.status})`).join(", ")
+        ? a.calling.map((c) => `${c.person_name || c.person || c.to} (${c.outcome_label})`).join(", ")
         : "";
       const step = onStep(a)
         ? `${a.escalation.unit || ""} step ${a.escalation.step + 1}${a.escalation.round ? `, round ${a.escalation.round + 1}` : ""}`
@@ -319,15 +325,20 @@ async function loadAlert(id) {
       ),
     ),
   );
+  // The sentences for people; the raw entry behind "details" for IT.
   document.getElementById("timeline").replaceChildren(
     ...detail.timeline.map((t) =>
       el("li", { class: `event ${t.kind.replace(/\./g, "-")}` },
-        el("time", { datetime: t.at }, exact(t.at)),
-        " ",
-        el("strong", {}, t.kind),
-        " ",
-        el("span", { class: "muted" }, t.source),
-        Object.keys(t.detail || {}).length ? el("code", {}, JSON.stringify(t.detail)) : null,
+        el("span", { class: "sentence" }, t.text),
+        el("details", { class: "raw" },
+          el("summary", {}, "details"),
+          el("time", { datetime: t.at }, exact(t.at)),
+          " ",
+          el("strong", {}, t.kind),
+          " ",
+          el("span", { class: "muted" }, t.source),
+          Object.keys(t.detail || {}).length ? el("code", {}, JSON.stringify(t.detail)) : null,
+        ),
       ),
     ),
   );
@@ -457,6 +468,7 @@ async function loadAnalytics() {
     a.per_nurse.map((n) =>
       el("tr", {},
         el("td", {}, `${n.name} (${n.person})`), el("td", {}, n.calls), el("td", {}, n.answered),
+        el("td", { class: "outcomes" }, n.outcomes.map((o) => `${o.calls} ${o.label}`).join(" · ")),
         el("td", {}, percent(n.answer_rate)), el("td", {}, duration(n.time_to_answer.p50_seconds)),
         el("td", {}, duration(n.time_to_answer.p90_seconds)), el("td", {}, duration(n.time_to_answer.max_seconds)),
       ),

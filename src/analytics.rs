@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::alert::AlertStatus;
-use crate::domain::call::{CallRecord, CallStatus};
+use crate::domain::call::{CallOutcome, CallRecord, CallStatus};
 use crate::store::{AlertView, PageState};
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
@@ -95,6 +95,18 @@ pub struct NurseStats {
     pub answer_rate: Option<f64>,
     /// Seconds from the call being placed to 1 being pressed.
     pub time_to_answer: Durations,
+    /// The calls by outcome (calls' `outcome`: acknowledged, declined, no_answer,
+    /// cancelled, ...), in that order; outcomes without calls are left out.
+    pub outcomes: Vec<OutcomeCount>,
+}
+
+/// How many calls came to one outcome.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct OutcomeCount {
+    pub outcome: String,
+    /// As people read it ("no answer").
+    pub label: String,
+    pub calls: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
@@ -177,6 +189,17 @@ pub fn compute(
                         .filter_map(|c| Some(seconds(c.initiated_at?, c.answered_at?)))
                         .collect(),
                 ),
+                outcomes: CallOutcome::ALL
+                    .into_iter()
+                    .filter_map(|o| {
+                        let n = calls.iter().filter(|c| c.outcome() == o).count() as u64;
+                        (n > 0).then(|| OutcomeCount {
+                            outcome: o.as_str().into(),
+                            label: o.label().into(),
+                            calls: n,
+                        })
+                    })
+                    .collect(),
                 person,
             }
         })

@@ -133,6 +133,14 @@ enum AlertCommand {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// One alert: its calls and what happened, in sentences in the hospital's time.
+    Show {
+        /// The alert's id (`alertcall alert list` shows them).
+        id: String,
+        /// Also print the raw audit entry under each sentence (for IT).
+        #[arg(long)]
+        details: bool,
+    },
     /// Acknowledge an alert (stops its calls).
     Ack {
         id: String,
@@ -634,6 +642,7 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
                 rows,
             );
         }
+        AlertCommand::Show { id, details } => show(&config, &*store, &id, details).await?,
         AlertCommand::Resolve(args) => resolve(&*store, args).await?,
         AlertCommand::Ack { id, by } => {
             let by = Acknowledger::named("cli", &by);
@@ -652,6 +661,75 @@ async fn alert(config: Config, cmd: AlertCommand) -> anyhow::Result<()> {
                     anyhow::bail!("no alert {id}; `alertcall alert list` shows the ids")
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `alertcall alert show <id>`: the alert, its calls and its timeline in sentences, numbers
+/// masked as in `calls`.
+async fn show(
+    config: &Config,
+    store: &dyn store::Store,
+    id: &str,
+    details: bool,
+) -> anyhow::Result<()> {
+    let Some(view) = store
+        .alert_views(&AlertFilter {
+            id: Some(id.to_string()),
+            limit: 1,
+            ..AlertFilter::default()
+        })
+        .await?
+        .pop()
+    else {
+        anyhow::bail!("no alert {id}; `alertcall alert list` shows the ids");
+    };
+    let alert = view.alert;
+    let directory = crate::engine::directory_of(config)?;
+    let mut calls = store.list_calls(Some(&alert.id), 500).await?;
+    calls.sort_by_key(|c| c.created_at);
+    let events = store.list_events(&alert.id).await?;
+    let cx = directory.timeline(&calls, false);
+    println!(
+        "alert {}: {} {}",
+        alert.id,
+        alert.severity,
+        alert.status.as_str()
+    );
+    let place = alert.room_name.as_ref().or(alert.room_id.as_ref());
+    if let Some(message) = &alert.message {
+        match place {
+            Some(room) => println!("{message} ({room})"),
+            None => println!("{message}"),
+        }
+    }
+    println!();
+    let rows = calls
+        .iter()
+        .map(|c| {
+            vec![
+                cx.clock(c.created_at),
+                c.person
+                    .as_deref()
+                    .map(|p| directory.staff.get(p).map_or(p, |s| s.name.as_str()))
+                    .unwrap_or_default()
+                    .to_string(),
+                crate::domain::phone::mask(&c.to_number),
+                (c.step + 1).to_string(),
+                c.outcome().label().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["CALLED", "PERSON", "TO", "STEP", "OUTCOME"], rows);
+    println!();
+    let timeline = crate::http::api::timeline_of(alert.triggered_at, &alert.severity, events, &cx);
+    for entry in timeline {
+        println!("{}", entry.text);
+        if details {
+            let mut detail = entry.detail;
+            crate::http::api::mask_numbers(&mut detail);
+            println!("    {} {} {detail}", entry.kind, entry.source);
         }
     }
     Ok(())
@@ -744,6 +822,7 @@ async fn calls(config: Config, alert: Option<String>, limit: i64) -> anyhow::Res
                 crate::domain::phone::mask(&c.to_number),
                 c.provider.clone(),
                 c.status.as_str().to_string(),
+                c.outcome().label().to_string(),
                 c.provider_call_id.clone().unwrap_or_default(),
                 c.answered_at.map(rfc3339).unwrap_or_default(),
                 c.error.clone().unwrap_or_default(),
@@ -757,6 +836,7 @@ async fn calls(config: Config, alert: Option<String>, limit: i64) -> anyhow::Res
             "TO",
             "PROVIDER",
             "STATUS",
+            "OUTCOME",
             "CALL ID",
             "ACKNOWLEDGED",
             "ERROR",

@@ -77,6 +77,36 @@ impl Directory {
             .unwrap_or(crate::hl7::supervise::DEFAULT_TIMEOUT)
     }
 
+    /// What an alert's timeline sentences need from here: names, policies, schedules and
+    /// the hospital's time zone (this machine's when none is set), with the alert's `calls`.
+    pub fn timeline<'a>(
+        &'a self,
+        calls: &'a [crate::domain::call::CallRecord],
+        whole_numbers: bool,
+    ) -> crate::domain::timeline::Context<'a> {
+        crate::domain::timeline::Context {
+            names: self
+                .staff
+                .iter()
+                .map(|(id, p)| (id.as_str(), p.name.as_str()))
+                .collect(),
+            policies: &self.policies,
+            schedules: &self.schedules,
+            time_zone: self.time_zone.clone().unwrap_or_else(TimeZone::system),
+            calls: calls
+                .iter()
+                .map(|c| {
+                    let call = crate::domain::timeline::CallRef {
+                        person: c.person.as_deref(),
+                        to: &c.to_number,
+                    };
+                    (c.id.to_string(), call)
+                })
+                .collect(),
+            whole_numbers,
+        }
+    }
+
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.iter().find(|s| s.name == name)
     }

@@ -122,6 +122,94 @@ impl std::fmt::Display for CallStatus {
     }
 }
 
+/// What became of a call, in the one vocabulary every screen uses (board, alert page,
+/// history, API, CLI, analytics). `CallStatus` stays what the database and the seed's
+/// `metadata.call.call_status` hold; this is how people read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Ringing,
+    /// Picked up (by a person), nothing decided yet, or hung up without deciding.
+    PickedUp,
+    /// Pressed 1 (or 4) or said yes: the alert was acknowledged on this call.
+    Acknowledged,
+    /// Pressed 3 or said "busy", or declined the ringing call.
+    Declined,
+    NoAnswer,
+    Busy,
+    Voicemail,
+    Failed,
+    /// Hung up by alertcall because someone else acknowledged (or the alert was closed).
+    Cancelled,
+}
+
+impl CallOutcome {
+    pub const ALL: [CallOutcome; 9] = [
+        CallOutcome::Ringing,
+        CallOutcome::PickedUp,
+        CallOutcome::Acknowledged,
+        CallOutcome::Declined,
+        CallOutcome::NoAnswer,
+        CallOutcome::Busy,
+        CallOutcome::Voicemail,
+        CallOutcome::Failed,
+        CallOutcome::Cancelled,
+    ];
+
+    /// The outcome of a call with `status`; `declined` when the nurse declined on the call
+    /// (pressed 3), which its status (`completed`, as the seed records it) does not say.
+    pub fn of(status: CallStatus, declined: bool) -> CallOutcome {
+        match status {
+            CallStatus::Answered => CallOutcome::Acknowledged,
+            _ if declined => CallOutcome::Declined,
+            CallStatus::Pending | CallStatus::Initiated | CallStatus::Ringing => {
+                CallOutcome::Ringing
+            }
+            CallStatus::InProgress | CallStatus::Completed => CallOutcome::PickedUp,
+            CallStatus::Machine => CallOutcome::Voicemail,
+            CallStatus::Unanswered | CallStatus::Timeout => CallOutcome::NoAnswer,
+            CallStatus::Busy => CallOutcome::Busy,
+            CallStatus::Rejected => CallOutcome::Declined,
+            CallStatus::Cancelled => CallOutcome::Cancelled,
+            CallStatus::Failed => CallOutcome::Failed,
+        }
+    }
+
+    /// The machine name (`no_answer`), as the API's `outcome` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ringing => "ringing",
+            CallOutcome::PickedUp => "picked_up",
+            CallOutcome::Acknowledged => "acknowledged",
+            CallOutcome::Declined => "declined",
+            CallOutcome::NoAnswer => "no_answer",
+            CallOutcome::Busy => "busy",
+            CallOutcome::Voicemail => "voicemail",
+            CallOutcome::Failed => "failed",
+            CallOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// What people read (`no answer`): the one place these words are written.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallOutcome::PickedUp => "picked up",
+            CallOutcome::NoAnswer => "no answer",
+            other => other.as_str(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallOutcome> {
+        CallOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// What a provider told us about a call, in provider-neutral words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallEvent {
@@ -225,11 +313,17 @@ pub struct CallRecord {
     pub initiated_at: Option<DateTime<Utc>>,
     pub answered_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// When the nurse declined on this call (pressed 3 or said "busy").
+    pub declined_at: Option<DateTime<Utc>>,
     pub prompts: i32,
     pub error: Option<String>,
 }
 
 impl CallRecord {
+    pub fn outcome(&self) -> CallOutcome {
+        CallOutcome::of(self.status, self.declined_at.is_some())
+    }
+
     /// The phone number that was called (stored validated, so this only fails on a
     /// hand-edited row).
     pub fn phone(&self) -> Option<Phone> {
@@ -299,6 +393,34 @@ mod tests {
     }
 
     #[test]
+    fn every_status_has_one_outcome_and_a_decline_wins_unless_acknowledged() {
+        let table = [
+            (Pending, "ringing"),
+            (Initiated, "ringing"),
+            (Ringing, "ringing"),
+            (InProgress, "picked up"),
+            (Answered, "acknowledged"),
+            (Machine, "voicemail"),
+            (Completed, "picked up"),
+            (Unanswered, "no answer"),
+            (Busy, "busy"),
+            (Timeout, "no answer"),
+            (Rejected, "declined"),
+            (Cancelled, "cancelled"),
+            (Failed, "failed"),
+        ];
+        for (status, label) in table {
+            assert_eq!(CallOutcome::of(status, false).label(), label, "{status}");
+        }
+        assert_eq!(CallOutcome::of(Completed, true), CallOutcome::Declined);
+        assert_eq!(CallOutcome::of(Answered, true), CallOutcome::Acknowledged);
+        for o in CallOutcome::ALL {
+            assert_eq!(CallOutcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(CallOutcome::parse("answered"), None);
+    }
+
+    #[test]
     fn metadata_call_has_the_seed_shape() {
         let t = DateTime::parse_from_rfc3339("2026-11-24T20:15:20.101Z")
             .unwrap()
@@ -318,6 +440,7 @@ mod tests {
             initiated_at: Some(t),
             answered_at: Some(t),
             ended_at: None,
+            declined_at: None,
             prompts: 0,
             error: None,
         };

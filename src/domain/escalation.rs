@@ -116,6 +116,41 @@ pub fn target_ids(targets: &[Target], schedules: &[Schedule], at: Timestamp) -> 
     ids
 }
 
+/// How `person` was reached at `at`: the first target naming them, as written in
+/// alertcall.toml (`oncall:icu`), and the shift they cover when it is an on-call target.
+pub fn reached_through(
+    targets: &[Target],
+    schedules: &[Schedule],
+    at: Timestamp,
+    person: &str,
+) -> Option<(String, Option<String>)> {
+    targets.iter().find_map(|target| {
+        let one = target_ids(std::slice::from_ref(target), schedules, at);
+        if !one.iter().any(|id| id == person) {
+            return None;
+        }
+        let shift = match target {
+            Target::OnCall(name) => schedules
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(|s| s.on_call(at).into_iter().find(|c| c.person == person))
+                .map(|c| c.shift),
+            _ => None,
+        };
+        Some((target.to_string(), shift))
+    })
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Person(id) => write!(f, "person:{id}"),
+            Target::OnCall(schedule) => write!(f, "oncall:{schedule}"),
+            Target::Everyone(schedule) => write!(f, "everyone:{schedule}"),
+        }
+    }
+}
+
 /// A stretch of time in which a policy's step would reach nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {

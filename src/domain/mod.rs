@@ -11,4 +11,5 @@ pub mod phone;
 pub mod reach;
 pub mod schedule;
 pub mod test_call;
+pub mod timeline;
 pub mod timestamp;

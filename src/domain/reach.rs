@@ -683,6 +683,7 @@ mod tests {
             initiated_at: None,
             answered_at: None,
             ended_at: ended,
+            declined_at: None,
             prompts: 0,
             error: None,
         }

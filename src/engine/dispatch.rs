@@ -266,7 +266,7 @@ fn outcome(
                 source: "engine".into(),
                 kind: format!("page.{}", update.state.as_str()),
                 dedupe_key: None,
-                detail: json!({"reason": reason, "step": update.step, "round": update.round}),
+                detail: json!({"reason": reason, "step": update.step, "round": update.round, "policy": update.policy}),
                 at: now,
             })
             .into_iter()
@@ -362,6 +362,12 @@ async fn notify(
             policy: &policy.name,
             step: step as i32,
             round: round as i32,
+            via: crate::domain::escalation::reached_through(
+                &step_def.targets,
+                &directory.schedules,
+                jiff::Timestamp::from_millisecond(now.timestamp_millis()).unwrap_or_default(),
+                &person.id,
+            ),
         };
         match call_person(engine, Some((page, lease)), alert, person, &phone, at).await? {
             Called::Placed => placed += 1,
@@ -400,11 +406,13 @@ enum Called {
 }
 
 /// Where in its escalation a call is placed.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Position<'a> {
     policy: &'a str,
     step: i32,
     round: i32,
+    /// The step's target that named the person (`oncall:icu`) and the shift they cover.
+    via: Option<(String, Option<String>)>,
 }
 
 /// The policy and step recorded on a call to the fallback contact: no step of any policy, so
@@ -413,6 +421,7 @@ const FALLBACK: Position<'static> = Position {
     policy: "fallback",
     step: -1,
     round: -1,
+    via: None,
 };
 
 /// Whether `call` went to the fallback contact (not to a step of a policy).
@@ -448,6 +457,7 @@ async fn call_person(
         policy,
         step,
         round,
+        via,
     } = at;
     let announcement = message::announcement(alert, &engine.messages());
     let call = engine
@@ -504,7 +514,8 @@ async fn call_person(
                 "engine",
                 "call.placed",
                 None,
-                json!({"provider_call_id": placed.provider_call_id, "person": person.id, "step": step, "round": round}),
+                json!({"provider_call_id": placed.provider_call_id, "person": person.id, "step": step, "round": round,
+                    "via": via.as_ref().map(|v| &v.0), "shift": via.as_ref().and_then(|v| v.1.as_ref())}),
                 now,
             );
             engine

@@ -583,7 +583,7 @@ impl Engine {
                 source: "engine".into(),
                 kind: format!("page.{}", update.state.as_str()),
                 dedupe_key: None,
-                detail: json!({"reason": event_name(&event), "step": update.step, "round": update.round}),
+                detail: json!({"reason": event_name(&event), "step": update.step, "round": update.round, "policy": update.policy}),
                 at: now,
             })
             .await?;

@@ -140,6 +140,8 @@ impl Engine {
             ))
             .await?;
         match changed {
+            // An acknowledged call that ended only gets its end time.
+            Some(updated) if updated.status == call.status => Ok(EventOutcome::Applied),
             Some(updated) => {
                 if updated.status.is_terminal() {
                     self.metrics
@@ -274,6 +276,9 @@ impl Engine {
             MenuChoice::Decline => {
                 tracing::info!(alert_id = %call.alert_id, via = understood.via.as_str(), "declined on the phone: escalating");
                 // A repeated delivery is told what happens as things stand.
+                if fresh {
+                    self.store.call_declined(call.id, now).await?;
+                }
                 let event = match fresh {
                     true => Some(Event::Declined {
                         others_live: self.others_live(call).await?,
@@ -395,7 +400,7 @@ impl Engine {
                 "engine",
                 "alert.acknowledged",
                 Some(format!("ack:{}", call.alert_id)),
-                json!({"by": by.as_str(), "via": "phone", "input": via.as_str()}),
+                json!({"by": by.as_str(), "via": "phone", "input": via.as_str(), "text": choice.understood.text}),
                 now,
             ),
         };

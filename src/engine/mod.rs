@@ -265,6 +265,11 @@ fn env_access(config: &Config) -> Access {
 /// The staff id of `ALERTCALL_FALLBACK_PHONE`.
 pub const FALLBACK_ID: &str = "fallback";
 
+/// The directory a running `serve` works with, for commands that read what it did.
+pub fn directory_of(config: &Config) -> Result<Directory, crate::config::ConfigErrors> {
+    Ok(complete(config.directory()?, config, &env_access(config)))
+}
+
 /// alertcall.toml's directory with what the environment adds: credentials, and without
 /// policies, the seed's setup: one step calling `NURSE_PHONE_NUMBER`, waiting
 /// `ALERTCALL_ACK_WAIT`; `ALERTCALL_FALLBACK_PHONE` as the fallback contact.

@@ -17,7 +17,7 @@ use super::{AppState, HttpError};
 use crate::analytics::{self, Analytics};
 use crate::auth::Role;
 use crate::domain::alert::{Acknowledger, NewAlert};
-use crate::domain::call::CallRecord;
+use crate::domain::call::{CallOutcome, CallRecord};
 use crate::domain::phone::Phone;
 use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
 use crate::telephony::webhook_token::Protection;
@@ -54,6 +54,11 @@ pub struct CallSummary {
     /// pending, initiated, ringing, in_progress, answered (pressed 1), machine, completed,
     /// unanswered, busy, timeout, rejected, cancelled, failed.
     pub status: String,
+    /// What the call came to, in the words every screen uses: ringing, picked_up,
+    /// acknowledged, declined, no_answer, busy, voicemail, failed, cancelled.
+    pub outcome: String,
+    /// `outcome` as people read it ("picked up", "no answer").
+    pub outcome_label: String,
     pub provider: String,
     pub provider_call_id: Option<String>,
     pub step: i32,
@@ -97,7 +102,8 @@ pub struct AlertSummary {
     pub acknowledged_by: Option<String>,
     /// `metadata.call.call_status`, as the seed's queries read it.
     pub call_status: Option<String>,
-    /// ringing, answered, acknowledged, exhausted, skipped, ... : one word for the board.
+    /// ringing, picked up (someone is on the line, nothing decided yet), acknowledged,
+    /// exhausted, skipped, ... : one word for the board.
     pub live_status: String,
     /// Why alertcall does not call about this alert, when it skipped it: "skipped: older
     /// than 24 h when alertcall started" (`ALERTCALL_MAX_ALERT_AGE`). Resolve it by hand
@@ -191,7 +197,11 @@ pub struct TimelineEntry {
     /// engine, vonage, simulator, cli, dashboard, api.
     pub source: String,
     pub call_id: Option<String>,
-    /// What happened; nurses' numbers are masked for viewers (admins see them whole).
+    /// What happened, as a sentence in the hospital's time with people's names:
+    /// "10:26:24 Dev Patel declined (pressed 3)".
+    pub text: String,
+    /// What happened, as recorded (for IT); nurses' numbers are masked for viewers (admins
+    /// see them whole).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
@@ -380,6 +390,8 @@ impl AppState {
                 .map(|p| p.masked().to_string())
                 .unwrap_or_else(|_| "(invalid number)".into()),
             status: call.status.as_str().into(),
+            outcome: call.outcome().as_str().into(),
+            outcome_label: call.outcome().label().into(),
             alert_id: call.alert_id,
             person: call.person,
             person_name,
@@ -499,11 +511,15 @@ fn live_status(
     {
         return "exhausted".into();
     }
-    if calling.iter().any(|c| c.status == "in_progress") {
-        return "answered".into();
+    // In the calls' own words: someone picked up (nothing decided yet), else ringing.
+    if calling
+        .iter()
+        .any(|c| c.outcome == CallOutcome::PickedUp.as_str())
+    {
+        return CallOutcome::PickedUp.label().into();
     }
     if calling.iter().any(|c| c.status == "ringing") {
-        return "ringing".into();
+        return CallOutcome::Ringing.label().into();
     }
     if !calling.is_empty() {
         return "calling".into();
@@ -694,7 +710,9 @@ pub async fn alert_detail(
         .collect();
     let unreached = state.unreached(std::slice::from_ref(&view)).await?;
     let alert = state.summary_with(view, calling, &unreached).shown_to(&who);
-    let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events));
+    let directory = state.engine.directory();
+    let cx = directory.timeline(&calls, sees_numbers(&who));
+    let timeline = shown_to(&who, timeline_of(triggered, &alert.severity, events, &cx));
     let mut calls: Vec<CallSummary> = calls.into_iter().map(|c| state.call_summary(c)).collect();
     calls.reverse();
     Ok(Json(AlertDetail {
@@ -708,28 +726,43 @@ pub async fn alert_detail(
 }
 
 /// The alert's triggering, then every audit entry, in time order (entries recorded in the
-/// same instant keep the order they were written).
-fn timeline_of(
+/// same instant keep the order they were written), each with its sentence.
+pub fn timeline_of(
     triggered: DateTime<Utc>,
     severity: &str,
     events: Vec<StoredEvent>,
+    cx: &crate::domain::timeline::Context,
 ) -> Vec<TimelineEntry> {
-    let mut timeline = vec![TimelineEntry {
+    let triggering = StoredEvent {
         id: 0,
-        at: triggered,
-        kind: "alert.triggered".into(),
-        source: "hospital".into(),
+        alert_id: None,
         call_id: None,
+        source: "hospital".into(),
+        kind: "alert.triggered".into(),
         detail: serde_json::json!({"severity": severity}),
-    }];
-    timeline.extend(events.into_iter().map(|e| TimelineEntry {
-        id: e.id,
-        at: e.created_at,
-        kind: e.kind,
-        source: e.source,
-        call_id: e.call_id,
-        detail: e.detail,
-    }));
+        created_at: triggered,
+    };
+    let mut timeline: Vec<TimelineEntry> = std::iter::once(triggering)
+        .chain(events)
+        .map(|e| TimelineEntry {
+            text: crate::domain::timeline::sentence(
+                &crate::domain::timeline::Entry {
+                    at: e.created_at,
+                    kind: &e.kind,
+                    source: &e.source,
+                    call_id: e.call_id.as_deref(),
+                    detail: &e.detail,
+                },
+                cx,
+            ),
+            id: e.id,
+            at: e.created_at,
+            kind: e.kind,
+            source: e.source,
+            call_id: e.call_id,
+            detail: e.detail,
+        })
+        .collect();
     timeline.sort_by_key(|e| (e.at, e.id));
     timeline
 }
@@ -746,9 +779,16 @@ pub async fn timeline(
 ) -> Result<Json<Vec<TimelineEntry>>, HttpError> {
     let view = view_of(&state, &id).await?;
     let events = state.engine.store.list_events(&view.alert.id).await?;
+    let calls = state
+        .engine
+        .store
+        .list_calls(Some(&view.alert.id), 500)
+        .await?;
+    let directory = state.engine.directory();
+    let cx = directory.timeline(&calls, sees_numbers(&who));
     Ok(Json(shown_to(
         &who,
-        timeline_of(view.alert.triggered_at, &view.alert.severity, events),
+        timeline_of(view.alert.triggered_at, &view.alert.severity, events, &cx),
     )))
 }
 
@@ -778,7 +818,7 @@ fn mask_number(text: &str) -> Option<String> {
 }
 
 /// Every phone number among `value`'s strings masked.
-fn mask_numbers(value: &mut serde_json::Value) {
+pub fn mask_numbers(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(text) => {
             if let Some(masked) = mask_number(text) {

@@ -51,7 +51,11 @@ macro_rules! migrations {
             ),
             (
                 8,
-                include_str!(concat!("migrations/", $dir, "/0008_severity_any_case.sql")),
+                include_str!(concat!("migrations/", $dir, "/0008_declined.sql")),
+            ),
+            (
+                9,
+                include_str!(concat!("migrations/", $dir, "/0009_severity_any_case.sql")),
             ),
         ]
     };
@@ -654,6 +658,21 @@ pub trait Calls {
         })
         .await
     }
+    /// The nurse declined on this call (pressed 3 or said "busy"); `None` when it was
+    /// already recorded.
+    async fn call_declined(
+        &self,
+        call_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        change_call(self.call_tx().await?, call_id, |mut call| {
+            call.declined_at.is_none().then(|| {
+                call.declined_at = Some(at);
+                call
+            })
+        })
+        .await
+    }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
     /// that also records the choice (`menu.choice`) and, when it acknowledged, `acknowledged`.
     async fn acknowledge_by_call(
@@ -920,6 +939,7 @@ pub(crate) struct CallRow {
     initiated_at: Option<DateTime<Utc>>,
     answered_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
+    declined_at: Option<DateTime<Utc>>,
     prompts: i32,
     error: Option<String>,
 }
@@ -945,6 +965,7 @@ impl TryFrom<CallRow> for CallRecord {
             initiated_at: r.initiated_at,
             answered_at: r.answered_at,
             ended_at: r.ended_at,
+            declined_at: r.declined_at,
             prompts: r.prompts,
             error: r.error,
         })
@@ -992,7 +1013,17 @@ pub(crate) fn advanced(
     status: CallStatus,
     at: DateTime<Utc>,
 ) -> Option<CallRecord> {
-    let next = call.status.advance(status)?;
+    let Some(next) = call.status.advance(status) else {
+        // An acknowledged call keeps its status, and still gets the time it ended.
+        if call.status == CallStatus::Answered
+            && status.is_unsuccessful_end()
+            && call.ended_at.is_none()
+        {
+            call.ended_at = Some(at);
+            return Some(call);
+        }
+        return None;
+    };
     call.status = next;
     if next == CallStatus::Answered {
         call.answered_at.get_or_insert(at);

@@ -85,7 +85,8 @@ macro_rules! severity {
 }
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, round, person, created_at, initiated_at, answered_at, ended_at, prompts, error";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, prompts, \
+     error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 const SMS_COLUMNS: &str = "id, alert_id, person, to_number, code, provider_message_id, status";
 
@@ -615,7 +616,7 @@ impl CallTx {
             .sql
             .stmt(
                 "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
-                 answered_at = $5, ended_at = $6, error = $7 WHERE id = $1",
+                 answered_at = $5, ended_at = $6, error = $7, declined_at = $8 WHERE id = $1",
             )
             .bind(call.id)
             .bind(call.status.as_str())
@@ -623,7 +624,8 @@ impl CallTx {
             .bind(call.initiated_at)
             .bind(call.answered_at)
             .bind(call.ended_at)
-            .bind(&call.error);
+            .bind(&call.error)
+            .bind(call.declined_at);
         self.execute(s).await.doing("updating a call")?;
         Ok(())
     }

@@ -18,17 +18,18 @@ const WAIT: Duration = Duration::from_secs(15);
 /// ALERTCALL_ADMIN_PASSWORD and ALERTCALL_API_TOKEN).
 pub fn access_file() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        file.path(),
-        format!(
-            "[[users]]\nname = \"vera\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n\n\
-             [[api_tokens]]\nname = \"grafana\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
-            alertcall::auth::hash_password(VIEWER_PASSWORD),
-            alertcall::auth::token_hash(VIEWER_TOKEN),
-        ),
-    )
-    .unwrap();
+    std::fs::write(file.path(), access_toml()).unwrap();
     file
+}
+
+/// The `[[users]]` and `[[api_tokens]]` of `access_file`, to add to another alertcall.toml.
+pub fn access_toml() -> String {
+    format!(
+        "[[users]]\nname = \"vera\"\nrole = \"viewer\"\npassword_hash = \"{}\"\n\n\
+         [[api_tokens]]\nname = \"grafana\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+        alertcall::auth::hash_password(VIEWER_PASSWORD),
+        alertcall::auth::token_hash(VIEWER_TOKEN),
+    )
 }
 
 pub async fn spawn(db: &TestDb, file: &tempfile::NamedTempFile) -> TestApp {

@@ -9,7 +9,7 @@ use crate::db::{Backend, TestDb};
 use crate::helpers::{TestApp, wait_until};
 
 /// The simulated call placed for `alert` to `person`, once it rings (the n-th such call).
-async fn ringing(app: &TestApp, alert: &str, person: &str, nth: usize) -> String {
+pub async fn ringing(app: &TestApp, alert: &str, person: &str, nth: usize) -> String {
     let store = &app.engine.store;
     let ours = || async {
         let mut calls = store.list_calls(Some(alert), 100).await.unwrap();
@@ -26,7 +26,7 @@ async fn ringing(app: &TestApp, alert: &str, person: &str, nth: usize) -> String
     ours().await[nth - 1].provider_call_id.clone().unwrap()
 }
 
-async fn sim(app: &TestApp, id: &str, action: &str, body: Option<Value>) -> Value {
+pub async fn sim(app: &TestApp, id: &str, action: &str, body: Option<Value>) -> Value {
     let mut req = app
         .http
         .post(app.url(&format!("/api/sim/calls/{id}/{action}")));

@@ -21,6 +21,7 @@ mod reach;
 mod simulator;
 mod talkback;
 mod test_call;
+mod timeline;
 mod torture;
 mod unreached;
 mod webhooks;

@@ -62,9 +62,24 @@ await run(async ({ browser, failures, watch }) => {
   step("its timeline shows who acknowledged and how long it took");
   await show(page, `#/alert/${encodeURIComponent(alertId)}`, "alert");
   await page.waitForFunction(() => /^phone:\+/.test(document.getElementById("acked-by")?.textContent || ""));
-  const timeline = await page.locator("#timeline").innerText();
-  for (const kind of ["alert.triggered", "call.placed", "call.ringing", "menu.choice", "alert.acknowledged"]) {
-    if (!timeline.includes(kind)) failures.push(`timeline lacks ${kind}:\n${timeline}`);
+  // Sentences in the hospital's time with names; the raw entries only behind "details".
+  const sentences = await page.locator("#timeline .sentence").allInnerTexts();
+  const wanted = [
+    /^\d\d:\d\d:\d\d Alert raised \(critical\)$/,
+    /^\d\d:\d\d:\d\d Called .+ \(\+\d+\)/,
+    /^\d\d:\d\d:\d\d .+'s phone is ringing$/,
+    /^\d\d:\d\d:\d\d .+ acknowledged by pressing 1$/,
+  ];
+  for (const want of wanted) {
+    if (!sentences.some((s) => want.test(s))) failures.push(`no timeline sentence like ${want}:\n${sentences.join("\n")}`);
+  }
+  const shown = await page.locator("#timeline").innerText();
+  if (shown.includes("call.placed")) failures.push(`raw entries shown without asking:\n${shown}`);
+  const placed = page.locator("#timeline li.call-placed details.raw");
+  await placed.locator("summary").click();
+  const raw = await placed.innerText();
+  for (const part of ["call.placed", "engine", "provider_call_id"]) {
+    if (!raw.includes(part)) failures.push(`the details of call.placed lack ${part}:\n${raw}`);
   }
   const tta = await page.locator("#time-to-ack").innerText();
   if (!/\d/.test(tta)) failures.push(`no time to acknowledge shown: ${tta}`);
@@ -82,7 +97,7 @@ await run(async ({ browser, failures, watch }) => {
   step("on call and call history render");
   await page.click('nav a[data-view="history"]');
   await page.waitForFunction(() => document.body.dataset.loaded === "history");
-  await page.locator("#history tbody tr .badge.answered").first().waitFor();
+  await page.locator("#history tbody tr .badge.call-acknowledged", { hasText: "acknowledged" }).first().waitFor();
   await shot(page, "5-history");
 
   step("on call: each schedule's nurse now and the next handover");
@@ -127,7 +142,7 @@ await run(async ({ browser, failures, watch }) => {
   await page.click("#ack-btn");
   await page.waitForFunction(() => (document.getElementById("acked-by")?.textContent || "") === "dashboard:admin");
   await page.click("#resolve-btn");
-  await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("alert.resolved"));
+  await page.waitForFunction(() => (document.getElementById("timeline")?.textContent || "").includes("Resolved by admin on the dashboard"));
   await shot(page, "7-dashboard-actions");
 
   step("cutover day: an alert skipped as too old says why, and one click resolves it");
