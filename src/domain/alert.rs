@@ -30,8 +30,9 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The hospital's app may write any case (`Critical`, `CRITICAL`): all are critical.
     pub fn is_critical(&self) -> bool {
-        self.severity == CRITICAL
+        self.severity.eq_ignore_ascii_case(CRITICAL)
     }
 }
 

@@ -448,6 +448,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_critical_alert_in_any_case_is_critical() {
+        for (severity, critical) in [("Critical", true), ("CRITICAL", true), ("high", false)] {
+            let a = Alert {
+                severity: severity.into(),
+                ..alert()
+            };
+            assert_eq!(a.is_critical(), critical, "{severity}");
+        }
+    }
+
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 3, h, m, 0).unwrap()
     }

@@ -47,7 +47,7 @@ pub async fn apply(
         tx.ensure_patient(&p.id, p.name.as_deref()).await?;
     }
     let watchdog = report.alarms.iter().find(|a| supervise::is_watchdog(a));
-    if let Some(id) = supervise::heard(tx.as_mut(), &source, watchdog, now).await? {
+    if let Some(id) = supervise::heard(&mut tx, &source, watchdog, now).await? {
         applied.ended.push(id);
     }
     // A watchdog is acknowledged and tracked, never an alert.

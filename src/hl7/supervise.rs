@@ -45,7 +45,7 @@ fn signs_off(watchdog: &Alarm) -> bool {
 /// any message from a supervised source keeps it up. Returns the link-down alert this
 /// resolved, for the caller to hang up its calls after the commit.
 pub async fn heard(
-    tx: &mut dyn CallTx,
+    tx: &mut CallTx,
     source: &str,
     watchdog: Option<&Alarm>,
     now: DateTime<Utc>,

@@ -532,7 +532,7 @@ fn live_status(
 }
 
 fn severity_rank(severity: &str) -> u8 {
-    match severity {
+    match severity.to_ascii_lowercase().as_str() {
         "critical" => 0,
         "high" => 1,
         "medium" => 2,

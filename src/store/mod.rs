@@ -1,6 +1,8 @@
-//! Persistence behind one trait, with a Postgres and a SQLite implementation that pass the
-//! same tests. Each implementation runs its own migrations and SQL dialect; the decisions
-//! (how a call's status may move, what `metadata.call` holds) come from `domain`.
+//! Persistence behind traits by role (the hospital's alerts, paging, calls, texts, audit,
+//! sessions, the change feed), with one implementation (`sql.rs`) over Postgres and SQLite
+//! that passes the same tests on both. Each query is written once; what each database says
+//! its own way is in `postgres.rs` and `sqlite.rs`. The decisions (how a call's status may
+//! move, what `metadata.call` holds) come from `domain`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,19 +16,56 @@ use crate::domain::call::{CallRecord, CallStatus};
 use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
-/// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
-/// SQL list; a unit test keeps the two in step.
-macro_rules! live_statuses {
-    () => {
-        "('pending', 'initiated', 'ringing', 'in_progress')"
+/// The migrations of one database, in `migrations/<dir>/`: each database has every step,
+/// written in its own SQL.
+macro_rules! migrations {
+    ($dir:literal) => {
+        &[
+            (
+                1,
+                include_str!(concat!("migrations/", $dir, "/0001_init.sql")),
+            ),
+            (
+                2,
+                include_str!(concat!("migrations/", $dir, "/0002_sessions.sql")),
+            ),
+            (
+                3,
+                include_str!(concat!("migrations/", $dir, "/0003_webhook_secrets.sql")),
+            ),
+            (
+                4,
+                include_str!(concat!("migrations/", $dir, "/0004_session_credential.sql")),
+            ),
+            (
+                5,
+                include_str!(concat!("migrations/", $dir, "/0005_test_calls.sql")),
+            ),
+            (
+                6,
+                include_str!(concat!("migrations/", $dir, "/0006_hl7.sql")),
+            ),
+            (
+                7,
+                include_str!(concat!("migrations/", $dir, "/0007_hl7_links.sql")),
+            ),
+            (
+                8,
+                include_str!(concat!("migrations/", $dir, "/0008_declined.sql")),
+            ),
+            (
+                9,
+                include_str!(concat!("migrations/", $dir, "/0009_severity_any_case.sql")),
+            ),
+        ]
     };
 }
 
 mod postgres;
+mod sql;
 mod sqlite;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql::{CallTx, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -482,18 +521,50 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Everything alertcall keeps, by role; `sql::SqlStore` is the one implementation, on either
+/// database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    Alerts + Paging + Calls + Texts + TestCalls + Audit + Sessions + Feed + Send + Sync + 'static
+{
     fn backend(&self) -> &'static str;
-
-    /// A write transaction on calls and alerts; the call steps below are built on it once
-    /// for every backend.
-    async fn call_tx(&self) -> Result<Box<dyn CallTx>, StoreError>;
-
     /// Creates the hospital's tables if absent, alertcall's own tables, and the notify trigger.
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The setting `name`, stored as `value` if it had none: the first instance to ask
+    /// decides, and every instance sharing the database gets the same answer.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+}
 
+/// The hospital's `alerts`, read and written in the shape the old worker used.
+#[async_trait]
+pub trait Alerts {
+    async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError>;
+    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        Ok(self
+            .alert_views(filter)
+            .await?
+            .into_iter()
+            .map(|v| v.alert)
+            .collect())
+    }
+    async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError>;
+    /// Marks an active or acknowledged alert resolved; false when it was neither.
+    async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError>;
+    /// Acknowledges an alert outside a call (SMS, CLI, API, dashboard).
+    async fn acknowledge_alert(
+        &self,
+        id: &str,
+        by: &Acknowledger,
+        at: DateTime<Utc>,
+    ) -> Result<AckResult, StoreError>;
+}
+
+/// The engine's durable state and timer: one page per alert being paged, claimed by lease.
+#[async_trait]
+pub trait Paging {
     /// Creates a page for every active critical alert that has none yet (only `only` when
     /// given) and claims the new pages; alerts triggered before `not_before` get a `stale`
     /// page instead. Seeing an alert twice creates nothing the second time.
@@ -517,12 +588,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         outcome: &PageOutcome,
         audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.call_tx().await?;
-        let updated = finish_in(&mut *tx, outcome, audit).await?;
-        tx.commit().await?;
-        Ok(updated)
-    }
+    ) -> Result<bool, StoreError>;
     /// Extends a lease the owner still holds (e.g. after waiting for the rate limiter).
     async fn renew_lease(&self, alert_id: &str, lease: &Lease) -> Result<bool, StoreError>;
     /// Every supervised HL7 source (`hl7/supervise.rs`).
@@ -530,32 +596,13 @@ pub trait Store: Send + Sync + 'static {
     async fn page_state(&self, alert_id: &str) -> Result<Option<PageState>, StoreError>;
     /// The page, if `owner` holds it.
     async fn owned_page(&self, alert_id: &str, owner: &str) -> Result<Option<Page>, StoreError>;
-    /// A stream of hints that alerts may have arrived (notifications, file changes).
-    async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError>;
+}
 
-    async fn load_alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
-    async fn insert_alert(&self, alert: &NewAlert) -> Result<String, StoreError>;
-    async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        Ok(self
-            .alert_views(filter)
-            .await?
-            .into_iter()
-            .map(|v| v.alert)
-            .collect())
-    }
-    async fn alert_views(&self, filter: &AlertFilter) -> Result<Vec<AlertView>, StoreError>;
-    /// Marks an active or acknowledged alert resolved; false when it was neither.
-    async fn resolve_alert(&self, alert_id: &str) -> Result<bool, StoreError>;
-    /// Acknowledges an alert outside a call (SMS, CLI, API, dashboard).
-    async fn acknowledge_alert(
-        &self,
-        id: &str,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-    ) -> Result<AckResult, StoreError> {
-        acknowledged(self.call_tx().await?, id, by, at).await
-    }
-
+/// Calls placed, their statuses and the key presses that acknowledge alerts.
+#[async_trait]
+pub trait Calls {
+    /// A write transaction on calls, pages, alerts and the audit trail.
+    async fn call_tx(&self) -> Result<CallTx, StoreError>;
     async fn create_call(&self, call: &NewCall) -> Result<CallRecord, StoreError>;
     /// The provider accepted the call: record its id, move `pending` to `initiated`, mirror
     /// it, and (in the same transaction) finish the page and write `audit`.
@@ -639,6 +686,31 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Counts one more re-prompt on a call and returns how many there were before.
     async fn bump_prompts(&self, call_id: Uuid) -> Result<i32, StoreError>;
+    async fn list_calls(
+        &self,
+        alert_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        self.call_history(&CallFilter {
+            alert_id: alert_id.map(str::to_string),
+            limit,
+            ..CallFilter::default()
+        })
+        .await
+    }
+    async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError>;
+    /// The alerts with a call created since `since` that is still ringing or in progress, and
+    /// an audit event of `kind` (e.g. the alerts whose responders' conference may still be on).
+    async fn live_alerts_with_event(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Text messages (the SMS fallback) and the replies that answer them.
+#[async_trait]
+pub trait Texts {
     async fn create_sms(&self, sms: &NewSms) -> Result<(), StoreError>;
     /// Records the provider's id (if it accepted the text) and the status (`submitted` or
     /// `failed`).
@@ -663,36 +735,21 @@ pub trait Store: Send + Sync + 'static {
         code: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Option<SmsRecord>, StoreError>;
-    async fn list_calls(
-        &self,
-        alert_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<CallRecord>, StoreError> {
-        self.call_history(&CallFilter {
-            alert_id: alert_id.map(str::to_string),
-            limit,
-            ..CallFilter::default()
-        })
-        .await
-    }
-    async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError>;
+}
 
+/// The append-only audit trail: every webhook and every action.
+#[async_trait]
+pub trait Audit {
     /// Appends to the audit trail; false when an event with the same dedupe key exists.
-    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.call_tx().await?;
-        let fresh = tx.record(event).await?;
-        tx.commit().await?;
-        Ok(fresh)
-    }
+    async fn record_event(&self, event: &AuditEvent) -> Result<bool, StoreError>;
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
     /// The newest audit-trail id: it grows with every step any instance records.
     async fn last_event_id(&self) -> Result<i64, StoreError>;
+}
 
-    /// The setting `name`, stored as `value` if it had none: the first instance to ask
-    /// decides, and every instance sharing the database gets the same answer.
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String, StoreError>;
-    async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
-
+/// Dashboard sign-ins.
+#[async_trait]
+pub trait Sessions {
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError>;
     /// The unexpired session with this token hash.
     async fn session(
@@ -702,15 +759,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Session>, StoreError>;
     /// Ends a session, and any that have expired.
     async fn delete_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+}
 
-    /// The alerts with a call created since `since` that is still ringing or in progress, and
-    /// an audit event of `kind` (e.g. the alerts whose responders' conference may still be on).
-    async fn live_alerts_with_event(
-        &self,
-        kind: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError>;
+/// Hints that alerts may have arrived.
+#[async_trait]
+pub trait Feed {
+    /// A stream of hints that alerts may have arrived (notifications, file changes).
+    async fn feed(&self, poll: Duration) -> Result<Box<dyn AlertFeed>, StoreError>;
+}
 
+/// Test calls (`alertcall test-call`): kept apart from alerts, they acknowledge nothing.
+#[async_trait]
+pub trait TestCalls {
     /// Records a test call (`alertcall test-call`), `placing`.
     async fn create_test_call(&self, call: &NewTestCall) -> Result<TestCallRecord, StoreError>;
     async fn test_call(&self, id: Uuid) -> Result<Option<TestCallRecord>, StoreError>;
@@ -748,16 +808,7 @@ pub trait AlertFeed: Send {
 
 /// Opens the store named by the URL's scheme.
 pub async fn connect(url: &str) -> Result<DynStore, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
-    } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else {
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL {:?}: use postgres://... or sqlite://...",
-            crate::config::redact_url(url)
-        )))
-    }
+    Ok(Arc::new(SqlStore::connect(url).await?))
 }
 
 /// Row shapes shared by both backends (sqlx decodes them from either).
@@ -855,13 +906,10 @@ impl From<AlertRow> for Alert {
 
 /// Alert rows as views: a row that cannot be decoded is logged and left out, never failing
 /// the list (the API, the board, the CLI).
-pub(crate) fn views_from_rows<R: sqlx::Row>(rows: Vec<R>) -> Vec<AlertView>
-where
-    AlertRow: for<'r> sqlx::FromRow<'r, R>,
-{
-    rows.iter()
-        .filter_map(|row| {
-            match <AlertRow as sqlx::FromRow<R>>::from_row(row)
+pub(crate) fn views_from_rows(rows: Vec<sql::Decoded<AlertRow>>) -> Vec<AlertView> {
+    rows.into_iter()
+        .filter_map(|sql::Decoded(row)| {
+            match row
                 .map_err(|e| StoreError::Invalid(e.to_string()))
                 .and_then(AlertView::try_from)
             {
@@ -1088,119 +1136,9 @@ impl TryFrom<TestCallRow> for TestCallRecord {
     }
 }
 
-/// One write transaction on calls and alerts, as each backend does it. The read-modify-write
-/// steps built on it are written once, below, for both backends.
-#[async_trait]
-pub trait CallTx: Send {
-    /// Reads a call, locking it for the rest of the transaction.
-    async fn call(&mut self, call_id: Uuid) -> Result<Option<CallRecord>, StoreError>;
-    /// Writes a call row back.
-    async fn save_row(&mut self, call: &CallRecord) -> Result<(), StoreError>;
-    /// Mirrors a call into `alerts.metadata.call`, keeping the other keys: only the alert's
-    /// latest call is mirrored, and nothing overwrites an acknowledgement. The one place
-    /// (with `acknowledge_alert`'s answered call) that writes `metadata.call`.
-    async fn mirror(&mut self, call: &CallRecord) -> Result<(), StoreError>;
-    /// Writes a call back and mirrors it.
-    async fn save(&mut self, call: &CallRecord) -> Result<(), StoreError> {
-        self.save_row(call).await?;
-        self.mirror(call).await
-    }
-    /// `status='acknowledged'` when still active, with the `answered` call mirrored into
-    /// `metadata.call` in the same statement; whether it was active (`Some`), with its
-    /// `triggered_at` as text (`timestamp::read` reads it).
-    async fn acknowledge_alert(
-        &mut self,
-        alert_id: &str,
-        by: &Acknowledger,
-        at: DateTime<Utc>,
-        answered: Option<&CallRecord>,
-    ) -> Result<Option<Option<String>>, StoreError>;
-    /// Whether an alert with this id exists.
-    async fn alert_exists(&mut self, alert_id: &str) -> Result<bool, StoreError>;
-    /// Appends to the audit trail; false when an event with the same dedupe key exists.
-    async fn record(&mut self, event: &AuditEvent) -> Result<bool, StoreError>;
-    /// Stores a page's next state and releases the lease, if `owner` still holds it.
-    async fn update_page(&mut self, outcome: &PageOutcome) -> Result<bool, StoreError>;
-    /// The alert's calls other than `except` that are still ringing or in progress.
-    async fn live_calls(
-        &mut self,
-        alert_id: &str,
-        except: Uuid,
-    ) -> Result<Vec<LiveCall>, StoreError>;
-    /// Reads an alert's page, locking it for the rest of the transaction.
-    async fn page(&mut self, alert_id: &str) -> Result<Option<Page>, StoreError>;
-    /// Moves a page on whoever holds it (an escalation event from a webhook), unless it is
-    /// already acknowledged or cancelled. Releases any lease.
-    async fn set_page(
-        &mut self,
-        alert_id: &str,
-        update: &PageUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// Sets `alerts.metadata.<key>`, keeping the other keys (never `call`, which only the
-    /// call mirror writes).
-    async fn flag_alert(
-        &mut self,
-        alert_id: &str,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Result<(), StoreError>;
-    /// Stops paging an acknowledged alert.
-    async fn close_page(&mut self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
-
-    // HL7 alarm intake (`hl7/intake.rs` decides with these, in one transaction).
-    /// A supervised source's link, locked for this transaction.
-    async fn hl7_source(&mut self, source: &str) -> Result<Option<Hl7Link>, StoreError>;
-    /// Writes a source's link (added when new).
-    async fn set_hl7_source(&mut self, link: &Hl7Link) -> Result<(), StoreError>;
-    /// Records an HL7 message's control id; false when `source` sent it before.
-    async fn hl7_first_seen(
-        &mut self,
-        source: &str,
-        control_id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// The alert an alarm instance of `source` became, locked for this transaction.
-    async fn hl7_alarm(
-        &mut self,
-        source: &str,
-        alarm_id: &str,
-    ) -> Result<Option<String>, StoreError>;
-    /// Links an alarm instance to its alert, with the phase last applied.
-    async fn hl7_link(
-        &mut self,
-        source: &str,
-        alarm_id: &str,
-        alert_id: &str,
-        phase: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// The `rooms.room_id` of the room with this id or name, created (named `name`) when
-    /// there is none.
-    async fn room_named(&mut self, name: &str) -> Result<String, StoreError>;
-    /// Adds the patient when `patients` does not have them; an existing row is left as the
-    /// hospital wrote it.
-    async fn ensure_patient(&mut self, id: &str, name: Option<&str>) -> Result<(), StoreError>;
-    /// Inserts an alert whose `room` is a `rooms.room_id`; returns its id.
-    async fn insert_alert(&mut self, alert: &NewAlert) -> Result<String, StoreError>;
-    /// An alert's severity and status, locked for this transaction.
-    async fn alert_state(&mut self, alert_id: &str)
-    -> Result<Option<(String, String)>, StoreError>;
-    /// Sets an alert's severity and (when given) message; with `resolve`, an active or
-    /// acknowledged alert becomes resolved.
-    async fn revise_alert(
-        &mut self,
-        alert_id: &str,
-        severity: &str,
-        message: Option<&str>,
-        resolve: bool,
-    ) -> Result<(), StoreError>;
-    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
-}
-
 /// Applies `change` to a call in one transaction; `None` from `change` leaves it untouched.
 pub(crate) async fn change_call(
-    mut tx: Box<dyn CallTx>,
+    mut tx: CallTx,
     call_id: Uuid,
     change: impl FnOnce(CallRecord) -> Option<CallRecord> + Send,
 ) -> Result<Option<CallRecord>, StoreError> {
@@ -1217,7 +1155,7 @@ pub(crate) async fn change_call(
 
 /// Changes a call, finishes its page and writes audit entries, in one transaction.
 pub(crate) async fn call_outcome(
-    mut tx: Box<dyn CallTx>,
+    mut tx: CallTx,
     call_id: Uuid,
     change: impl FnOnce(CallRecord) -> CallRecord + Send,
     page: Option<&PageOutcome>,
@@ -1231,7 +1169,7 @@ pub(crate) async fn call_outcome(
     tx.save(&call).await?;
     match page {
         Some(outcome) => {
-            finish_in(&mut *tx, outcome, audit).await?;
+            finish_in(&mut tx, outcome, audit).await?;
         }
         None => {
             for event in audit {
@@ -1245,7 +1183,7 @@ pub(crate) async fn call_outcome(
 
 /// Writes `audit`, updates the page if the owner still holds it, and then its audit entries.
 pub(crate) async fn finish_in(
-    tx: &mut dyn CallTx,
+    tx: &mut CallTx,
     outcome: &PageOutcome,
     audit: &[AuditEvent],
 ) -> Result<bool, StoreError> {
@@ -1280,7 +1218,7 @@ pub struct LiveCall {
 /// Digit 1 on a call: the alert, the call and the audit trail, together or not at all.
 /// Also returns the alert's other calls still live, to hang up.
 pub(crate) async fn acknowledged_by_call(
-    mut tx: Box<dyn CallTx>,
+    mut tx: CallTx,
     call_id: Uuid,
     by: &Acknowledger,
     at: DateTime<Utc>,
@@ -1343,7 +1281,7 @@ impl AckResult {
 
 /// An acknowledgement from outside a call (CLI, API, dashboard).
 pub(crate) async fn acknowledged(
-    mut tx: Box<dyn CallTx>,
+    mut tx: CallTx,
     alert_id: &str,
     by: &Acknowledger,
     at: DateTime<Utc>,
@@ -1361,19 +1299,4 @@ pub(crate) async fn acknowledged(
     };
     tx.commit().await?;
     Ok(result)
-}
-
-#[cfg(test)]
-mod live_status_tests {
-    use crate::domain::call::CallStatus;
-
-    #[test]
-    fn the_sql_list_of_live_statuses_is_the_non_terminal_ones() {
-        let live: Vec<String> = CallStatus::ALL
-            .into_iter()
-            .filter(|s| !s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        assert_eq!(format!("({})", live.join(", ")), live_statuses!());
-    }
 }

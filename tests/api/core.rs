@@ -297,6 +297,63 @@ pub async fn only_active_critical_alerts_are_called(db: TestDb) {
 }
 both_backends!(core::only_active_critical_alerts_are_called);
 
+/// The hospital's app may write the severity in any case; the column keeps it as written.
+pub async fn critical_in_any_case_is_called(db: TestDb) {
+    let fake = FakeVonage::start().await;
+    // No sweep within the test: on Postgres the notification alone must bring each in.
+    let app = TestApp::spawn(&db, Some(&fake), &[("ALERTCALL_SWEEP_INTERVAL", "1h")]).await;
+    // Called once alertcall listens (its first sweep comes after LISTEN).
+    db.insert_alert("critical", "P001", "R2", "Fall detected")
+        .await;
+    wait_for_calls(&db, &fake, 1).await;
+    let capital = db
+        .insert_alert("Critical", "P001", "R2", "Seizure activity detected")
+        .await;
+    let upper = db
+        .insert_alert("CRITICAL", "P002", "R7", "Cardiac arrest")
+        .await;
+    let calls = wait_for_calls(&db, &fake, 3).await;
+    let mut spoken: Vec<String> = calls[1..].iter().map(|c| spoken(&c.body["ncco"])).collect();
+    spoken.sort();
+    assert!(spoken[0].contains("Cardiac arrest"), "{spoken:?}");
+    assert!(
+        spoken[1].contains("Seizure activity detected"),
+        "{spoken:?}"
+    );
+    // The seed's monitoring sees each alert as the app wrote it, with its call mirrored.
+    for call in &calls {
+        let row = db.row(&seed_query(call.uuid.as_deref().unwrap())).await;
+        assert_eq!(row[0].as_deref(), Some("active"));
+    }
+    let mut severities = db.rows("SELECT CAST(severity AS TEXT) FROM alerts").await;
+    severities.sort();
+    assert_eq!(
+        severities,
+        [
+            [Some("CRITICAL".to_string())],
+            [Some("Critical".to_string())],
+            [Some("critical".to_string())]
+        ]
+    );
+    // The reach listing (critical alerts) has them all.
+    let listed = app
+        .engine
+        .store
+        .alert_views(&alertcall::store::AlertFilter {
+            severity: Some("critical".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|v| v.alert.id.as_str()).collect();
+    assert!(ids.contains(&capital.as_str()), "{ids:?}");
+    assert!(ids.contains(&upper.as_str()), "{ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    app.stop().await;
+}
+both_backends!(core::critical_in_any_case_is_called);
+
 pub async fn a_restart_mid_flow_loses_nothing(db: TestDb) {
     let fake = FakeVonage::start().await;
     let first = TestApp::spawn(&db, Some(&fake), &[]).await;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alertcall::store::{SqliteStore, Store, StoreError};
+use alertcall::store::{SqlStore, Store, StoreError};
 
 use crate::both_backends;
 use crate::core::{WAIT, wait_for_calls};
@@ -375,10 +375,11 @@ async fn sqlite_errors_that_are_for_good_are_told_apart() {
         format!("sqlite://{}?mode={mode}", dir.path().join(name).display())
     };
 
-    let store = SqliteStore::connect(&url("a.db", "rwc")).await.unwrap();
+    let store = SqlStore::connect(&url("a.db", "rwc")).await.unwrap();
     store.migrate().await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url("a.db", "rw")).await.unwrap();
     let missing = sqlx::query("SELECT * FROM no_such_table")
-        .execute(store.pool())
+        .execute(&pool)
         .await
         .map_err(|source| StoreError::Database {
             doing: "reading",
@@ -388,7 +389,7 @@ async fn sqlite_errors_that_are_for_good_are_told_apart() {
     assert_eq!(missing.unwritable(), None, "{missing}");
     assert!(!missing.is_write_fault());
 
-    let read_only = SqliteStore::connect(&url("a.db", "ro")).await.unwrap();
+    let read_only = SqlStore::connect(&url("a.db", "ro")).await.unwrap();
     let refused = read_only
         .setting_or_insert("unwritable-test", "x")
         .await
@@ -397,7 +398,7 @@ async fn sqlite_errors_that_are_for_good_are_told_apart() {
     assert!(refused.is_write_fault());
 
     std::fs::write(dir.path().join("garbage.db"), vec![0x5a; 8192]).unwrap();
-    let Err(not_a_database) = SqliteStore::connect(&url("garbage.db", "rw")).await else {
+    let Err(not_a_database) = SqlStore::connect(&url("garbage.db", "rw")).await else {
         panic!("a file of garbage opened as a database");
     };
     assert!(
