@@ -452,6 +452,7 @@ async fn check() -> anyhow::Result<ExitCode> {
         }
     };
     let covered = check_coverage(&directory);
+    check_fallback(&directory, &config);
     let access = &directory.access;
     let users = access.users.len() + usize::from(config.admin_password.is_some());
     let tokens = access.tokens.len() + usize::from(config.api_token.is_some());
@@ -511,6 +512,30 @@ async fn check() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `check`'s line on the safety net: who is phoned when an alert reaches nobody (a warning,
+/// not a failure, when nobody is: the alert is still shown, logged and counted).
+fn check_fallback(directory: &crate::config::file::Directory, config: &Config) {
+    if let Some(phone) = &config.fallback_phone {
+        println!(
+            "✓ fallback: ALERTCALL_FALLBACK_PHONE ({}) is called and texted when an alert reaches nobody",
+            phone.masked()
+        );
+    } else if directory.fallback.is_empty() {
+        println!(
+            "! fallback: none: an alert that reaches nobody (no policy, nobody on call, \
+             escalation exhausted, a number refused) is shown and logged, but nobody is phoned \
+             about it; set [hospital] fallback in alertcall.toml (e.g. [\"person:charge-desk\"]) \
+             or ALERTCALL_FALLBACK_PHONE"
+        );
+    } else {
+        let targets: Vec<String> = directory.fallback.iter().map(ToString::to_string).collect();
+        println!(
+            "✓ fallback: {} called and texted when an alert reaches nobody",
+            targets.join(", ")
+        );
     }
 }
 

@@ -407,6 +407,25 @@ fn oncall_and_check_read_alertcall_toml() {
         text.contains("✓ schedules: every step reaches someone for the next 14 days"),
         "{text}"
     );
+    // The example names no fallback contact: check says what that means (a warning).
+    assert!(
+        text.contains("! fallback: none: an alert that reaches nobody"),
+        "{text}"
+    );
+    let out = run(
+        &["check"],
+        &[("ALERTCALL_FALLBACK_PHONE", "+13855550160")],
+        dir.path(),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("✓ fallback: ALERTCALL_FALLBACK_PHONE (+13*******60) is called and texted"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("13855550160"),
+        "the number is masked: {text}"
+    );
     let broken = std::fs::read_to_string(dir.path().join("alertcall.toml"))
         .unwrap()
         .replace("+13855550102", "999");
