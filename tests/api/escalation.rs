@@ -384,11 +384,18 @@ async fn sighup_reloads_the_configuration() {
     let path = file.path().display().to_string();
     let serve =
         crate::process::Serve::start(&db, &fake, &[("ALERTCALL_CONFIG", path.as_str())]).await;
-    // The primary moves to a new number; first a typo, which must not be applied.
+    // The primary moves to a new number; first a typo, which must not be applied. Each
+    // version replaces the file whole (as editors and config management do), so a reload
+    // never reads one half-written.
     let original = std::fs::read_to_string(file.path()).unwrap();
-    std::fs::write(file.path(), original.replace(PRIMARY, "12")).unwrap();
+    let replace = |text: String| {
+        let next = file.path().with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, file.path()).unwrap();
+    };
+    replace(original.replace(PRIMARY, "12"));
     serve.hang_up_signal();
-    std::fs::write(file.path(), original.replace(PRIMARY, "13854019959")).unwrap();
+    replace(original.replace(PRIMARY, "13854019959"));
     serve.hang_up_signal();
     // A reload is asynchronous: raise alerts until one is called at the new number.
     let deadline = Instant::now() + WAIT;

@@ -69,7 +69,12 @@ impl TestApp {
             addr,
             hl7,
             engine,
-            http: reqwest::Client::new(),
+            // Idle connections are dropped well before the server's header-read timeout
+            // (10 s) closes them, so a request never races a closing connection.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .expect("the test's HTTP client"),
             stop: Some(stop),
             task: Some(task),
         };
