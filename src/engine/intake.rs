@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Engine;
-use crate::store::{AlertFilter, FeedEvent, Lease, Page, PageState, StoreError};
+use crate::store::{FeedEvent, Lease, Page, PageState, StoreError};
 
 /// Back-off between attempts while the database is unreachable.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -126,12 +126,7 @@ async fn one_by_one(
 ) -> Result<Vec<Page>, StoreError> {
     let views = engine
         .store
-        .alert_views(&AlertFilter {
-            status: Some("active".into()),
-            severity: Some(crate::domain::alert::CRITICAL.into()),
-            limit: 1000,
-            ..AlertFilter::default()
-        })
+        .alert_views(&super::reach::active_critical())
         .await?;
     let mut pages = Vec::new();
     for view in views.iter().filter(|v| v.page.is_none()) {

@@ -19,6 +19,10 @@ use crate::telephony::ProviderError;
 
 /// How often the active critical alerts are assessed (one query).
 const ASSESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the fallback contact is due again is read every this many assessments (its calls
+/// are a query per unreached alert; retries are minutes apart).
+const FALLBACK_CHECK_EVERY: u64 = 5;
 /// The most active critical alerts assessed at once.
 const MAX_ALERTS: i64 = 1000;
 /// How many of an alert's newest calls are looked through for its last escalation call.
@@ -95,15 +99,7 @@ impl Engine {
 
     /// Every active critical alert nobody is being reached about, oldest first.
     pub async fn unreached(&self) -> Result<Vec<AlertReach>, StoreError> {
-        let views = self
-            .store
-            .alert_views(&AlertFilter {
-                status: Some("active".into()),
-                severity: Some(crate::domain::alert::CRITICAL.into()),
-                limit: MAX_ALERTS,
-                ..AlertFilter::default()
-            })
-            .await?;
+        let views = self.store.alert_views(&active_critical()).await?;
         // Forget alerts no longer active and critical (this is the whole list).
         self.unpaged_since
             .lock()
@@ -237,6 +233,17 @@ impl Engine {
     }
 }
 
+/// The active critical alerts (oldest first, at most `MAX_ALERTS`): what reach assesses and
+/// what the intake takes in one by one after a batch failed.
+pub(super) fn active_critical() -> AlertFilter {
+    AlertFilter {
+        status: Some("active".into()),
+        severity: Some(crate::domain::alert::CRITICAL.into()),
+        limit: MAX_ALERTS,
+        ..AlertFilter::default()
+    }
+}
+
 /// A page row as `domain::reach` sees it.
 fn progress(page: &PageView) -> Progress {
     match page.state {
@@ -259,7 +266,7 @@ pub(super) async fn watch(engine: Arc<Engine>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What this instance last saw unreached, so each change is acted on once.
     let mut seen: HashMap<String, Reason> = HashMap::new();
-    loop {
+    for round in 0u64.. {
         tick.tick().await;
         let list = match engine.unreached().await {
             Ok(list) => list,
@@ -279,7 +286,9 @@ pub(super) async fn watch(engine: Arc<Engine>) {
                     tracing::warn!(alert_id = %r.alert.id, error = %e, "could not record an unreached alert; will retry");
                     now_seen.remove(&r.alert.id);
                 }
-            } else if let Err(e) = fallback_again(&engine, r).await {
+            } else if round % FALLBACK_CHECK_EVERY == 0
+                && let Err(e) = fallback_again(&engine, r).await
+            {
                 tracing::warn!(alert_id = %r.alert.id, error = %e, "could not call the fallback contact again; will retry");
             }
         }
