@@ -695,6 +695,10 @@ mod tests {
             answered_at: None,
             ended_at: ended,
             declined_at: None,
+            answered_by: None,
+            speech_ack_held_at: None,
+            speech_ack_held_input: None,
+            conference_joined_at: None,
             prompts: 0,
             error: None,
         }

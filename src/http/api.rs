@@ -19,7 +19,7 @@ use crate::auth::Role;
 use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::domain::call::{CallOutcome, CallRecord};
 use crate::domain::phone::Phone;
-use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
+use crate::store::{AckOutcome, AlertFilter, AlertView, AuditKind, CallFilter, StoredEvent};
 use crate::telephony::webhook_token::Protection;
 
 /// Every error answer: what went wrong and what to do.
@@ -738,7 +738,7 @@ pub fn timeline_of(
         alert_id: None,
         call_id: None,
         source: "hospital".into(),
-        kind: "alert.triggered".into(),
+        kind: AuditKind::AlertTriggered.to_string(),
         detail: serde_json::json!({"severity": severity}),
         created_at: triggered,
     };
