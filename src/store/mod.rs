@@ -17,7 +17,8 @@ use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
 /// The migrations of one database, in `migrations/<dir>/`: each database has every step,
-/// written in its own SQL.
+/// written in its own SQL. A Postgres file that starts with `-- no-transaction` runs outside
+/// the migrations' transaction, one statement at a time (`CREATE INDEX CONCURRENTLY`).
 macro_rules! migrations {
     ($dir:literal) => {
         &[
@@ -59,7 +60,11 @@ macro_rules! migrations {
             ),
             (
                 10,
-                include_str!(concat!("migrations/", $dir, "/0010_call_state.sql")),
+                include_str!(concat!("migrations/", $dir, "/0010_alerts_indexes.sql")),
+            ),
+            (
+                11,
+                include_str!(concat!("migrations/", $dir, "/0011_call_state.sql")),
             ),
         ]
     };
@@ -71,7 +76,7 @@ mod sql;
 mod sqlite;
 
 pub use audit::AuditKind;
-pub use sql::{CallTx, SqlStore};
+pub use sql::{Aggregated, CallCounts, CallTx, HourCounts, Spread, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -542,7 +547,18 @@ pub struct Session {
 /// database.
 #[async_trait]
 pub trait Store:
-    Alerts + Paging + Calls + Texts + TestCalls + Audit + Sessions + Feed + Send + Sync + 'static
+    Alerts
+    + Paging
+    + Calls
+    + Texts
+    + TestCalls
+    + Audit
+    + Sessions
+    + Feed
+    + Aggregates
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> &'static str;
     /// Creates the hospital's tables if absent, alertcall's own tables, and the notify trigger.
@@ -577,6 +593,18 @@ pub trait Alerts {
         by: &Acknowledger,
         at: DateTime<Utc>,
     ) -> Result<AckResult, StoreError>;
+}
+
+/// Analytics over a range, aggregated by the database: the answer is a few rows per unit,
+/// hour, nurse and call status however many alerts the range holds.
+#[async_trait]
+pub trait Aggregates {
+    /// Alerts triggered, and calls made, at or after `from` and before `to`.
+    async fn aggregates(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Aggregated, StoreError>;
 }
 
 /// The engine's durable state and timer: one page per alert being paged, claimed by lease.
