@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig};
-use crate::engine::{Engine, Source};
+use crate::engine::{Clock, Engine, Source};
 use crate::http::{self, AppState};
 use crate::store::{self, DynStore};
 use crate::telephony::Provider;
@@ -25,7 +25,12 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database, runs migrations, binds the listener, builds the provider.
-    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// `build`, with the engine reading `clock` (tests pass one they move forward).
+    pub async fn build_with_clock(mut config: Config, clock: Clock) -> anyhow::Result<Application> {
         let store = store::connect(&config.database_url).await.map_err(|e| {
             anyhow::anyhow!(
                 "{e}\nCheck DATABASE_URL ({}); `alertcall check` tests the connection.",
@@ -53,7 +58,7 @@ impl Application {
                 )
             })?),
         };
-        let mut app = Self::with_store(config, store, listener, webhook_key)?;
+        let mut app = Self::with_store(config, store, listener, webhook_key, clock)?;
         app.hl7 = hl7;
         Ok(app)
     }
@@ -63,6 +68,7 @@ impl Application {
         store: DynStore,
         listener: TcpListener,
         webhook_key: WebhookKey,
+        clock: Clock,
     ) -> anyhow::Result<Application> {
         let directory = config.directory()?;
         if directory.access.is_empty()
@@ -91,7 +97,7 @@ impl Application {
                 None,
             ),
         };
-        let engine = Engine::new(store, provider, Arc::new(config), directory);
+        let engine = Engine::new(store, provider, Arc::new(config), directory, clock);
         Ok(Application {
             listener,
             state: AppState::new(engine, sim, webhook_key),
