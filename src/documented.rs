@@ -107,26 +107,26 @@ fn every_variable_read_is_in_the_reference_and_the_env_example() {
     let read = read_by_the_configuration();
     let reference = in_the_reference();
     let example = in_the_env_example();
-    assert_eq!(
-        difference(&read, &reference),
-        Vec::<String>::new(),
-        "read by src/config but missing from docs/reference.md's variable table"
-    );
-    assert_eq!(
-        difference(&read, &example),
-        Vec::<String>::new(),
-        "read by src/config but missing from .env.example"
-    );
-    assert_eq!(
-        difference(&reference, &read),
-        Vec::<String>::new(),
-        "in docs/reference.md's variable table but read by nothing"
-    );
-    assert_eq!(
-        difference(&example, &read),
-        Vec::<String>::new(),
-        "in .env.example but read by nothing"
-    );
+    for (missing, what) in [
+        (
+            difference(&read, &reference),
+            "read by src/config but missing from docs/reference.md's variable table",
+        ),
+        (
+            difference(&read, &example),
+            "read by src/config but missing from .env.example",
+        ),
+        (
+            difference(&reference, &read),
+            "in docs/reference.md's variable table but read by nothing",
+        ),
+        (
+            difference(&example, &read),
+            "in .env.example but read by nothing",
+        ),
+    ] {
+        assert!(missing.is_empty(), "{what}: {missing:?}");
+    }
 }
 
 #[test]
