@@ -414,6 +414,37 @@ impl CallRecord {
     }
 }
 
+/// A call of alert `a` to +13854019951, with nothing recorded but its status (tests change what
+/// they need).
+#[cfg(test)]
+impl CallRecord {
+    pub(crate) fn example(status: CallStatus) -> CallRecord {
+        CallRecord {
+            id: Uuid::nil(),
+            alert_id: "a".into(),
+            provider: "vonage".into(),
+            provider_call_id: None,
+            to_number: "+13854019951".into(),
+            status,
+            message: String::new(),
+            step: 0,
+            round: 0,
+            person: None,
+            created_at: DateTime::UNIX_EPOCH,
+            initiated_at: None,
+            answered_at: None,
+            ended_at: None,
+            declined_at: None,
+            answered_by: None,
+            speech_ack_held_at: None,
+            speech_ack_held_input: None,
+            conference_joined_at: None,
+            prompts: 0,
+            error: None,
+        }
+    }
+}
+
 /// RFC 3339 UTC with milliseconds, the format written into `metadata`.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -496,27 +527,12 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let call = CallRecord {
-            id: Uuid::nil(),
-            alert_id: "a".into(),
-            provider: "vonage".into(),
             provider_call_id: Some("63f6".into()),
-            to_number: "+13854019951".into(),
-            status: Answered,
             message: "Critical alert".into(),
-            step: 0,
-            round: 0,
-            person: None,
             created_at: t,
             initiated_at: Some(t),
             answered_at: Some(t),
-            ended_at: None,
-            declined_at: None,
-            answered_by: None,
-            speech_ack_held_at: None,
-            speech_ack_held_input: None,
-            conference_joined_at: None,
-            prompts: 0,
-            error: None,
+            ..CallRecord::example(Answered)
         };
         assert_eq!(
             call.metadata_call(),

@@ -73,29 +73,7 @@ mod tests {
     }
 
     fn call(status: CallStatus) -> CallRecord {
-        CallRecord {
-            id: uuid::Uuid::nil(),
-            alert_id: "a".into(),
-            provider: "vonage".into(),
-            provider_call_id: None,
-            to_number: "+13854019951".into(),
-            status,
-            message: String::new(),
-            step: 0,
-            round: 0,
-            person: None,
-            created_at: DateTime::UNIX_EPOCH,
-            initiated_at: None,
-            answered_at: None,
-            ended_at: None,
-            declined_at: None,
-            answered_by: None,
-            speech_ack_held_at: None,
-            speech_ack_held_input: None,
-            conference_joined_at: None,
-            prompts: 0,
-            error: None,
-        }
+        CallRecord::example(status)
     }
 
     #[test]
