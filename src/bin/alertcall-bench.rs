@@ -38,8 +38,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
@@ -67,13 +67,16 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(2);
 /// How much older than the benchmark the server binary may be before a warning.
 const STALE_MARGIN: Duration = Duration::from_secs(60);
+/// How often the floor's bare client reads `PRAGMA data_version` on SQLite: alertcall's
+/// default `ALERTCALL_SQLITE_WATCH_INTERVAL`.
+const SQLITE_WATCH: Duration = Duration::from_millis(20);
 /// What the nurse hears after pressing 1.
 const ACKNOWLEDGED: &str = "Alert acknowledged";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "alertcall-bench",
-    about = "Benchmarks the alertcall serve binary: alert-to-call latency, a burst, acknowledgement webhooks and memory"
+    about = "Benchmarks the alertcall serve binary on a year of history: alert-to-call latency against the physical floor, a burst, acknowledgement webhooks, analytics, the board and memory"
 )]
 struct Args {
     /// Which database `serve` runs on.
@@ -102,6 +105,23 @@ struct Args {
     /// The `alertcall` binary to run (default: the one next to this benchmark).
     #[arg(long)]
     serve: Option<PathBuf>,
+    /// Historical alerts seeded over the year before the run, so that every figure is
+    /// taken on a realistic table [default: 1000000 on Postgres, 200000 on SQLite].
+    #[arg(long)]
+    history: Option<usize>,
+    /// Active (high, not paged) alerts on the board while the board and call history are
+    /// measured.
+    #[arg(long, default_value_t = 10_000)]
+    active: usize,
+}
+
+impl Args {
+    fn history(&self) -> usize {
+        self.history.unwrap_or(match self.db {
+            DbKind::Postgres => 1_000_000,
+            DbKind::Sqlite => 200_000,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,6 +205,12 @@ async fn bench(
     let result = async {
         serve.wait_healthy(&client).await?;
         let db = database.connect().await?;
+        let history = args.history();
+        eprintln!("history: {history} alerts over the year before the run");
+        let seeding = Instant::now();
+        db.seed_history(history).await?;
+        let seed_s = seeding.elapsed().as_secs_f64();
+        eprintln!("history: seeded in {seed_s:.1} s");
         let phases = phases(args, &db, &fake, &serve, &client).await;
         db.close().await;
         phases
@@ -297,6 +323,120 @@ async fn limited(
     Ok((limit, late))
 }
 
+/// Runs of each analytics range; the slowest is reported.
+const ANALYTICS_RUNS: usize = 3;
+/// Requests of each API listing, one at a time, for its p99.
+const API_REQUESTS: usize = 200;
+/// The API token `serve` is given.
+const API_TOKEN: &str = "bench-admin-token";
+
+/// `GET /api/v1/analytics` for the last 24 hours, 30 days, year and all time; also returns
+/// how many alerts the all-time figures counted.
+async fn analytics_latency(
+    client: &reqwest::Client,
+    serve_url: &str,
+) -> Result<(AnalyticsMs, u64)> {
+    let now = chrono::Utc::now();
+    let since = |days: i64| {
+        (now - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let mut slowest = [0.0f64; 4];
+    let mut all_time_alerts = 0;
+    let ranges = [
+        since(1),
+        since(30),
+        since(365),
+        "1970-01-01T00:00:00Z".to_string(),
+    ];
+    for (i, from) in ranges.iter().enumerate() {
+        for _ in 0..ANALYTICS_RUNS {
+            let url = format!("{serve_url}/api/v1/analytics?from={from}");
+            let sent = Instant::now();
+            let response = client.get(&url).bearer_auth(API_TOKEN).send().await?;
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            let ms = sent.elapsed().as_secs_f64() * 1000.0;
+            ensure!(status.is_success(), "GET {url}: {status}: {body}");
+            slowest[i] = slowest[i].max(ms);
+            all_time_alerts = body["alerts"].as_u64().unwrap_or(0);
+        }
+    }
+    let [day, month, year, all_time] = slowest.map(|ms| round(ms, 1));
+    Ok((
+        AnalyticsMs {
+            day,
+            month,
+            year,
+            all_time,
+        },
+        all_time_alerts,
+    ))
+}
+
+/// p99 of `API_REQUESTS` GETs of `path`, one at a time, each answered 200.
+async fn api_p99_ms(client: &reqwest::Client, serve_url: &str, path: &str) -> Result<f64> {
+    let url = format!("{serve_url}{path}");
+    let mut latencies = Vec::with_capacity(API_REQUESTS);
+    for _ in 0..API_REQUESTS {
+        let sent = Instant::now();
+        let response = client.get(&url).bearer_auth(API_TOKEN).send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        ensure!(status.is_success(), "GET {url}: {status}");
+        ensure!(!body.is_empty(), "GET {url}: an empty answer");
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(percentile(&latencies, 0.99))
+}
+
+/// The physical floor under alertcall's latency: `count` inserts at `rate` per second into
+/// a table of the benchmark's own, each seen by a bare client the way the database tells
+/// (Postgres: a trigger's NOTIFY; SQLite: `PRAGMA data_version` polled at alertcall's
+/// default 20 ms) and turned into one HTTP request to the fake. Latencies in ms, ascending,
+/// from the moment the `INSERT` is sent: on loopback the notification can overtake the
+/// `INSERT`'s own answer, so a latency from its return would be about zero or below.
+async fn measure_floor(
+    db: &Db,
+    fake: &FakeVonage,
+    client: &reqwest::Client,
+    count: usize,
+    rate: f64,
+) -> Result<Vec<f64>> {
+    db.create_floor_table().await?;
+    let watcher = db
+        .floor_watcher(client.clone(), format!("{}/floor", fake.url))
+        .await?;
+    let start = tokio::time::Instant::now();
+    let mut sends = HashMap::with_capacity(count);
+    for n in 1..=count {
+        tokio::time::sleep_until(start + Duration::from_secs_f64((n - 1) as f64 / rate)).await;
+        let sent = Instant::now();
+        let id = db.insert_floor().await?;
+        sends.insert(id, sent);
+    }
+    let deadline = Instant::now() + STEADY_SETTLE;
+    while fake.lock().floor.len() < count && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    watcher.abort();
+    let arrivals = fake.lock().floor.clone();
+    ensure!(
+        arrivals.len() == count,
+        "the floor's watcher made {} of {count} requests",
+        arrivals.len()
+    );
+    let mut latencies: Vec<f64> = sends
+        .iter()
+        .filter_map(|(id, sent)| Some(signed_ms(*arrivals.get(id)?, *sent)))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
 /// The measured phases, in order: steady, idle memory, burst, peak memory, acknowledgements.
 async fn phases(
     args: &Args,
@@ -305,6 +445,14 @@ async fn phases(
     serve: &Serve,
     client: &reqwest::Client,
 ) -> Result<(Report, bool)> {
+    // The physical floor: a bare client's INSERT -> NOTIFY (or data_version) -> one loopback
+    // HTTP request, on the same database, at the steady phase's pace.
+    eprintln!(
+        "floor: {} bare INSERT -> notification -> HTTP requests",
+        args.alerts
+    );
+    let floor = measure_floor(db, fake, client, args.alerts, args.rate).await?;
+
     // Steady phase: one alert at a time, as a ward produces them.
     eprintln!(
         "steady: {} alerts at {}/s (about {:.0} s)",
@@ -314,9 +462,11 @@ async fn phases(
     );
     let start = tokio::time::Instant::now();
     let mut commits = Vec::with_capacity(args.alerts);
+    let mut sends = Vec::with_capacity(args.alerts);
     for n in 1..=args.alerts {
         let due = start + Duration::from_secs_f64((n - 1) as f64 / args.rate);
         tokio::time::sleep_until(due).await;
+        sends.push(Instant::now());
         db.insert_one(&format!("{}{n}", Phase::Steady.prefix()))
             .await?;
         commits.push(Instant::now());
@@ -337,7 +487,12 @@ async fn phases(
     }
     let mut latencies: Vec<f64> = by_token.iter().map(|(_, ms)| *ms).collect();
     latencies.sort_by(f64::total_cmp);
-    let latency = Percentiles::of(&latencies);
+    // As the floor measures it: from the moment the INSERT is sent.
+    let mut from_send: Vec<f64> = (1..)
+        .zip(&sends)
+        .filter_map(|(n, sent)| Some(signed_ms(steady.first.get(&n)?.at, *sent)))
+        .collect();
+    from_send.sort_by(f64::total_cmp);
     let steady_missed = args.alerts - steady.first.len();
     let rss_idle_mb = proc_status_mb(serve.pid(), "VmRSS")?;
 
@@ -358,7 +513,6 @@ async fn phases(
         .values()
         .map(|a| signed_ms(a.at, burst_commit) / 1000.0)
         .fold(0.0, f64::max);
-    let rss_peak_mb = proc_status_mb(serve.pid(), "VmHWM")?;
     let burst_cpu = CpuUse {
         cpu: cpu_seconds(serve.pid())? - cpu_before_burst,
         wall: seconds_to_last_call,
@@ -378,6 +532,17 @@ async fn phases(
     };
     let acked_in_db = db.count_acknowledged(Phase::Burst).await?;
 
+    // Analytics over the history, then the board and call history with active alerts.
+    let history = args.history();
+    eprintln!("analytics: 24 h, 30 days, 1 year and all time, {ANALYTICS_RUNS} runs each");
+    let (analytics, analytics_alerts) = analytics_latency(client, &serve.base_url).await?;
+    eprintln!("api: {} active alerts on the board", args.active);
+    db.insert_active(args.active).await?;
+    let board_p99_ms = api_p99_ms(client, &serve.base_url, "/api/v1/alerts").await?;
+    let calls_p99_ms = api_p99_ms(client, &serve.base_url, "/api/v1/calls").await?;
+    // The high-water mark: the largest the process was at any time in the run.
+    let rss_peak_mb = proc_status_mb(serve.pid(), "VmHWM")?;
+
     // Duplicates are counted last, so that a call placed twice late (by a sweep, say) during
     // the later phases is still caught.
     let steady = fake.phase(Phase::Steady);
@@ -389,7 +554,7 @@ async fn phases(
     let report = Report {
         db: db.kind().name(),
         alerts: args.alerts,
-        latency_ms: latency,
+        latency_ms: Percentiles::of(&latencies),
         burst: BurstReport {
             alerts: args.burst,
             seconds_to_last_call: round(seconds_to_last_call, 3),
@@ -398,6 +563,17 @@ async fn phases(
         ack_p99_ms: round(acks.p99_ms(), 2),
         rss_idle_mb: round(rss_idle_mb, 1),
         rss_peak_mb: round(rss_peak_mb, 1),
+        history,
+        active: args.active,
+        floor_ms: Percentiles::of(&floor),
+        latency_from_send_ms: Percentiles::of(&from_send),
+        floor_ratio: Ratio {
+            p50: round(percentile(&from_send, 0.50) / percentile(&floor, 0.50), 2),
+            p99: round(percentile(&from_send, 0.99) / percentile(&floor, 0.99), 2),
+        },
+        analytics_ms: analytics,
+        board_p99_ms: round(board_p99_ms, 2),
+        calls_p99_ms: round(calls_p99_ms, 2),
         duplicates: steady_duplicates + burst_duplicates,
         missed: steady_missed + burst_missed,
         acked_in_db,
@@ -417,6 +593,10 @@ async fn phases(
         (
             args.burst.saturating_sub(acked_in_db as usize),
             "burst alerts not acknowledged in the database",
+        ),
+        (
+            history.saturating_sub(analytics_alerts as usize),
+            "historical alerts missing from the all-time analytics",
         ),
     ];
     print_summary(&report, &acks, [burst_cpu, acks_cpu], &problems);
@@ -452,7 +632,26 @@ fn print_summary(
         report.acked_in_db
     );
     println!(
-        "  serve memory: {:.1} MB resident when idle, {:.1} MB peak",
+        "  from INSERT sent: physical floor (bare INSERT -> notification -> HTTP request) p50 {:.2} ms, \
+         p99 {:.2} ms; alertcall (INSERT -> call request) p50 {:.2} ms, p99 {:.2} ms = {:.2}x, {:.2}x the floor",
+        report.floor_ms.p50,
+        report.floor_ms.p99,
+        report.latency_from_send_ms.p50,
+        report.latency_from_send_ms.p99,
+        report.floor_ratio.p50,
+        report.floor_ratio.p99
+    );
+    let a = &report.analytics_ms;
+    println!(
+        "  analytics over {} historical alerts (slowest of {ANALYTICS_RUNS}): 24 h {:.0} ms, 30 days {:.0} ms, 1 year {:.0} ms, all time {:.0} ms",
+        report.history, a.day, a.month, a.year, a.all_time
+    );
+    println!(
+        "  with {} active alerts: board p99 {:.2} ms, call history p99 {:.2} ms",
+        report.active, report.board_p99_ms, report.calls_p99_ms
+    );
+    println!(
+        "  serve memory: {:.1} MB resident when idle, {:.1} MB peak (whole run)",
         report.rss_idle_mb, report.rss_peak_mb
     );
     println!("  serve CPU: {burst_cpu} during the burst, {acks_cpu} during the acknowledgements");
@@ -491,12 +690,40 @@ struct Report {
     ack_p99_ms: f64,
     rss_idle_mb: f64,
     rss_peak_mb: f64,
+    /// Historical alerts seeded before the run.
+    history: usize,
+    /// A bare client's INSERT -> notification -> HTTP request on the same database, from the
+    /// moment the INSERT is sent.
+    floor_ms: Percentiles,
+    /// alertcall's INSERT -> call request, measured as the floor is.
+    latency_from_send_ms: Percentiles,
+    /// `latency_from_send_ms` over `floor_ms`.
+    floor_ratio: Ratio,
+    analytics_ms: AnalyticsMs,
+    active: usize,
+    board_p99_ms: f64,
+    calls_p99_ms: f64,
     duplicates: usize,
     missed: usize,
     acked_in_db: i64,
     provider_limit: Option<LimitReport>,
     /// How late a page's wait for "press 1" ran out against its due time.
     escalation_late_ms: Option<Percentiles>,
+}
+
+#[derive(Serialize, Debug)]
+struct Ratio {
+    p50: f64,
+    p99: f64,
+}
+
+/// `GET /api/v1/analytics` over each range, the slowest of its runs.
+#[derive(Serialize, Debug)]
+struct AnalyticsMs {
+    day: f64,
+    month: f64,
+    year: f64,
+    all_time: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -672,6 +899,8 @@ struct FakeInner {
     first: HashMap<(Phase, u32), Arrival>,
     /// Requests whose text had no token: alertcall spoke something other than the message.
     unmatched: usize,
+    /// The floor's requests: when each inserted row's request arrived.
+    floor: HashMap<i64, Instant>,
 }
 
 /// The part of Vonage's Voice API that alertcall uses to place a call, answering 201 at
@@ -702,6 +931,7 @@ impl FakeVonage {
         let inner = Arc::new(Mutex::new(FakeInner::default()));
         let app = Router::new()
             .route("/v1/calls", post(create_call))
+            .route("/floor/{id}", post(floor_request))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -754,6 +984,16 @@ impl FakeVonage {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+async fn floor_request(
+    State(inner): State<Arc<Mutex<FakeInner>>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> StatusCode {
+    let at = Instant::now();
+    let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+    inner.floor.entry(id).or_insert(at);
+    StatusCode::NO_CONTENT
 }
 
 async fn create_call(
@@ -1105,34 +1345,236 @@ impl Db {
 
     /// `count` critical alerts `<prefix>1` … `<prefix><count>` in a single statement.
     async fn insert_burst(&self, phase: Phase, count: usize) -> Result<()> {
+        self.insert_many("critical", phase.prefix(), count).await
+    }
+
+    /// `count` alerts of `severity`, `<prefix>1` … `<prefix><count>`, in a single statement.
+    async fn insert_many(&self, severity: &str, prefix: &str, count: usize) -> Result<()> {
         let inserted = match self {
             Db::Postgres(pool) => sqlx::query(
                 "INSERT INTO alerts (patient_id, severity, alert_type, message) \
-                 SELECT 'P1', 'critical', 'bench', $2 || g \
+                 SELECT 'P1', $3, 'bench', $2 || g \
                  FROM generate_series(1, $1) AS g",
             )
             .bind(i32::try_from(count)?)
-            .bind(phase.prefix())
+            .bind(prefix)
+            .bind(severity)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
             Db::Sqlite(pool) => sqlx::query(
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?1) \
                  INSERT INTO alerts (patient_id, severity, alert_type, message) \
-                 SELECT 'P1', 'critical', 'bench', ?2 || n FROM s",
+                 SELECT 'P1', ?3, 'bench', ?2 || n FROM s",
             )
             .bind(i64::try_from(count)?)
-            .bind(phase.prefix())
+            .bind(prefix)
+            .bind(severity)
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
         }
-        .context("inserting the burst")?;
+        .with_context(|| format!("inserting {count} {severity} alerts"))?;
         ensure!(
             inserted == count as u64,
-            "the burst inserted {inserted} rows, not {count}"
+            "{inserted} alerts were inserted, not {count}"
         );
         Ok(())
+    }
+
+    /// `count` active alerts that are on the board but not paged (`high`).
+    async fn insert_active(&self, count: usize) -> Result<()> {
+        self.insert_many("high", "active-", count).await
+    }
+
+    /// `count` alerts over the year before now, a third of them critical, with the pages and
+    /// calls alertcall would have written for those (nine in ten acknowledged by phone, in 5
+    /// to 120 s; the tenth ran out its policy), in one transaction of set-based statements.
+    /// Postgres' notify trigger is off for it (`session_replication_role`): this is a past
+    /// year, not a flood of new alerts.
+    async fn seed_history(&self, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let now = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let step_s = 365.0 * 86400.0 / count as f64;
+        let count = i64::try_from(count)?;
+        let statements: [&str; 3] = match self {
+            Db::Postgres(_) => [
+                "INSERT INTO alerts (patient_id, severity, status, alert_type, message, \
+                   triggered_at, acknowledged_at, acknowledged_by, metadata) \
+                 SELECT 'P1', CASE g % 3 WHEN 0 THEN 'critical' WHEN 1 THEN 'high' ELSE 'medium' END, \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 THEN 'acknowledged' ELSE 'resolved' END, \
+                   'bench', 'history-' || g, t, \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 THEN t + (5 + g % 115) * interval '1 second' END, \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 THEN 'phone:nurse' END, \
+                   CASE WHEN g % 3 = 0 THEN jsonb_build_object('call', jsonb_build_object('call_status', \
+                     CASE WHEN g % 10 <> 3 THEN 'answered' ELSE 'unanswered' END)) ELSE '{}'::jsonb END \
+                 FROM (SELECT g, $1::timestamptz - g * $2::float8 * interval '1 second' AS t \
+                       FROM generate_series(1, $3::bigint) AS g) s",
+                "INSERT INTO alertcall.pages (alert_id, state, step, round, policy, created_at, updated_at) \
+                 SELECT id::text, CASE WHEN status = 'acknowledged' THEN 'acknowledged' ELSE 'exhausted' END, \
+                   CASE WHEN acknowledged_at - triggered_at > interval '60 seconds' THEN 1 ELSE 0 END, \
+                   0, 'default', triggered_at, triggered_at \
+                 FROM alerts WHERE message LIKE 'history-%' AND severity = 'critical'",
+                "INSERT INTO alertcall.calls (id, alert_id, person, provider, provider_call_id, \
+                   to_number, status, message, created_at, initiated_at, answered_at, ended_at) \
+                 SELECT gen_random_uuid()::text, id::text, 'nurse', 'vonage', gen_random_uuid()::text, \
+                   '13854019951', CASE WHEN status = 'acknowledged' THEN 'answered' ELSE 'unanswered' END, \
+                   'history', triggered_at, triggered_at, acknowledged_at, \
+                   coalesce(acknowledged_at, triggered_at + interval '30 seconds') \
+                 FROM alerts WHERE message LIKE 'history-%' AND severity = 'critical'",
+            ],
+            Db::Sqlite(_) => [
+                "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < ?3) \
+                 INSERT INTO alerts (patient_id, severity, status, alert_type, message, \
+                   triggered_at, acknowledged_at, acknowledged_by, metadata) \
+                 SELECT 'P1', CASE g % 3 WHEN 0 THEN 'critical' WHEN 1 THEN 'high' ELSE 'medium' END, \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 THEN 'acknowledged' ELSE 'resolved' END, \
+                   'bench', 'history-' || g, \
+                   strftime('%Y-%m-%dT%H:%M:%fZ', ?1 - g * ?2, 'unixepoch'), \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 \
+                     THEN strftime('%Y-%m-%dT%H:%M:%fZ', ?1 - g * ?2 + 5 + g % 115, 'unixepoch') END, \
+                   CASE WHEN g % 3 = 0 AND g % 10 <> 3 THEN 'phone:nurse' END, \
+                   CASE WHEN g % 3 = 0 THEN json_object('call', json_object('call_status', \
+                     CASE WHEN g % 10 <> 3 THEN 'answered' ELSE 'unanswered' END)) ELSE '{}' END \
+                 FROM s",
+                "INSERT INTO alertcall_pages (alert_id, state, step, round, policy, created_at, updated_at) \
+                 SELECT id, CASE WHEN status = 'acknowledged' THEN 'acknowledged' ELSE 'exhausted' END, \
+                   CASE WHEN unixepoch(acknowledged_at) - unixepoch(triggered_at) > 60 THEN 1 ELSE 0 END, \
+                   0, 'default', triggered_at, triggered_at \
+                 FROM alerts WHERE message LIKE 'history-%' AND severity = 'critical'",
+                "INSERT INTO alertcall_calls (id, alert_id, person, provider, provider_call_id, \
+                   to_number, status, message, created_at, initiated_at, answered_at, ended_at) \
+                 SELECT lower(hex(randomblob(16))), id, 'nurse', 'vonage', lower(hex(randomblob(16))), \
+                   '13854019951', CASE WHEN status = 'acknowledged' THEN 'answered' ELSE 'unanswered' END, \
+                   'history', triggered_at, triggered_at, acknowledged_at, \
+                   coalesce(acknowledged_at, strftime('%Y-%m-%dT%H:%M:%fZ', triggered_at, '+30 seconds')) \
+                 FROM alerts WHERE message LIKE 'history-%' AND severity = 'critical'",
+            ],
+        };
+        match self {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL session_replication_role = replica")
+                    .execute(&mut *tx)
+                    .await
+                    .context("turning triggers off for the history (needs a superuser)")?;
+                for (i, statement) in statements.into_iter().enumerate() {
+                    let query = sqlx::query(statement);
+                    let query = if i == 0 {
+                        query.bind(now).bind(step_s).bind(count)
+                    } else {
+                        query
+                    };
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .context("seeding the history")?;
+                }
+                tx.commit().await?;
+                sqlx::raw_sql("ANALYZE alerts; ANALYZE alertcall.pages; ANALYZE alertcall.calls")
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for (i, statement) in statements.into_iter().enumerate() {
+                    let query = sqlx::query(statement);
+                    let query = if i == 0 {
+                        query
+                            .bind(now.timestamp_millis() as f64 / 1000.0)
+                            .bind(step_s)
+                            .bind(count)
+                    } else {
+                        query
+                    };
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .context("seeding the history")?;
+                }
+                tx.commit().await?;
+                sqlx::raw_sql("ANALYZE").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The floor's table, whose inserts the database announces as it does `alerts`'.
+    async fn create_floor_table(&self) -> Result<()> {
+        match self {
+            Db::Postgres(pool) => sqlx::raw_sql(
+                "CREATE TABLE bench_floor (id bigserial PRIMARY KEY); \
+                 CREATE FUNCTION bench_floor_notify() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN PERFORM pg_notify('bench_floor', NEW.id::text); RETURN NULL; END $$; \
+                 CREATE TRIGGER bench_floor_notify AFTER INSERT ON bench_floor \
+                   FOR EACH ROW EXECUTE FUNCTION bench_floor_notify()",
+            )
+            .execute(pool)
+            .await
+            .map(drop),
+            Db::Sqlite(pool) => sqlx::raw_sql("CREATE TABLE bench_floor (id INTEGER PRIMARY KEY)")
+                .execute(pool)
+                .await
+                .map(drop),
+        }
+        .context("creating the floor's table")
+    }
+
+    /// One autocommitted insert into the floor's table; its id.
+    async fn insert_floor(&self) -> Result<i64> {
+        let sql = "INSERT INTO bench_floor DEFAULT VALUES RETURNING id";
+        match self {
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .context("inserting into the floor's table")
+    }
+
+    /// The bare client: hears of each floor insert and POSTs `<url>/<id>`.
+    async fn floor_watcher(
+        &self,
+        client: reqwest::Client,
+        url: String,
+    ) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        Ok(match self {
+            Db::Postgres(pool) => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen("bench_floor").await?;
+                tokio::spawn(async move {
+                    loop {
+                        let n = listener.recv().await?;
+                        client.post(format!("{url}/{}", n.payload())).send().await?;
+                    }
+                })
+            }
+            Db::Sqlite(pool) => {
+                let mut conn = SqliteConnection::connect_with(&pool.connect_options()).await?;
+                tokio::spawn(async move {
+                    let (mut version, mut last) = (None, 0i64);
+                    loop {
+                        let now: i64 = sqlx::query_scalar("PRAGMA data_version")
+                            .fetch_one(&mut conn)
+                            .await?;
+                        if version != Some(now) {
+                            version = Some(now);
+                            let ids: Vec<i64> = sqlx::query_scalar(
+                                "SELECT id FROM bench_floor WHERE id > ?1 ORDER BY id",
+                            )
+                            .bind(last)
+                            .fetch_all(&mut conn)
+                            .await?;
+                            for id in ids {
+                                client.post(format!("{url}/{id}")).send().await?;
+                                last = id;
+                            }
+                        }
+                        tokio::time::sleep(SQLITE_WATCH).await;
+                    }
+                })
+            }
+        })
     }
 
     /// Alerts of a phase whose `status` the acknowledgements set.
