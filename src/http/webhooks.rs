@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{AppState, HttpError};
 use crate::config::ProviderConfig;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::{AuditEvent, AuditKind, StoreError};
 use crate::telephony::vonage::{self, VonageEvent, WebhookError};
 use crate::telephony::webhook_token::{self, Protection};
 
@@ -253,7 +253,7 @@ pub async fn event(
                     alert_id: None,
                     call_id: call,
                     source: source(&state).as_str().into(),
-                    kind: "call.error".into(),
+                    kind: AuditKind::CallError,
                     dedupe_key: None,
                     detail: serde_json::json!({"reason": reason, "conversation_uuid": conversation_uuid}),
                     at: state.engine.now(),

@@ -16,6 +16,8 @@
 //! | `{metadata_set:K, V}` | `metadata` with key `K` set to the JSON `V`, the other keys kept | — |
 //! | `{json_text:X, K.L}`, `{has_call:X}` | the JSON `X`'s `K.L` as text, and whether `X` has a `call` | — |
 //! | `{uuid:X}` | the text `X` as a `uuid`, which a `uuid` or text column takes | `X` |
+//! | `{epoch:X}`, `{floor:X}` | the time `X` in epoch seconds (a fraction kept), and the number `X` rounded down | — |
+//! | `{spread_of_vals}` | per `grp` of `vals (grp, s, escalated, exhausted)`: rows, values of `s`, its nearest-rank p50 and p90 and max, the sums | — |
 //!
 //! Values are bound once, as `Arg`s; each database encodes times its way (`Pool::run`).
 
@@ -37,6 +39,9 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::alert::CRITICAL;
 use crate::domain::test_call::TestCallState;
+
+mod aggregates;
+pub use aggregates::{Aggregated, CallCounts, HourCounts, Spread};
 
 /// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
 /// SQL list; a unit test keeps the two in step.
@@ -85,8 +90,8 @@ macro_rules! severity {
 }
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, prompts, \
-     error";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, \
+     answered_by, speech_ack_held_at, speech_ack_held_input, conference_joined_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 const SMS_COLUMNS: &str = "id, alert_id, person, to_number, code, provider_message_id, status";
 
@@ -616,7 +621,9 @@ impl CallTx {
             .sql
             .stmt(
                 "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
-                 answered_at = $5, ended_at = $6, error = $7, declined_at = $8 WHERE id = $1",
+                 answered_at = $5, ended_at = $6, error = $7, declined_at = $8, answered_by = $9, \
+                 speech_ack_held_at = $10, speech_ack_held_input = $11, conference_joined_at = $12 \
+                 WHERE id = $1",
             )
             .bind(call.id)
             .bind(call.status.as_str())
@@ -625,7 +632,11 @@ impl CallTx {
             .bind(call.answered_at)
             .bind(call.ended_at)
             .bind(&call.error)
-            .bind(call.declined_at);
+            .bind(call.declined_at)
+            .bind(call.answered_by.map(AnsweredBy::as_str))
+            .bind(call.speech_ack_held_at)
+            .bind(&call.speech_ack_held_input)
+            .bind(call.conference_joined_at);
         self.execute(s).await.doing("updating a call")?;
         Ok(())
     }
@@ -741,7 +752,7 @@ impl CallTx {
             .bind(&event.alert_id)
             .bind(event.call_id.map(|c| c.to_string()).as_deref())
             .bind(&event.source)
-            .bind(&event.kind)
+            .bind(event.kind.to_string())
             .bind(&event.dedupe_key)
             .bind(&event.detail)
             .bind(event.at);
@@ -1091,22 +1102,36 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.doing("starting a transaction")?;
         let (prelude, migrations) = match self.pool {
             Pool::Postgres(_) => (postgres::MIGRATION_PRELUDE, postgres::MIGRATIONS),
             Pool::Sqlite(_) => (sqlite::MIGRATION_PRELUDE, sqlite::MIGRATIONS),
         };
-        tx.conn()
-            .execute_script(prelude)
-            .await
-            .doing("creating the migrations table")?;
-        let applied: Vec<(i32,)> = tx
-            .conn()
-            .fetch_all(self.stmt("SELECT version FROM alertcall.schema_migrations"))
-            .await
-            .doing("reading applied migrations")?;
+        let begin = || async {
+            let mut tx = self.pool.begin().await.doing("starting a transaction")?;
+            tx.conn()
+                .execute_script(prelude)
+                .await
+                .doing("creating the migrations table")?;
+            let applied: Vec<(i32,)> = tx
+                .conn()
+                .fetch_all(self.stmt("SELECT version FROM alertcall.schema_migrations"))
+                .await
+                .doing("reading applied migrations")?;
+            Ok::<_, StoreError>((tx, applied))
+        };
+        let (mut tx, mut applied) = begin().await?;
         for (version, script) in migrations {
             if applied.contains(&(*version,)) {
+                continue;
+            }
+            if let (Pool::Postgres(pool), Some(statements)) =
+                (&self.pool, postgres::outside_transaction(script))
+            {
+                // What is done so far is committed (releasing the lock); this step takes the
+                // lock on its own, and the rest goes on in a new transaction.
+                tx.commit().await.doing("committing migrations")?;
+                postgres::migrate_outside_transaction(pool, *version, &statements).await?;
+                (tx, applied) = begin().await?;
                 continue;
             }
             tx.conn()
@@ -1496,27 +1521,20 @@ impl Calls for SqlStore {
         calls_from_rows(rows)
     }
 
-    async fn live_alerts_with_event(
-        &self,
-        kind: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        // Recent calls first (indexed by created_at), then their alert's events (indexed by
-        // alert): never a scan of the whole audit trail.
+    async fn alerts_in_conference(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        // Recent calls only (indexed by created_at).
         let s = self
             .stmt(concat!(
                 "SELECT DISTINCT c.alert_id FROM alertcall.calls c \
-                 WHERE c.created_at >= $2 AND c.status IN ",
-                live_statuses!(),
-                " AND EXISTS (SELECT 1 FROM alertcall.call_events e \
-                              WHERE e.alert_id = c.alert_id AND e.kind = $1)"
+                 WHERE c.created_at >= $1 AND c.conference_joined_at IS NOT NULL \
+                 AND c.status IN ",
+                live_statuses!()
             ))
-            .bind(kind)
             .bind(since);
         let alerts: Vec<(String,)> = self
             .fetch_all(s)
             .await
-            .doing("listing alerts with live calls and an audit event")?;
+            .doing("listing alerts with live calls in their conference")?;
         Ok(alerts.into_iter().map(|(a,)| a).collect())
     }
 }
