@@ -9,10 +9,11 @@ use crate::config::{Config, ProviderConfig};
 use crate::engine::{Clock, Engine, Source};
 use crate::http::{self, AppState};
 use crate::store::{self, DynStore};
-use crate::telephony::Provider;
 use crate::telephony::simulator::Simulator;
+use crate::telephony::twilio::{TwilioProvider, TwilioUrls};
 use crate::telephony::vonage::VonageProvider;
 use crate::telephony::webhook_token::WebhookKey;
+use crate::telephony::{Provider, ProviderError};
 
 /// A bound, migrated, ready-to-run service.
 pub struct Application {
@@ -21,6 +22,37 @@ pub struct Application {
     sim_events: Option<tokio::sync::mpsc::UnboundedReceiver<crate::domain::call::CallEvent>>,
     /// The HL7 alarm listener, when `ALERTCALL_HL7_LISTEN` is set.
     hl7: Option<TcpListener>,
+}
+
+/// The client of a phone network (not the simulator).
+fn network_provider(
+    network: &ProviderConfig,
+    config: &Config,
+    webhook_key: &WebhookKey,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    Ok(match network {
+        ProviderConfig::Vonage(vonage) => Arc::new(VonageProvider::new(
+            vonage.clone(),
+            config.event_url(),
+            config.input_url(),
+            webhook_key.clone(),
+            config.language.clone(),
+            config.ringing_timer,
+            config.provider_timeout,
+        )?),
+        ProviderConfig::Twilio(twilio) => Arc::new(TwilioProvider::new(
+            twilio.clone(),
+            TwilioUrls::new(&config.public_url),
+            config.language.clone(),
+            config.ringing_timer,
+            config.provider_timeout,
+        )?),
+        ProviderConfig::Simulator => {
+            return Err(ProviderError::Config(
+                "the simulator is not a phone network".into(),
+            ));
+        }
+    })
 }
 
 impl Application {
@@ -83,16 +115,8 @@ impl Application {
                 let sim = Arc::new(sim);
                 (sim.clone(), Some(sim), Some(events))
             }
-            ProviderConfig::Vonage(vonage) => (
-                Arc::new(VonageProvider::new(
-                    vonage.clone(),
-                    config.event_url(),
-                    config.input_url(),
-                    webhook_key.clone(),
-                    config.language.clone(),
-                    config.ringing_timer,
-                    config.provider_timeout,
-                )?),
+            network => (
+                network_provider(network, &config, &webhook_key)?,
                 None,
                 None,
             ),

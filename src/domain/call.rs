@@ -400,10 +400,11 @@ impl CallRecord {
         Phone::parse(&self.to_number).ok()
     }
 
-    /// `alerts.metadata -> 'call'`, exactly the shape the seed documented. This is the one
-    /// place that decides what it contains.
+    /// `alerts.metadata -> 'call'`: the shape the seed documented, plus the network that
+    /// carried the call (`provider`). This is the one place that decides what it contains.
     pub fn metadata_call(&self) -> serde_json::Value {
         serde_json::json!({
+            "provider": self.provider,
             "phone_number": self.to_number,
             "call_status": self.status.as_str(),
             "call_id": self.provider_call_id.clone().unwrap_or_default(),
@@ -537,6 +538,7 @@ mod tests {
         assert_eq!(
             call.metadata_call(),
             serde_json::json!({
+                "provider": "vonage",
                 "phone_number": "+13854019951",
                 "call_status": "answered",
                 "call_id": "63f6",

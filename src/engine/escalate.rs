@@ -453,7 +453,7 @@ impl Engine {
             .record_event(&AuditEvent {
                 alert_id: Some(sms.alert_id.clone()),
                 call_id: None,
-                source: "vonage".into(),
+                source: self.provider.name().into(),
                 kind: AuditKind::sms_receipt(status),
                 dedupe_key: Some(format!("sms:{message_id}:{status}")),
                 detail: json!({"message_id": message_id}),

@@ -19,14 +19,15 @@ use crate::store::{AckAudit, AckOutcome, AuditEvent, AuditKind, CallMark, StoreE
 /// Where an event came from, for the audit trail and the dedupe key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    Vonage,
+    /// A phone network, by its provider's name.
+    Network(&'static str),
     Simulator,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Vonage => "vonage",
+            Source::Network(name) => name,
             Source::Simulator => "simulator",
         }
     }

@@ -15,7 +15,7 @@ const PRIMARY: &str = "13854019951";
 const BACKUP: &str = "13854019952";
 
 /// A two-step policy: the primary nurse, then the backup, each waited on for `wait`.
-fn config(wait: &str) -> tempfile::NamedTempFile {
+pub fn config(wait: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         file.path(),
