@@ -1,15 +1,14 @@
-//! Response-time analytics over a time range, computed from the same rows the seed's
-//! monitoring SQL reads (so both agree): `alerts` with `metadata.call`, and our calls and pages.
+//! Response-time analytics over a time range, aggregated by the database (`store::Aggregates`)
+//! from the same rows the seed's monitoring SQL reads (so both agree): `alerts` with
+//! `metadata.call`, and our calls and pages. Any range, a year or all time, takes the same
+//! memory here: a few rows per unit, hour, nurse and call status.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::alert::AlertStatus;
-use crate::domain::call::{CallOutcome, CallRecord, CallStatus};
-use crate::store::{AlertView, PageState};
+use crate::domain::call::{CallOutcome, CallStatus};
+use crate::store::{Aggregated, CallCounts, HourCounts, Spread};
 
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
 pub struct Analytics {
@@ -59,19 +58,15 @@ pub struct Durations {
     pub max_seconds: Option<f64>,
 }
 
-impl Durations {
-    fn of(mut seconds: Vec<f64>) -> Durations {
-        seconds.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest value with at least p% of the values at or below it.
-        let rank = |p: f64| {
-            let n = seconds.len();
-            (n > 0).then(|| seconds[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
-        };
+/// Nearest-rank percentiles (the smallest value with at least p% of the values at or below
+/// it), as the database took them.
+impl From<&Spread> for Durations {
+    fn from(s: &Spread) -> Durations {
         Durations {
-            count: seconds.len() as u64,
-            p50_seconds: rank(0.5),
-            p90_seconds: rank(0.9),
-            max_seconds: seconds.last().copied(),
+            count: count(s.n_values),
+            p50_seconds: s.p50,
+            p90_seconds: s.p90,
+            max_seconds: s.longest,
         }
     }
 }
@@ -92,6 +87,8 @@ pub struct NurseStats {
     pub name: String,
     pub calls: u64,
     pub answered: u64,
+    /// answered / calls, leaving out the calls hung up because someone else had already
+    /// acknowledged (outcome `cancelled`); null without such calls.
     pub answer_rate: Option<f64>,
     /// Seconds from the call being placed to 1 being pressed.
     pub time_to_answer: Durations,
@@ -124,142 +121,75 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-    (to - from).as_seconds_f64()
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
-/// Computes the analytics of `alerts` (triggered in the range) and `calls` (created in it).
-/// `name_of` gives a staff member's name.
+/// The analytics of alerts triggered and calls made from `from` to `to`, from what the
+/// database aggregated of them. `name_of` gives a staff member's name.
 pub fn compute(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    alerts: &[AlertView],
-    calls: &[CallRecord],
+    agg: &Aggregated,
     name_of: impl Fn(&str) -> Option<String>,
 ) -> Analytics {
-    let paged: Vec<&AlertView> = alerts.iter().filter(|a| a.page.is_some()).collect();
-    // Acknowledged, possibly resolved since: acknowledged_at stays.
-    let ack_seconds = |a: &&AlertView| {
-        let alert = &a.alert;
-        alert
-            .acknowledged_at
-            .map(|at| seconds(alert.triggered_at, at))
-    };
-    let escalated = |a: &&&AlertView| a.page.as_ref().is_some_and(|p| p.step > 0 || p.round > 0);
-    let exhausted = |a: &&&AlertView| {
-        a.page
-            .as_ref()
-            .is_some_and(|p| p.state == PageState::Exhausted)
-    };
+    let hours = |f: fn(&HourCounts) -> i64| agg.hours.iter().map(|h| count(f(h))).sum::<u64>();
+    let paged = agg.units.iter().find(|u| u.grp.is_none());
+    let of_paged = |f: fn(&Spread) -> i64| paged.map_or(0, |u| count(f(u)));
+    let alerts_paged = of_paged(|u| u.n_rows);
+    let acknowledged = of_paged(|u| u.n_values);
 
-    let mut hours: BTreeMap<(DateTime<Utc>, String), u64> = BTreeMap::new();
-    for a in alerts {
-        let hour = a
-            .alert
-            .triggered_at
-            .duration_trunc(TimeDelta::hours(1))
-            .unwrap_or(a.alert.triggered_at);
-        *hours.entry((hour, a.alert.severity.clone())).or_default() += 1;
-    }
-
-    let placed: Vec<&CallRecord> = calls
+    let mut per_unit: Vec<UnitStats> = agg
+        .units
         .iter()
-        .filter(|c| c.provider_call_id.is_some())
-        .collect();
-    let answered = |c: &&&CallRecord| c.status == CallStatus::Answered;
-    let mut nurses: BTreeMap<String, Vec<&CallRecord>> = BTreeMap::new();
-    for c in &placed {
-        nurses
-            .entry(c.person.clone().unwrap_or_default())
-            .or_default()
-            .push(c);
-    }
-    let per_nurse = nurses
-        .into_iter()
-        .map(|(person, calls)| {
-            let answered_calls: Vec<&&CallRecord> = calls.iter().filter(answered).collect();
-            NurseStats {
-                name: name_of(&person).unwrap_or_else(|| person.clone()),
-                calls: calls.len() as u64,
-                answered: answered_calls.len() as u64,
-                answer_rate: ratio(answered_calls.len() as u64, calls.len() as u64),
-                time_to_answer: Durations::of(
-                    answered_calls
-                        .iter()
-                        .filter_map(|c| Some(seconds(c.initiated_at?, c.answered_at?)))
-                        .collect(),
-                ),
-                outcomes: CallOutcome::ALL
-                    .into_iter()
-                    .filter_map(|o| {
-                        let n = calls.iter().filter(|c| c.outcome() == o).count() as u64;
-                        (n > 0).then(|| OutcomeCount {
-                            outcome: o.as_str().into(),
-                            label: o.label().into(),
-                            calls: n,
-                        })
-                    })
-                    .collect(),
-                person,
-            }
+        .filter_map(|u| {
+            Some(UnitStats {
+                unit: u.grp.clone()?,
+                alerts: count(u.n_rows),
+                acknowledged: count(u.n_values),
+                escalated: count(u.escalated),
+                exhausted: count(u.exhausted),
+                time_to_acknowledge: Durations::from(u),
+            })
         })
         .collect();
+    per_unit.sort_by(|a, b| a.unit.cmp(&b.unit));
 
-    let mut units: BTreeMap<String, Vec<&AlertView>> = BTreeMap::new();
-    for a in &paged {
-        let unit = a.page.as_ref().and_then(|p| p.policy.clone());
-        units.entry(unit.unwrap_or_default()).or_default().push(a);
-    }
-    let per_unit = units
+    let mut people: Vec<&str> = agg.calls.iter().map(|c| c.person.as_str()).collect();
+    people.sort_unstable();
+    people.dedup();
+    let per_nurse: Vec<NurseStats> = people
         .into_iter()
-        .map(|(unit, alerts)| {
-            let acks: Vec<f64> = alerts.iter().filter_map(ack_seconds).collect();
-            UnitStats {
-                unit,
-                alerts: alerts.len() as u64,
-                acknowledged: acks.len() as u64,
-                escalated: alerts.iter().filter(escalated).count() as u64,
-                exhausted: alerts.iter().filter(exhausted).count() as u64,
-                time_to_acknowledge: Durations::of(acks),
-            }
-        })
+        .map(|person| nurse(person, agg, name_of(person)))
         .collect();
 
-    let with_call: Vec<&AlertView> = alerts.iter().filter(|a| a.has_call).collect();
-    let monitoring = Monitoring {
-        total_calls: with_call.len() as u64,
-        answered: with_call
-            .iter()
-            .filter(|a| a.call_status.as_deref() == Some("answered"))
-            .count() as u64,
-        acknowledged: with_call
-            .iter()
-            .filter(|a| a.alert.status == AlertStatus::Acknowledged)
-            .count() as u64,
-    };
-
-    let acks: Vec<f64> = paged.iter().filter_map(ack_seconds).collect();
-    let calls_answered = placed.iter().filter(answered).count() as u64;
+    let calls: u64 = per_nurse.iter().map(|n| n.calls).sum();
+    let calls_answered: u64 = per_nurse.iter().map(|n| n.answered).sum();
     Analytics {
         from,
         to,
-        alerts: alerts.len() as u64,
-        alerts_paged: paged.len() as u64,
-        calls: placed.len() as u64,
+        alerts: hours(|h| h.alerts),
+        alerts_paged,
+        calls,
         calls_answered,
-        answer_rate: ratio(calls_answered, placed.len() as u64),
-        acknowledged: acks.len() as u64,
-        acknowledgement_rate: ratio(acks.len() as u64, paged.len() as u64),
-        time_to_acknowledge: Durations::of(acks),
-        escalated: paged.iter().filter(escalated).count() as u64,
-        exhausted: paged.iter().filter(exhausted).count() as u64,
-        monitoring,
-        per_hour: hours
-            .into_iter()
-            .map(|((hour, severity), count)| HourCount {
-                hour,
-                severity,
-                count,
+        answer_rate: ratio(calls_answered, calls),
+        acknowledged,
+        acknowledgement_rate: ratio(acknowledged, alerts_paged),
+        time_to_acknowledge: paged.map(Durations::from).unwrap_or_default(),
+        escalated: of_paged(|u| u.escalated),
+        exhausted: of_paged(|u| u.exhausted),
+        monitoring: Monitoring {
+            total_calls: hours(|h| h.with_call),
+            answered: hours(|h| h.call_answered),
+            acknowledged: hours(|h| h.call_acknowledged),
+        },
+        per_hour: agg
+            .hours
+            .iter()
+            .map(|h| HourCount {
+                hour: DateTime::from_timestamp(h.hour, 0).unwrap_or(from),
+                severity: h.severity.clone(),
+                count: count(h.alerts),
             })
             .collect(),
         per_nurse,
@@ -267,22 +197,157 @@ pub fn compute(
     }
 }
 
+/// One person's calls. The answer rate leaves out the calls alertcall hung up because
+/// someone else had already acknowledged (or the alert was closed): that nurse had no
+/// chance to answer.
+fn nurse(person: &str, agg: &Aggregated, name: Option<String>) -> NurseStats {
+    let mine = || agg.calls.iter().filter(|c| c.person == person);
+    let outcome_of = |c: &CallCounts| {
+        CallStatus::parse(&c.status).map(|status| CallOutcome::of(status, c.declined))
+    };
+    let calls_with = |outcome: CallOutcome| {
+        mine()
+            .filter(|c| outcome_of(c) == Some(outcome))
+            .map(|c| count(c.calls))
+            .sum::<u64>()
+    };
+    let calls: u64 = mine().map(|c| count(c.calls)).sum();
+    let answered: u64 = mine()
+        .filter(|c| c.status == CallStatus::Answered.as_str())
+        .map(|c| count(c.calls))
+        .sum();
+    NurseStats {
+        person: person.to_string(),
+        name: name.unwrap_or_else(|| person.to_string()),
+        calls,
+        answered,
+        answer_rate: ratio(answered, calls - calls_with(CallOutcome::Cancelled)),
+        time_to_answer: agg
+            .to_answer
+            .iter()
+            .find(|s| s.grp.as_deref() == Some(person))
+            .map(Durations::from)
+            .unwrap_or_default(),
+        outcomes: CallOutcome::ALL
+            .into_iter()
+            .filter_map(|o| {
+                let n = calls_with(o);
+                (n > 0).then(|| OutcomeCount {
+                    outcome: o.as_str().into(),
+                    label: o.label().into(),
+                    calls: n,
+                })
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn calls(person: &str, status: CallStatus, declined: bool, n: i64) -> CallCounts {
+        CallCounts {
+            person: person.into(),
+            status: status.as_str().into(),
+            declined,
+            calls: n,
+        }
+    }
+
     #[test]
-    fn percentiles_are_nearest_rank() {
-        let d = Durations::of((1..=10).map(f64::from).collect());
-        assert_eq!(d.count, 10);
-        assert_eq!(d.p50_seconds, Some(5.0));
-        assert_eq!(d.p90_seconds, Some(9.0));
-        assert_eq!(d.max_seconds, Some(10.0));
-        let one = Durations::of(vec![7.5]);
+    fn a_nurse_is_not_blamed_for_calls_cancelled_by_someone_elses_acknowledgement() {
+        let agg = Aggregated {
+            hours: vec![],
+            units: vec![],
+            calls: vec![
+                calls("amy", CallStatus::Answered, false, 2),
+                calls("amy", CallStatus::Unanswered, false, 2),
+                calls("amy", CallStatus::Cancelled, false, 6),
+                calls("amy", CallStatus::Completed, true, 1),
+                calls("bob", CallStatus::Cancelled, false, 1),
+            ],
+            to_answer: vec![],
+        };
+        let a = compute(Utc::now(), Utc::now(), &agg, |p| Some(p.to_uppercase()));
+        let amy = &a.per_nurse[0];
+        assert_eq!((amy.name.as_str(), amy.calls, amy.answered), ("AMY", 11, 2));
         assert_eq!(
-            (one.p50_seconds, one.p90_seconds, one.max_seconds),
-            (Some(7.5), Some(7.5), Some(7.5))
+            amy.answer_rate,
+            Some(2.0 / 5.0),
+            "the 6 cancelled calls are left out"
         );
-        assert_eq!(Durations::of(vec![]), Durations::default());
+        let outcomes: Vec<(&str, u64)> = amy
+            .outcomes
+            .iter()
+            .map(|o| (o.outcome.as_str(), o.calls))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("acknowledged", 2),
+                ("declined", 1),
+                ("no_answer", 2),
+                ("cancelled", 6)
+            ]
+        );
+        assert_eq!(
+            a.per_nurse[1].answer_rate, None,
+            "bob only had cancelled calls"
+        );
+        assert_eq!((a.calls, a.calls_answered), (12, 2));
+    }
+
+    #[test]
+    fn paged_figures_come_from_the_overall_group_and_units_from_theirs() {
+        let unit = |grp: Option<&str>, n_rows: i64, n_values: i64| Spread {
+            grp: grp.map(str::to_string),
+            n_rows,
+            n_values,
+            p50: (n_values > 0).then_some(5.0),
+            p90: (n_values > 0).then_some(9.0),
+            longest: (n_values > 0).then_some(10.0),
+            escalated: 1,
+            exhausted: n_rows - n_values,
+        };
+        let hour = |hour: i64, severity: &str, alerts: i64| HourCounts {
+            hour,
+            severity: severity.into(),
+            alerts,
+            with_call: 1,
+            call_answered: 1,
+            call_acknowledged: 0,
+        };
+        let agg = Aggregated {
+            hours: vec![hour(0, "critical", 6), hour(3600, "high", 10)],
+            units: vec![
+                unit(None, 6, 2),
+                unit(Some("icu"), 4, 2),
+                unit(Some(""), 2, 0),
+            ],
+            calls: vec![],
+            to_answer: vec![],
+        };
+        let a = compute(Utc::now(), Utc::now(), &agg, |_| None);
+        assert_eq!((a.alerts, a.alerts_paged, a.acknowledged), (16, 6, 2));
+        assert_eq!((a.escalated, a.exhausted), (1, 4));
+        assert_eq!(a.acknowledgement_rate, Some(2.0 / 6.0));
+        assert_eq!(a.time_to_acknowledge.p90_seconds, Some(9.0));
+        assert_eq!(
+            (
+                a.monitoring.total_calls,
+                a.monitoring.answered,
+                a.monitoring.acknowledged
+            ),
+            (2, 2, 0)
+        );
+        let units: Vec<(&str, u64)> = a
+            .per_unit
+            .iter()
+            .map(|u| (u.unit.as_str(), u.alerts))
+            .collect();
+        assert_eq!(units, [("", 2), ("icu", 4)]);
+        assert_eq!(a.per_unit[0].time_to_acknowledge, Durations::default());
+        assert_eq!(a.per_hour[1].hour.timestamp(), 3600);
     }
 }

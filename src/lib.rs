@@ -5,6 +5,8 @@ pub mod analytics;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod documented;
 pub mod domain;
 pub mod engine;
 pub mod exit;

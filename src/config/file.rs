@@ -999,11 +999,11 @@ mod tests {
     pub const EXAMPLE: &str = include_str!("../../alertcall.example.toml");
 
     #[test]
-    fn the_readme_shows_the_example_file_as_it_is() {
-        let readme = include_str!("../../README.md");
+    fn the_operator_guide_shows_the_example_file_as_it_is() {
+        let guide = include_str!("../../docs/operator-guide.md");
         assert!(
-            readme.contains(&format!("```toml\n{EXAMPLE}```")),
-            "README's complete example must be alertcall.example.toml, unchanged"
+            guide.contains(&format!("```toml\n{EXAMPLE}```")),
+            "docs/operator-guide.md's complete example must be alertcall.example.toml, unchanged"
         );
     }
 

@@ -813,11 +813,8 @@ mod tests {
             err.contains("ALERTCALL_HL7_TLS_CERT and ALERTCALL_HL7_TLS_KEY go together"),
             "{err}"
         );
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-        let (cert, key) = (
-            format!("{fixtures}/server.pem"),
-            format!("{fixtures}/server.key"),
-        );
+        let fixture = crate::hl7::tls::tests::fixture;
+        let (cert, key) = (fixture("server.pem"), fixture("server.key"));
         let tls = config(&[
             ("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575"),
             ("ALERTCALL_HL7_TLS_CERT", cert.as_str()),

@@ -38,10 +38,11 @@ pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, String>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> String {
+    /// The test CA's server certificate and key (`tests/fixtures/tls/make.sh`).
+    pub(crate) fn fixture(name: &str) -> String {
         format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
     }
 

@@ -941,6 +941,9 @@ pub async fn resolve(
     Ok(Json(state.alert_summary(view).await?))
 }
 
+/// The most skipped alerts one bulk resolve reads (a cutover day's backlog).
+const SKIPPED_ROWS: i64 = 200_000;
+
 /// The alerts a bulk resolve closed.
 #[derive(Serialize, ToSchema)]
 pub struct Resolved {
@@ -964,7 +967,7 @@ pub async fn resolve_skipped(
         .store
         .alert_views(&AlertFilter {
             status: Some("active".into()),
-            limit: ANALYTICS_ROWS,
+            limit: SKIPPED_ROWS,
             ..AlertFilter::default()
         })
         .await?
@@ -1020,9 +1023,6 @@ pub async fn calls(
     ))
 }
 
-/// The most alerts (and calls) one analytics request reads.
-const ANALYTICS_ROWS: i64 = 200_000;
-
 #[utoipa::path(get, path = "/api/v1/analytics", tag = "analytics", params(RangeQuery),
     description = "Response-time analytics over alerts triggered and calls made in the range. `monitoring` is the seed's response-rate query and `per_hour` its alerts-per-hour query over the same rows.",
     responses((status = 200, body = Analytics), (status = 400, body = ErrorBody),
@@ -1038,34 +1038,10 @@ pub async fn analytics(
         chrono::Duration::hours(24),
         state.engine.now(),
     )?;
-    let alerts = state
-        .engine
-        .store
-        .alert_views(&AlertFilter {
-            since: Some(from),
-            until: Some(to),
-            limit: ANALYTICS_ROWS + 1,
-            ..AlertFilter::default()
-        })
-        .await?;
-    let calls = state
-        .engine
-        .store
-        .call_history(&CallFilter {
-            since: Some(from),
-            until: Some(to),
-            limit: ANALYTICS_ROWS + 1,
-            ..CallFilter::default()
-        })
-        .await?;
-    // Figures over part of the range would be wrong without saying so.
-    if alerts.len() as i64 > ANALYTICS_ROWS || calls.len() as i64 > ANALYTICS_ROWS {
-        return Err(HttpError::BadRequest(format!(
-            "the range holds more than {ANALYTICS_ROWS} alerts or calls: choose a shorter range (from, to)"
-        )));
-    }
+    // Aggregated by the database: any range, a year or all time, in the same memory.
+    let aggregated = state.engine.store.aggregates(from, to).await?;
     let directory = state.engine.directory();
-    Ok(Json(analytics::compute(from, to, &alerts, &calls, |p| {
+    Ok(Json(analytics::compute(from, to, &aggregated, |p| {
         directory.staff.get(p).map(|s| s.name.clone())
     })))
 }

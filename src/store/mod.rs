@@ -17,7 +17,8 @@ use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
 /// The migrations of one database, in `migrations/<dir>/`: each database has every step,
-/// written in its own SQL.
+/// written in its own SQL. A Postgres file that starts with `-- no-transaction` runs outside
+/// the migrations' transaction, one statement at a time (`CREATE INDEX CONCURRENTLY`).
 macro_rules! migrations {
     ($dir:literal) => {
         &[
@@ -59,7 +60,11 @@ macro_rules! migrations {
             ),
             (
                 10,
-                include_str!(concat!("migrations/", $dir, "/0010_hl7_reports.sql")),
+                include_str!(concat!("migrations/", $dir, "/0010_alerts_indexes.sql")),
+            ),
+            (
+                11,
+                include_str!(concat!("migrations/", $dir, "/0011_hl7_reports.sql")),
             ),
         ]
     };
@@ -69,7 +74,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-pub use sql::{CallTx, SqlStore};
+pub use sql::{Aggregated, CallCounts, CallTx, HourCounts, Spread, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -575,6 +580,7 @@ pub trait Store:
     + Hl7Reports
     + Sessions
     + Feed
+    + Aggregates
     + Send
     + Sync
     + 'static
@@ -612,6 +618,18 @@ pub trait Alerts {
         by: &Acknowledger,
         at: DateTime<Utc>,
     ) -> Result<AckResult, StoreError>;
+}
+
+/// Analytics over a range, aggregated by the database: the answer is a few rows per unit,
+/// hour, nurse and call status however many alerts the range holds.
+#[async_trait]
+pub trait Aggregates {
+    /// Alerts triggered, and calls made, at or after `from` and before `to`.
+    async fn aggregates(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Aggregated, StoreError>;
 }
 
 /// The engine's durable state and timer: one page per alert being paged, claimed by lease.

@@ -6,18 +6,116 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 use super::{AlertFeed, Doing, FeedEvent, StoreError};
 
 pub(super) const MIGRATIONS: &[(i32, &str)] = migrations!("postgres");
 
-/// Serialises migrations across instances starting at once (the advisory lock's key is
-/// "alertcal" in ASCII), then makes sure the migrations table exists.
-pub(super) const MIGRATION_PRELUDE: &str = "SELECT pg_advisory_xact_lock(7020097461417107820); \
+/// The advisory lock that serialises migrations across instances starting at once: "alertcal"
+/// in ASCII.
+macro_rules! migration_lock {
+    () => {
+        "7020097461417107820"
+    };
+}
+
+/// Serialises migrations across instances starting at once, then makes sure the migrations
+/// table exists.
+pub(super) const MIGRATION_PRELUDE: &str = concat!(
+    "SELECT pg_advisory_xact_lock(",
+    migration_lock!(),
+    "); \
      CREATE SCHEMA IF NOT EXISTS alertcall; \
      CREATE TABLE IF NOT EXISTS alertcall.schema_migrations ( \
-       version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
+       version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+);
+
+/// The statements of a migration that must run outside a transaction (it starts with
+/// `-- no-transaction`), or `None` for one that runs inside. Statements end with `;` at the
+/// end of a line.
+pub(super) fn outside_transaction(script: &str) -> Option<Vec<&str>> {
+    script.strip_prefix("-- no-transaction\n")?;
+    Some(
+        script
+            .split(";\n")
+            .map(str::trim)
+            .filter(|s| {
+                s.lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+            })
+            .collect(),
+    )
+}
+
+/// Applies migration `version`, whose `statements` Postgres refuses inside a transaction
+/// (`CREATE INDEX CONCURRENTLY`), unless another instance applied it meanwhile: on a
+/// connection of its own holding the migration lock, which closing the connection releases
+/// whatever happens. An index that an interrupted build left invalid on `alerts` is dropped
+/// first, so that `IF NOT EXISTS` builds it again instead of keeping it.
+pub(super) async fn migrate_outside_transaction(
+    pool: &PgPool,
+    version: i32,
+    statements: &[&str],
+) -> Result<(), StoreError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .doing("connecting to apply a migration")?
+        .detach();
+    let result = async {
+        sqlx::query(concat!("SELECT pg_advisory_lock(", migration_lock!(), ")"))
+            .execute(&mut conn)
+            .await
+            .doing("waiting for the migration lock")?;
+        let applied: Option<i32> = sqlx::query_scalar(
+            "SELECT version FROM alertcall.schema_migrations WHERE version = $1",
+        )
+        .bind(version)
+        .fetch_optional(&mut conn)
+        .await
+        .doing("reading applied migrations")?;
+        if applied.is_some() {
+            return Ok(());
+        }
+        let invalid: Vec<String> = sqlx::query_scalar(
+            "SELECT quote_ident(c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = to_regclass('alerts') AND NOT i.indisvalid \
+               AND c.relname LIKE 'alertcall\\_%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .doing("looking for indexes left invalid")?;
+        for index in invalid {
+            tracing::warn!(index, "dropping an index an interrupted build left invalid");
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {index}"
+            )))
+            .execute(&mut conn)
+            .await
+            .doing("dropping an invalid index")?;
+        }
+        for statement in statements {
+            sqlx::raw_sql(AssertSqlSafe(statement.to_string()))
+                .execute(&mut conn)
+                .await
+                .doing("applying a migration")?;
+        }
+        sqlx::query(
+            "INSERT INTO alertcall.schema_migrations (version, applied_at) VALUES ($1, now())",
+        )
+        .bind(version)
+        .execute(&mut conn)
+        .await
+        .doing("recording a migration")?;
+        tracing::info!(version, backend = "postgres", "applied a migration");
+        Ok(())
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
 
 /// The channel the `alerts` trigger notifies on, with the new alert's id as payload.
 const NEW_ALERT_CHANNEL: &str = "alertcall_new_alert";
@@ -98,6 +196,16 @@ pub(super) fn fragment(name: &str, arg: &str, id_type: &str) -> Option<String> {
             format!("{}{inner}->>'{last}'", json.trim())
         }
         "has_call" => format!("({arg}->'call' IS NOT NULL)"),
+        // date_part is double precision already (EXTRACT's numeric costs a conversion a row).
+        "epoch" => format!("date_part('epoch', {arg})"),
+        "floor" => format!("floor({arg})"),
+        // Ordered-set aggregates skip NULLs and share one sort per group.
+        "spread_of_vals" => "SELECT grp, count(*) AS n_rows, count(s) AS n_values, \
+             percentile_disc(0.5) WITHIN GROUP (ORDER BY s) AS p50, \
+             percentile_disc(0.9) WITHIN GROUP (ORDER BY s) AS p90, max(s) AS longest, \
+             sum(escalated) AS escalated, sum(exhausted) AS exhausted \
+             FROM vals GROUP BY grp"
+            .into(),
         _ => return None,
     })
 }

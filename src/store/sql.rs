@@ -16,6 +16,8 @@
 //! | `{metadata_set:K, V}` | `metadata` with key `K` set to the JSON `V`, the other keys kept | — |
 //! | `{json_text:X, K.L}`, `{has_call:X}` | the JSON `X`'s `K.L` as text, and whether `X` has a `call` | — |
 //! | `{uuid:X}` | the text `X` as a `uuid`, which a `uuid` or text column takes | `X` |
+//! | `{epoch:X}`, `{floor:X}` | the time `X` in epoch seconds (a fraction kept), and the number `X` rounded down | — |
+//! | `{spread_of_vals}` | per `grp` of `vals (grp, s, escalated, exhausted)`: rows, values of `s`, its nearest-rank p50 and p90 and max, the sums | — |
 //!
 //! Values are bound once, as `Arg`s; each database encodes times its way (`Pool::run`).
 
@@ -37,6 +39,9 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::alert::CRITICAL;
 use crate::domain::test_call::TestCallState;
+
+mod aggregates;
+pub use aggregates::{Aggregated, CallCounts, HourCounts, Spread};
 
 /// The statuses of a call still ringing or in progress (not `CallStatus::is_terminal`), as an
 /// SQL list; a unit test keeps the two in step.
@@ -1091,22 +1096,36 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.doing("starting a transaction")?;
         let (prelude, migrations) = match self.pool {
             Pool::Postgres(_) => (postgres::MIGRATION_PRELUDE, postgres::MIGRATIONS),
             Pool::Sqlite(_) => (sqlite::MIGRATION_PRELUDE, sqlite::MIGRATIONS),
         };
-        tx.conn()
-            .execute_script(prelude)
-            .await
-            .doing("creating the migrations table")?;
-        let applied: Vec<(i32,)> = tx
-            .conn()
-            .fetch_all(self.stmt("SELECT version FROM alertcall.schema_migrations"))
-            .await
-            .doing("reading applied migrations")?;
+        let begin = || async {
+            let mut tx = self.pool.begin().await.doing("starting a transaction")?;
+            tx.conn()
+                .execute_script(prelude)
+                .await
+                .doing("creating the migrations table")?;
+            let applied: Vec<(i32,)> = tx
+                .conn()
+                .fetch_all(self.stmt("SELECT version FROM alertcall.schema_migrations"))
+                .await
+                .doing("reading applied migrations")?;
+            Ok::<_, StoreError>((tx, applied))
+        };
+        let (mut tx, mut applied) = begin().await?;
         for (version, script) in migrations {
             if applied.contains(&(*version,)) {
+                continue;
+            }
+            if let (Pool::Postgres(pool), Some(statements)) =
+                (&self.pool, postgres::outside_transaction(script))
+            {
+                // What is done so far is committed (releasing the lock); this step takes the
+                // lock on its own, and the rest goes on in a new transaction.
+                tx.commit().await.doing("committing migrations")?;
+                postgres::migrate_outside_transaction(pool, *version, &statements).await?;
+                (tx, applied) = begin().await?;
                 continue;
             }
             tx.conn()

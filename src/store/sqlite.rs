@@ -61,6 +61,22 @@ pub(super) fn fragment(name: &str, arg: &str) -> Option<String> {
                 "CASE WHEN json_valid({json}) THEN CAST(json_extract({json}, '$.{path}') AS TEXT) END"
             )
         }
+        // Milliseconds kept (`subsec`); an unreadable time is NULL.
+        "epoch" => format!("unixepoch({arg}, 'subsec')"),
+        // SQLite has no floor() unless built with its math functions: truncate, and step
+        // down for a negative value with a fraction.
+        "floor" => format!("(CAST({arg} AS INTEGER) - (({arg}) < CAST({arg} AS INTEGER)))"),
+        // No percentile aggregate: the k-th of n values (NULLs last, not counted) is the
+        // nearest rank once k/n reaches p, in integers.
+        "spread_of_vals" => "SELECT grp, count(*) AS n_rows, count(s) AS n_values, \
+             min(CASE WHEN s IS NOT NULL AND k * 10 >= n * 5 THEN s END) AS p50, \
+             min(CASE WHEN s IS NOT NULL AND k * 10 >= n * 9 THEN s END) AS p90, \
+             max(s) AS longest, sum(escalated) AS escalated, sum(exhausted) AS exhausted \
+             FROM (SELECT grp, s, escalated, exhausted, \
+                     ROW_NUMBER() OVER (PARTITION BY grp ORDER BY s NULLS LAST) AS k, \
+                     COUNT(s) OVER (PARTITION BY grp) AS n FROM vals) \
+             GROUP BY grp"
+            .into(),
         "has_call" => format!(
             "CASE WHEN json_valid({arg}) THEN json_type({arg}, '$.call') IS NOT NULL ELSE 0 END"
         ),

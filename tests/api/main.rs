@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, real Postgres and SQLite, a local
 //! fake Vonage that checks requests against the provider's contract.
 
+mod analytics;
 mod browser;
 mod cli;
 mod core;

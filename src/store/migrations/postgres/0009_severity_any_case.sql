@@ -1,6 +1,7 @@
 -- The severity is compared in lower case: a critical alert written `Critical` or `CRITICAL`
--- wakes every listening alertcall too, and the sweep takes it in. The sweep's index keeps
--- only active alerts (few at any time), whatever their severity is written as.
+-- wakes every listening alertcall too, and the sweep takes it in. (The sweep's index, which
+-- keeps only active alerts whatever their severity is written as, is built CONCURRENTLY by
+-- migration 10.)
 CREATE OR REPLACE FUNCTION alertcall.notify_new_alert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -10,5 +11,3 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE INDEX IF NOT EXISTS alertcall_active ON alerts (triggered_at) WHERE status = 'active';
-DROP INDEX IF EXISTS alertcall_active_critical;
