@@ -482,7 +482,22 @@ async fn check() -> anyhow::Result<ExitCode> {
         );
     }
     match &config.hl7 {
-        Some(settings) => println!("✓ HL7 alarm intake: {}", settings.describe(settings.listen)),
+        Some(settings) => {
+            println!("✓ HL7 alarm intake: {}", settings.describe(settings.listen));
+            let human = crate::domain::alert::human_duration;
+            println!(
+                "    a gateway that sent watchdogs is down after {} of silence ([hl7] \
+                 watchdog_timeout); message ids kept {} ([hl7] keep_messages)",
+                human(directory.hl7_watchdog_timeout()),
+                human(directory.hl7_keep_messages())
+            );
+            match &directory.hl7_report_status {
+                Some(to) => println!("    alarm status goes back to {to} ([hl7] report_status)"),
+                None => println!(
+                    "    alarm status does not go back to the source ([hl7] report_status not set)"
+                ),
+            }
+        }
         None => println!("✓ HL7 alarm intake: off (ALERTCALL_HL7_LISTEN not set)"),
     }
     let url = redact_url(&config.database_url);
@@ -1140,9 +1155,12 @@ async fn hl7_send(
             "where to? ALERTCALL_HL7_LISTEN is not set here: give the listener with --to host:port"
         ),
     };
-    let mut client = send::Client::connect(&to, timeout)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let mut client = send::Client::connect(&to, timeout).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: is `alertcall serve` running there with ALERTCALL_HL7_LISTEN set? Give \
+             another address with --to host:port"
+        )
+    })?;
     println!(
         "sending {} message{} from {} to {to}",
         messages.len(),

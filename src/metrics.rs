@@ -90,6 +90,8 @@ pub struct Metrics {
     heartbeats: Family<ResultLabel, Counter>,
     hl7_messages: Family<ResultLabel, Counter>,
     hl7_links: Family<StateLabel, Gauge>,
+    hl7_reports: Family<ResultLabel, Counter>,
+    hl7_reports_unsent: Gauge,
 }
 
 impl Default for Metrics {
@@ -121,6 +123,8 @@ impl Metrics {
             heartbeats: Family::default(),
             hl7_messages: Family::default(),
             hl7_links: Family::default(),
+            hl7_reports: Family::default(),
+            hl7_reports_unsent: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -217,6 +221,16 @@ impl Metrics {
             "hl7_links",
             "HL7 sources supervised by their watchdogs, by state: up, down (silent past [hl7] watchdog_timeout), closed (signed off)",
             m.hl7_links.clone(),
+        );
+        registry.register(
+            "hl7_status_reports",
+            "HL7 status reports (ORA^R41) to alarm sources, by result: sent (acknowledged AA), failed (an attempt; retried), lost (could not be queued)",
+            m.hl7_reports.clone(),
+        );
+        registry.register(
+            "hl7_status_reports_unsent",
+            "HL7 status reports queued and not yet acknowledged by their source (counted up to 100)",
+            m.hl7_reports_unsent.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -338,6 +352,19 @@ impl Metrics {
                 result: code.into(),
             })
             .inc();
+    }
+
+    /// One HL7 status report sent, failed (an attempt) or lost.
+    pub fn hl7_report(&self, result: &str) {
+        self.hl7_reports
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn hl7_reports_unsent(&self, reports: i64) {
+        self.hl7_reports_unsent.set(reports);
     }
 
     /// How many supervised HL7 sources are in `state`.

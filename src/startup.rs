@@ -185,19 +185,18 @@ impl Application {
             "connection limits"
         );
         if let (Some(listener), Some(settings)) = (self.hl7, config.hl7.clone()) {
-            let mut rx = stop_rx.clone();
-            tokio::spawn(crate::hl7::listener::serve(
-                listener,
-                engine.clone(),
-                settings,
+            // Each HL7 task ends when the service stops.
+            let stopped = || {
+                let mut rx = stop_rx.clone();
                 async move {
                     let _ = rx.wait_for(|s| *s).await;
-                },
-            ));
-            let mut rx = stop_rx.clone();
-            tokio::spawn(crate::hl7::supervise::run(engine.clone(), async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }));
+                }
+            };
+            let hl7 = crate::hl7::listener::serve(listener, engine.clone(), settings, stopped());
+            tokio::spawn(hl7);
+            tokio::spawn(crate::hl7::supervise::run(engine.clone(), stopped()));
+            tokio::spawn(crate::hl7::report::run(engine.clone(), stopped()));
+            tokio::spawn(crate::hl7::retention::run(engine.clone(), stopped()));
         }
         let app = http::router(self.state);
         let mut stopping = stop_rx.clone();

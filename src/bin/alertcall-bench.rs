@@ -32,7 +32,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{post, put};
 use clap::{Parser, ValueEnum};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -102,6 +102,9 @@ struct Args {
     /// Acknowledgement webhooks in flight at once.
     #[arg(long, default_value_t = 32)]
     acks: usize,
+    /// HL7 alarms (each a PH start and its end) sent in the HL7 phase.
+    #[arg(long, default_value_t = 1000)]
+    hl7_alarms: usize,
     /// The `alertcall` binary to run (default: the one next to this benchmark).
     #[arg(long)]
     serve: Option<PathBuf>,
@@ -162,6 +165,10 @@ async fn run(args: Args) -> Result<bool> {
     );
     ensure!(args.burst >= 1, "--burst must be at least 1");
     ensure!(args.acks >= 1, "--acks must be at least 1");
+    ensure!(
+        args.hl7_alarms >= HL7_CONNECTIONS,
+        "--hl7-alarms must be at least {HL7_CONNECTIONS}"
+    );
     let serve_path = serve_binary(args.serve.as_deref())?;
 
     let work_dir = std::env::temp_dir().join(format!("alertcall-bench-{}", short_id()));
@@ -228,8 +235,10 @@ async fn bench(
     let (limit, late) = limited(serve_path, database, &fake, dir, &client).await?;
     report.provider_limit = Some(limit);
     report.escalation_late_ms = Some(late);
+    let (hl7, hl7_ok) = hl7_phase(serve_path, database, &fake, dir, args.hl7_alarms).await?;
+    report.hl7 = Some(hl7);
     println!("{}", serde_json::to_string(&report)?);
-    Ok(ok)
+    Ok(ok && hl7_ok)
 }
 
 /// Calls per second allowed in the limit phase (Vonage's default account limit).
@@ -437,6 +446,137 @@ async fn measure_floor(
     Ok(latencies)
 }
 
+/// Alarm gateways connected at once in the HL7 phase.
+const HL7_CONNECTIONS: usize = 10;
+
+/// An `ORU^R40` for bench alarm `n` in `phase` (`start` or `end`): priority PH, its text the
+/// bench token that the fake finds in the call.
+fn oru(n: usize, phase: &str) -> String {
+    let state = if phase == "end" { "inactive" } else { "active" };
+    [
+        format!(
+            "MSH|^~\\&|BENCH_GW^0012A4FFFE000099^EUI-64|ICU|||20261203101500+0000||ORU^R40^ORU_R40|{phase}-{n}|P|2.6|||AL|NE||UNICODE UTF-8"
+        ),
+        format!("PID|||MRN{n}"),
+        format!("PV1||I|ICU^Room {}^Bed 1", n % 20),
+        format!("OBR|1|ALM-{n}^BENCH_GW|ALM-{n}^BENCH_GW|196616^MDC_EVT_ALARM^MDC|||20261203101500+0000"),
+        format!("OBX|1|ST|196648^MDC_EVT_HI_GT_LIM^MDC|1.0.0.0.1|{}{n}|||PH~SP|||F", Phase::Hl7.prefix()),
+        format!("OBX|2|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.0.0.0.2|{phase}||||||F"),
+        format!("OBX|3|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.0.0.0.3|{state}||||||F"),
+    ]
+    .join("\r")
+}
+
+/// Sends `phase` of every alarm over `HL7_CONNECTIONS` connections, each alarm on the
+/// connection `n % HL7_CONNECTIONS`; the ACK latencies and when each message was sent.
+async fn hl7_send_all(
+    listener: SocketAddr,
+    alarms: usize,
+    phase: &'static str,
+) -> Result<(Vec<f64>, HashMap<usize, Instant>, Duration)> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for connection in 0..HL7_CONNECTIONS {
+        tasks.push(tokio::spawn(async move {
+            let mut client = alertcall::hl7::send::Client::connect(
+                &listener.to_string(),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            let mut acks = Vec::new();
+            let mut sent = Vec::new();
+            for n in (1..=alarms).filter(|n| n % HL7_CONNECTIONS == connection) {
+                let at = Instant::now();
+                let ack = client.send(&oru(n, phase)).await.map_err(|e| anyhow!(e))?;
+                ensure!(ack.accepted(), "{phase} of alarm {n}: {}", ack.describe());
+                acks.push(at.elapsed().as_secs_f64() * 1000.0);
+                sent.push((n, at));
+            }
+            Ok::<_, anyhow::Error>((acks, sent))
+        }));
+    }
+    let mut acks = Vec::with_capacity(alarms);
+    let mut sent = HashMap::with_capacity(alarms);
+    for task in tasks {
+        let (a, s) = task.await??;
+        acks.extend(a);
+        sent.extend(s);
+    }
+    Ok((acks, sent, started.elapsed()))
+}
+
+/// The HL7 phase: a `serve` with the MLLP listener; ten gateways send a PH start for every
+/// alarm, then its end. Messages acknowledged per second, the ACK latency, and the time from
+/// a start to its call request.
+async fn hl7_phase(
+    serve_path: &Path,
+    database: &BenchDatabase,
+    fake: &FakeVonage,
+    dir: &Path,
+    alarms: usize,
+) -> Result<(Hl7Report, bool)> {
+    eprintln!("hl7: {alarms} alarms (PH start, then end) over {HL7_CONNECTIONS} MLLP connections");
+    let listener = free_port()?;
+    let listen = listener.to_string();
+    let log_path = dir.join("serve-hl7.log");
+    let mut serve = Serve::start(
+        serve_path,
+        &database.url,
+        &fake.url,
+        &log_path,
+        &[("ALERTCALL_HL7_LISTEN", listen.as_str())],
+    )?;
+    let result = async {
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        serve.wait_healthy(&client).await?;
+        let (mut acks, sent, starts_wall) = hl7_send_all(listener, alarms, "start").await?;
+        let called = fake
+            .wait_for(Phase::Hl7, alarms, Instant::now() + BURST_DEADLINE)
+            .await;
+        let calls = fake.phase(Phase::Hl7);
+        let mut to_call: Vec<f64> = calls
+            .first
+            .iter()
+            .filter_map(|(n, a)| Some(signed_ms(a.at, *sent.get(&(*n as usize))?)))
+            .collect();
+        to_call.sort_by(f64::total_cmp);
+        let (end_acks, _, ends_wall) = hl7_send_all(listener, alarms, "end").await?;
+        acks.extend(end_acks);
+        acks.sort_by(f64::total_cmp);
+        let messages = acks.len();
+        let report = Hl7Report {
+            connections: HL7_CONNECTIONS,
+            messages,
+            messages_per_s: round(messages as f64 / (starts_wall + ends_wall).as_secs_f64(), 1),
+            ack_ms: Percentiles::of(&acks),
+            oru_to_call_ms: Percentiles::of(&to_call),
+        };
+        let duplicates = calls.requests - calls.first.len();
+        let ok = called && duplicates == 0;
+        if !called {
+            println!(
+                "  HL7 PROBLEM: {} of {alarms} PH alarms were called",
+                calls.first.len()
+            );
+        }
+        if duplicates > 0 {
+            println!("  HL7 PROBLEM: {duplicates} alarms called more than once");
+        }
+        Ok::<_, anyhow::Error>((report, ok))
+    }
+    .await;
+    let _ = serve.stop();
+    report_serve_log(&std::fs::read_to_string(&log_path).unwrap_or_default());
+    let (report, ok) = result?;
+    let (a, c) = (&report.ack_ms, &report.oru_to_call_ms);
+    println!(
+        "  HL7: {} messages over {} connections, {:.1} acknowledged/s; ACK p50 {:.2} ms, p99 {:.2} ms; ORU start -> call request p50 {:.2} ms, p99 {:.2} ms",
+        report.messages, report.connections, report.messages_per_s, a.p50, a.p99, c.p50, c.p99
+    );
+    Ok((report, ok))
+}
+
 /// The measured phases, in order: steady, idle memory, burst, peak memory, acknowledgements.
 async fn phases(
     args: &Args,
@@ -579,6 +719,7 @@ async fn phases(
         acked_in_db,
         provider_limit: None,
         escalation_late_ms: None,
+        hl7: None,
     };
 
     let unmatched = fake.unmatched();
@@ -709,6 +850,17 @@ struct Report {
     provider_limit: Option<LimitReport>,
     /// How late a page's wait for "press 1" ran out against its due time.
     escalation_late_ms: Option<Percentiles>,
+    hl7: Option<Hl7Report>,
+}
+
+#[derive(Serialize, Debug)]
+struct Hl7Report {
+    connections: usize,
+    messages: usize,
+    messages_per_s: f64,
+    ack_ms: Percentiles,
+    /// From sending a PH start to alertcall's create-call request.
+    oru_to_call_ms: Percentiles,
 }
 
 #[derive(Serialize, Debug)]
@@ -854,6 +1006,8 @@ enum Phase {
     Burst,
     /// Calls under a provider limit, left unacknowledged so their wait runs out.
     Limited,
+    /// Calls about HL7 alarms.
+    Hl7,
 }
 
 impl Phase {
@@ -862,6 +1016,7 @@ impl Phase {
             Phase::Steady => "bench-",
             Phase::Burst => "burst-",
             Phase::Limited => "limit-",
+            Phase::Hl7 => "hl7-",
         }
     }
 }
@@ -869,7 +1024,7 @@ impl Phase {
 /// Finds `bench-<n>` or `burst-<n>` in the spoken text. The digits are read to their end,
 /// so `bench-1` never matches the text of `bench-10`.
 fn parse_token(text: &str) -> Option<(Phase, u32)> {
-    [Phase::Steady, Phase::Burst, Phase::Limited]
+    [Phase::Steady, Phase::Burst, Phase::Limited, Phase::Hl7]
         .into_iter()
         .find_map(|phase| {
             let start = text.find(phase.prefix())? + phase.prefix().len();
@@ -932,6 +1087,8 @@ impl FakeVonage {
         let app = Router::new()
             .route("/v1/calls", post(create_call))
             .route("/floor/{id}", post(floor_request))
+            // Hang-ups (an alarm that ended while its call rang) are taken and not counted.
+            .route("/v1/calls/{uuid}", put(|| async { StatusCode::NO_CONTENT }))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);

@@ -65,6 +65,11 @@ pub struct Directory {
     pub hl7_priorities: crate::hl7::Priorities,
     /// `[hl7] watchdog_timeout`; `hl7_watchdog_timeout()` gives the default.
     pub hl7_watchdog_timeout: Option<Duration>,
+    /// `[hl7] report_status`: the Alarm Reporter's MLLP address (`host:port`), to which the
+    /// status of each HL7 alarm goes back (PCD-05 `ORA^R41`); none when not set.
+    pub hl7_report_status: Option<String>,
+    /// `[hl7] keep_messages`; `hl7_keep_messages()` gives the default.
+    pub hl7_keep_messages: Option<Duration>,
     /// `[hospital] fallback`: the hospital's safety net (a charge-nurse desk, a supervisor),
     /// called and texted when an alert reaches nobody; not a step of any policy.
     pub fallback: Vec<Target>,
@@ -75,6 +80,12 @@ impl Directory {
     pub fn hl7_watchdog_timeout(&self) -> Duration {
         self.hl7_watchdog_timeout
             .unwrap_or(crate::hl7::supervise::DEFAULT_TIMEOUT)
+    }
+
+    /// How long HL7 message control ids and sent status reports are kept (7 days).
+    pub fn hl7_keep_messages(&self) -> Duration {
+        self.hl7_keep_messages
+            .unwrap_or(crate::hl7::retention::DEFAULT_KEEP)
     }
 
     /// What an alert's timeline sentences need from here: names, policies, schedules and
@@ -156,6 +167,11 @@ struct Hl7Doc {
     priorities: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     /// `"30s"`: a source that sent watchdogs and then nothing for this long is an alarm.
     watchdog_timeout: Option<Spanned<String>>,
+    /// `"gateway.icu.example:2576"`: where the status of each alarm goes back (ORA^R41).
+    report_status: Option<Spanned<String>>,
+    /// `"168h"`: how long the control ids of messages taken and the status reports sent are
+    /// kept.
+    keep_messages: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -650,6 +666,33 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
         }
         timeout
     });
+    let hl7_keep_messages = doc.hl7.keep_messages.as_ref().map(|d| {
+        let keep = duration(&mut p, d, "hl7.keep_messages");
+        if keep < Duration::from_secs(3600) {
+            p.at(
+                d,
+                "hl7.keep_messages",
+                "must be at least 1h: a gateway resending a message within it must be recognised",
+            );
+        }
+        keep
+    });
+    let hl7_report_status = doc.hl7.report_status.as_ref().map(|d| {
+        let address = d.get_ref().trim().to_string();
+        let port = address
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .filter(|port| *port > 0);
+        if port.is_none() {
+            p.at(
+                d,
+                "hl7.report_status",
+                "must be host:port, the Alarm Reporter's MLLP address (e.g. \"10.1.4.7:2576\")",
+            );
+        }
+        address
+    });
 
     if p.list.is_empty() {
         Ok(Directory {
@@ -668,6 +711,8 @@ pub fn parse(file: &str, source: &str) -> Result<Directory, Vec<String>> {
             fallback,
             hl7_priorities,
             hl7_watchdog_timeout,
+            hl7_report_status,
+            hl7_keep_messages,
         })
     } else {
         Err(p.list)
@@ -971,6 +1016,12 @@ mod tests {
         assert_eq!(dir.policies[0].steps[0].wait, Duration::from_secs(30));
         assert_eq!(dir.rooms.len(), 2);
         assert_eq!(dir.speech_min_confidence, Some(0.6));
+        assert_eq!(dir.hl7_watchdog_timeout(), Duration::from_secs(30));
+        assert_eq!(
+            dir.hl7_priorities.severity(Some("PM"), Some("technical")),
+            "critical"
+        );
+        assert_eq!(dir.hl7_report_status, None);
         assert_eq!(dir.staff["cho"].language.as_deref(), Some("en-GB"));
         assert_eq!(
             dir.staff["ana"].phone.as_ref().map(Phone::e164),
@@ -1069,11 +1120,32 @@ phone = "+13854019951"
     }
 
     #[test]
+    fn the_hl7_report_status_address_is_checked() {
+        let none = parse("alertcall.toml", "").unwrap();
+        assert_eq!(none.hl7_report_status, None);
+        let ok = parse("alertcall.toml", "[hl7]\nreport_status = \"gw.icu:2576\"\n").unwrap();
+        assert_eq!(ok.hl7_report_status.as_deref(), Some("gw.icu:2576"));
+        for bad in ["\"gw.icu\"", "\":2576\"", "\"gw:0\"", "\"gw:port\""] {
+            let errors =
+                parse("alertcall.toml", &format!("[hl7]\nreport_status = {bad}\n")).unwrap_err();
+            assert!(
+                errors[0].starts_with("alertcall.toml:2: hl7.report_status:"),
+                "{bad}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_hl7_watchdog_timeout_is_checked() {
         let none = parse("alertcall.toml", "").unwrap();
         assert_eq!(none.hl7_watchdog_timeout(), Duration::from_secs(30));
         let ok = parse("alertcall.toml", "[hl7]\nwatchdog_timeout = \"2m\"\n").unwrap();
         assert_eq!(ok.hl7_watchdog_timeout(), Duration::from_secs(120));
+        assert_eq!(none.hl7_keep_messages(), Duration::from_secs(7 * 24 * 3600));
+        let keep = parse("alertcall.toml", "[hl7]\nkeep_messages = \"48h\"\n").unwrap();
+        assert_eq!(keep.hl7_keep_messages(), Duration::from_secs(48 * 3600));
+        let errors = parse("alertcall.toml", "[hl7]\nkeep_messages = \"5m\"\n").unwrap_err();
+        assert!(errors[0].starts_with("alertcall.toml:2: hl7.keep_messages: must be at least 1h"));
         for bad in ["\"soon\"", "\"200ms\""] {
             let errors = parse(
                 "alertcall.toml",

@@ -547,14 +547,20 @@ fn hl7_settings(
              0.0.0.0/0,::/0 takes any peer)"
         ));
     }
-    for name in ["ALERTCALL_HL7_TLS_CERT", "ALERTCALL_HL7_TLS_KEY"] {
-        if get(name).is_some() {
-            errors.push(format!(
-                "{name}: TLS on the HL7 listener is not supported yet; unset it and put a TLS \
-                 terminator (stunnel, HAProxy) in front, or keep the link on a closed network"
-            ));
+    let tls = match (get("ALERTCALL_HL7_TLS_CERT"), get("ALERTCALL_HL7_TLS_KEY")) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => crate::hl7::tls::server_config(&cert, &key)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        _ => {
+            errors.push(
+                "ALERTCALL_HL7_TLS_CERT and ALERTCALL_HL7_TLS_KEY go together: set both (the \
+                 PEM certificate chain and its PEM private key) or neither"
+                    .into(),
+            );
+            None
         }
-    }
+    };
     let number = |name: &str, default: usize, errors: &mut Vec<String>| {
         let text = get(name).unwrap_or_else(|| default.to_string());
         match text.parse::<usize>() {
@@ -578,6 +584,7 @@ fn hl7_settings(
         max_message,
         idle_timeout,
         max_connections,
+        tls,
     }))
 }
 
@@ -1042,7 +1049,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("\"ten.one\" is not an address"), "{err}");
-        assert!(err.contains("ALERTCALL_HL7_TLS_CERT: TLS"), "{err}");
+        assert!(
+            err.contains("ALERTCALL_HL7_TLS_CERT and ALERTCALL_HL7_TLS_KEY go together"),
+            "{err}"
+        );
+        let fixture = crate::hl7::tls::tests::fixture;
+        let (cert, key) = (fixture("server.pem"), fixture("server.key"));
+        let tls = config(&[
+            ("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575"),
+            ("ALERTCALL_HL7_TLS_CERT", cert.as_str()),
+            ("ALERTCALL_HL7_TLS_KEY", key.as_str()),
+        ])
+        .unwrap()
+        .hl7
+        .unwrap();
+        assert!(tls.tls.is_some());
+        assert!(
+            tls.describe("127.0.0.1:2575".parse().unwrap())
+                .starts_with("MLLP over TLS")
+        );
     }
 
     #[test]

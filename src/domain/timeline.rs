@@ -305,6 +305,7 @@ fn page(e: &Entry, cx: &Context, state: &str) -> String {
         "cancelled" => "Escalation stopped: the alert was closed".into(),
         "exhausted" => "Escalation ran out: nobody acknowledged".into(),
         "failed" => format!("Escalation failed: {reason}"),
+        "held" => format!("Escalation held at step {}: {reason}", step + 1),
         "stale" => "Escalation stopped: the alert is too old to call about".into(),
         other => format!("Escalation {other}"),
     }

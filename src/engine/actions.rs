@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::domain::alert::Acknowledger;
+use crate::hl7::report;
 use crate::store::{AckOutcome, AckResult, AuditEvent, AuditKind, Store, StoreError};
 
 /// Acknowledges an active alert as `by`, and records it (`via`: sms, dashboard, api, cli).
@@ -76,6 +77,11 @@ impl Engine {
             tracing::info!(alert_id, via, by = %by.for_log(), "ACKNOWLEDGED");
             self.metrics
                 .acknowledged(via, "acknowledged", acked.seconds_to(now));
+            let who = report::Participant {
+                id: by.for_log(),
+                name: None,
+            };
+            report::queue(self, alert_id, report::Status::Accepted, via, Some(who)).await;
             self.closed(alert_id).await?;
         }
         Ok(acked.outcome)

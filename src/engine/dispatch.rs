@@ -20,6 +20,7 @@ use crate::domain::escalation::{self, Action, Event, Policy};
 use crate::domain::menu;
 use crate::domain::message;
 use crate::domain::phone::Phone;
+use crate::hl7::report;
 use crate::store::{
     AuditEvent, AuditKind, Lease, NewCall, Page, PageOutcome, PageState, PageUpdate,
 };
@@ -180,6 +181,9 @@ async fn work(
         };
         return finish(engine, page, lease, state, None, "alert no longer active").await;
     }
+    if !alert.is_critical() {
+        return hold(engine, page, lease, now).await;
+    }
     let (mut next, actions) = escalation::next(policy, state, &Event::Timer, now);
     let mut pending: VecDeque<Action> = actions.into();
     // Each step notified here can only move the state forward; the bound is a safety net.
@@ -315,6 +319,41 @@ async fn finish(
     Ok(())
 }
 
+/// An alert no longer critical (an HL7 alarm's priority was lowered) goes no further while it
+/// stays so: its page keeps its step and is looked at again every sweep interval, so that
+/// raised again it goes on where it was. Calls already ringing are left to be answered.
+async fn hold(
+    engine: &Engine,
+    page: &Page,
+    lease: &Lease,
+    now: DateTime<Utc>,
+) -> Result<(), crate::store::StoreError> {
+    let reason = "no longer critical: no further step while it stays below critical";
+    let again = now + chrono::Duration::from_std(engine.config.sweep_interval).unwrap_or_default();
+    let update = PageUpdate {
+        state: page.state,
+        step: page.step,
+        round: page.round,
+        policy: page.policy.clone(),
+        due_at: Some(again),
+        attempts: page.attempts,
+        last_error: None,
+    };
+    let mut outcome = outcome(engine, page, lease, update, reason);
+    outcome.page_audit.push(AuditEvent {
+        alert_id: Some(page.alert_id.clone()),
+        call_id: None,
+        source: "engine".into(),
+        kind: AuditKind::PageHeld,
+        dedupe_key: Some(format!("held:{}:{}:{}", page.alert_id, page.step, page.round)),
+        detail: json!({"reason": reason, "step": page.step, "round": page.round, "policy": page.policy}),
+        at: now,
+    });
+    let updated = engine.store.finish_page(&outcome, &[]).await?;
+    wake_for(engine, &outcome, updated);
+    Ok(())
+}
+
 /// What notifying a step came to.
 enum Notified {
     /// `placed` calls are ringing; `unreachable` people could not be called at all.
@@ -382,6 +421,10 @@ async fn notify(
     }
     if placed > 0 {
         engine.metrics.escalation_step();
+        if step > 0 || round > 0 {
+            let key = format!("{step}:{round}");
+            report::queue(engine, &alert.id, report::Status::Escalated, &key, None).await;
+        }
     }
     match retry {
         Some((wait, reason)) if placed == 0 => Ok(Notified::Retry {

@@ -14,6 +14,7 @@ use crate::domain::escalation::{Ahead, Event, Target};
 use crate::domain::intent::{self, SpeechResult, Understood, Via};
 use crate::domain::menu::{self, MenuChoice, Reply};
 use crate::domain::message::{self, DetailFacts, Response};
+use crate::hl7::report;
 use crate::store::{AckAudit, AckOutcome, AuditEvent, AuditKind, CallMark, StoreError};
 
 /// Where an event came from, for the audit trail and the dedupe key.
@@ -156,6 +157,9 @@ impl Engine {
                     status = %updated.status,
                     "call status"
                 );
+                if updated.status == CallStatus::InProgress {
+                    report::queue_for_call(self, &updated, report::Status::Delivered).await;
+                }
                 if updated.status.is_unsuccessful_end() {
                     // Busy, failed, unanswered, voicemail, or hung up without pressing 1.
                     let others_live = self.others_live(&updated).await?;
@@ -305,6 +309,9 @@ impl Engine {
             MenuChoice::Decline => {
                 tracing::info!(alert_id = %call.alert_id, via = understood.via.as_str(), "declined on the phone: escalating");
                 // A repeated delivery is told what happens as things stand.
+                if fresh {
+                    report::queue_for_call(self, call, report::Status::Declined).await;
+                }
                 let event = match fresh {
                     true => Some(Event::Declined {
                         others_live: self.others_live(call).await?,
@@ -401,6 +408,7 @@ impl Engine {
             self.metrics.call_ended(&call.provider, "answered");
             self.metrics
                 .acknowledged("phone", "acknowledged", acked.seconds_to(now));
+            report::queue_for_call(self, call, report::Status::Accepted).await;
             // Everyone else still being called can stop.
             super::escalate::hang_up(self, &call.alert_id, &acked.live).await?;
         }

@@ -201,6 +201,12 @@ impl Engine {
         self.wake.notify_one();
     }
 
+    /// Takes in an alert now if it is active, critical and not yet paged: one whose severity
+    /// was raised after it was written (no feed announces an update).
+    pub async fn take_in_now(self: &Arc<Self>, alert_id: &str) {
+        intake::take_in(self, Some(alert_id)).await;
+    }
+
     /// Runs intake and dispatch until `shutdown` resolves.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
         let intake = tokio::spawn(intake::run(self.clone()));

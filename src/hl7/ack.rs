@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
+use hl7_parser::message::Separators;
+
 use super::oru::{AckCode, Header, Refusal};
 
 /// The ACK to `header`, sent at `now` with control id `our_id`.
@@ -23,21 +25,19 @@ pub fn render(
             v.to_string()
         }
     };
-    let mut ack = [
-        // Separators display as MSH-1 and MSH-2 together.
-        format!("MSH{sep}"),
-        or(&header.receiving_application, "alertcall"),
-        header.receiving_facility.clone(),
-        header.sending_application.clone(),
-        header.sending_facility.clone(),
-        now.format("%Y%m%d%H%M%S%.3f+0000").to_string(),
-        String::new(),
-        format!("ACK{c}R40{c}ACK"),
-        sep.encode(our_id).to_string(),
-        or(&header.processing_id, "P"),
-        or(&header.version, "2.6"),
-    ]
-    .join(&f.to_string());
+    let mut ack = msh(
+        sep,
+        [
+            &or(&header.receiving_application, "alertcall"),
+            &header.receiving_facility,
+            &header.sending_application,
+            &header.sending_facility,
+        ],
+        &format!("ACK{c}R40{c}ACK"),
+        our_id,
+        now,
+        [&or(&header.processing_id, "P"), &or(&header.version, "2.6")],
+    );
     ack.push_str(&format!(
         "\rMSA{f}{}{f}{}",
         code.as_str(),
@@ -63,6 +63,28 @@ pub fn render(
     ack
 }
 
+/// An MSH segment alertcall sends: `from_to` is MSH-3 to MSH-6 (sending application and
+/// facility, receiving application and facility) as they go on the wire; MSH-9's message
+/// type, MSH-10 our control id, and MSH-11, MSH-12 (`processing_version`) follow.
+pub(super) fn msh(
+    sep: Separators,
+    from_to: [&str; 4],
+    message_type: &str,
+    our_id: &str,
+    now: DateTime<Utc>,
+    processing_version: [&str; 2],
+) -> String {
+    // Separators display as MSH-1 and MSH-2 together.
+    let mut fields = vec![format!("MSH{sep}")];
+    fields.extend(from_to.iter().map(|v| v.to_string()));
+    fields.push(now.format("%Y%m%d%H%M%S%.3f+0000").to_string());
+    fields.push(String::new());
+    fields.push(message_type.to_string());
+    fields.push(sep.encode(our_id).to_string());
+    fields.extend(processing_version.iter().map(|v| v.to_string()));
+    fields.join(&sep.field.to_string())
+}
+
 /// HL7 table 0357's names for the codes alertcall sends.
 fn error_name(code: u16) -> &'static str {
     match code {
@@ -78,7 +100,6 @@ fn error_name(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hl7_parser::message::Separators;
 
     fn header() -> Header {
         Header {

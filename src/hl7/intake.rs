@@ -3,6 +3,7 @@
 //! resolves it. A message whose control id was taken before changes nothing.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -137,11 +138,17 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// After the commit: new and changed alerts are looked at now (a critical one is paged at
-/// once), and the calls of alerts whose alarm ended are hung up.
-pub async fn after_commit(engine: &Engine, applied: &Applied) {
+/// After the commit: new and changed alerts are taken in now, beside the ACK (a critical one
+/// is paged at once without waiting for the change feed; an alarm whose priority rose to
+/// critical too, which no feed announces), and the calls of alerts whose alarm ended are hung
+/// up.
+pub async fn after_commit(engine: &Arc<Engine>, applied: &Applied) {
     if !applied.created.is_empty() || !applied.updated.is_empty() {
         engine.wake();
+    }
+    for id in applied.created.iter().chain(&applied.updated) {
+        let (engine, id) = (engine.clone(), id.clone());
+        tokio::spawn(async move { engine.take_in_now(&id).await });
     }
     for id in &applied.ended {
         tracing::info!(alert_id = %id, via = "hl7", "RESOLVED: the alarm ended at its source");

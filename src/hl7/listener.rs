@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::codec::FramedRead;
 
@@ -31,6 +31,8 @@ pub struct Settings {
     pub max_message: usize,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// `ALERTCALL_HL7_TLS_CERT` and `_KEY`: MLLP over TLS when set.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Settings {
@@ -45,7 +47,8 @@ impl Settings {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        format!("MLLP on {bound}, peers: {peers}")
+        let over = if self.tls.is_some() { " over TLS" } else { "" };
+        format!("MLLP{over} on {bound}, peers: {peers}")
     }
 
     pub fn allows(&self, ip: IpAddr) -> bool {
@@ -95,7 +98,24 @@ pub async fn serve(
         let settings = settings.clone();
         tokio::spawn(async move {
             tracing::debug!(peer = %peer, "HL7 peer connected");
-            if let Err(e) = connection(stream, peer.ip(), &engine, &settings).await {
+            let ended = match &settings.tls {
+                None => connection(stream, peer.ip(), &engine, &settings).await,
+                Some(tls) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(tls.clone()).accept(stream);
+                    match tokio::time::timeout(settings.idle_timeout, handshake).await {
+                        Ok(Ok(stream)) => connection(stream, peer.ip(), &engine, &settings).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %peer.ip(), error = %e, "HL7 connection refused: its TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::warn!(peer = %peer.ip(), "HL7 connection closed: no TLS handshake within ALERTCALL_HL7_IDLE_TIMEOUT");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(peer = %peer, error = %e, "HL7 connection ended");
             }
             drop(slot);
@@ -105,12 +125,12 @@ pub async fn serve(
 
 /// Reads messages and answers each until the peer closes, goes quiet, or fails.
 async fn connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin,
     peer: IpAddr,
-    engine: &Engine,
+    engine: &Arc<Engine>,
     settings: &Settings,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut frames = FramedRead::new(read, MllpCodec::new(settings.max_message));
     loop {
         let frame = match tokio::time::timeout(settings.idle_timeout, frames.next()).await {
@@ -132,7 +152,7 @@ async fn connection(
 }
 
 /// The ACK for one frame, after its alarms are committed.
-async fn answer(frame: &Frame, peer: IpAddr, engine: &Engine, settings: &Settings) -> String {
+async fn answer(frame: &Frame, peer: IpAddr, engine: &Arc<Engine>, settings: &Settings) -> String {
     let our_id = uuid::Uuid::new_v4().simple().to_string();
     let now = engine.now();
     let (header, outcome) = match frame {

@@ -9,8 +9,11 @@ pub mod intake;
 pub mod listener;
 pub mod mllp;
 pub mod oru;
+pub mod report;
+pub mod retention;
 pub mod send;
 pub mod supervise;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

@@ -127,14 +127,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `to` (`host:port`) within `timeout`; the error says what to do.
+    /// Connects to `to` (`host:port`) within `timeout`.
     pub async fn connect(to: &str, timeout: Duration) -> Result<Client, String> {
-        let nothing = |why: String| {
-            format!(
-                "nothing answers at {to} ({why}): is `alertcall serve` running there with \
-                 ALERTCALL_HL7_LISTEN set? Give another address with --to host:port"
-            )
-        };
+        let nothing = |why: String| format!("nothing answers at {to} ({why})");
         let stream = tokio::time::timeout(timeout, TcpStream::connect(to))
             .await
             .map_err(|_| nothing(format!("no connection within {}", human(timeout))))?

@@ -36,6 +36,8 @@ pub enum AuditKind {
     FallbackNotified,
     /// The escalation's state changes.
     Page(PageState),
+    /// The alert is no longer critical: its escalation holds at its step.
+    PageHeld,
     SmsSent,
     /// The person has no SMS number.
     SmsNotSent,
@@ -78,6 +80,7 @@ impl AuditKind {
             AuditKind::EscalationExhausted => "escalation.exhausted",
             AuditKind::FallbackNotified => "fallback.notified",
             AuditKind::Page(state) => return format!("page.{}", state.as_str()).into(),
+            AuditKind::PageHeld => "page.held",
             AuditKind::SmsSent => "sms.sent",
             AuditKind::SmsNotSent => "sms.not_sent",
             AuditKind::SmsFailed => "sms.failed",
@@ -122,6 +125,7 @@ mod tests {
             (AuditKind::EscalationExhausted, "escalation.exhausted"),
             (AuditKind::FallbackNotified, "fallback.notified"),
             (AuditKind::Page(PageState::Waiting), "page.waiting"),
+            (AuditKind::PageHeld, "page.held"),
             (AuditKind::SmsSent, "sms.sent"),
             (AuditKind::SmsNotSent, "sms.not_sent"),
             (AuditKind::SmsFailed, "sms.failed"),
@@ -162,6 +166,7 @@ mod tests {
             AuditKind::SmsNotSent,
             AuditKind::SmsFailed,
             AuditKind::Page(PageState::Due),
+            AuditKind::PageHeld,
         ];
         // `call.other` (a status the provider added) reads as its name.
         kinds.extend(

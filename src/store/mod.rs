@@ -66,6 +66,10 @@ macro_rules! migrations {
                 11,
                 include_str!(concat!("migrations/", $dir, "/0011_call_state.sql")),
             ),
+            (
+                12,
+                include_str!(concat!("migrations/", $dir, "/0012_hl7_reports.sql")),
+            ),
         ]
     };
 }
@@ -493,6 +497,43 @@ pub struct Hl7Link {
     pub alert_id: Option<String>,
 }
 
+/// Where an alert that came through HL7 came from, as `metadata.hl7` and the alert hold it:
+/// what a status report back to its source names.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Hl7Origin {
+    pub sending_application: String,
+    pub sending_facility: Option<String>,
+    /// OBR-3 as sent: the alarm instance.
+    pub alarm_id: String,
+    pub event_code: Option<String>,
+    pub patient_id: Option<String>,
+}
+
+/// A status report to queue for an alarm's source (`hl7/report.rs`).
+#[derive(Debug, Clone)]
+pub struct NewHl7Report {
+    /// Our message control id (MSH-10).
+    pub id: String,
+    pub alert_id: String,
+    pub status: String,
+    /// One report per happening: queuing the same key again adds nothing.
+    pub dedupe_key: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A queued status report not yet acknowledged by the source.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Hl7Report {
+    pub id: String,
+    pub alert_id: String,
+    pub status: String,
+    pub message: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
 /// The sender of an HL7 alarm: MSH-3's sending application and OBX-18's device, as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmSource {
@@ -553,6 +594,7 @@ pub trait Store:
     + Texts
     + TestCalls
     + Audit
+    + Hl7Reports
     + Sessions
     + Feed
     + Aggregates
@@ -821,6 +863,37 @@ pub trait Audit {
     async fn list_events(&self, alert_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
     /// The newest audit-trail id: it grows with every step any instance records.
     async fn last_event_id(&self) -> Result<i64, StoreError>;
+}
+
+/// Status reports back to an HL7 alarm's source, queued durably and sent in order
+/// (`hl7/report.rs`).
+#[async_trait]
+pub trait Hl7Reports {
+    /// Where an HL7 alert came from; `None` for an alert that did not come through HL7.
+    async fn hl7_origin(&self, alert_id: &str) -> Result<Option<Hl7Origin>, StoreError>;
+    /// Queues a report; false when one with the same dedupe key was queued before.
+    async fn queue_hl7_report(&self, report: &NewHl7Report) -> Result<bool, StoreError>;
+    /// The reports not yet acknowledged, in the order they were queued.
+    async fn unsent_hl7_reports(&self, limit: i64) -> Result<Vec<Hl7Report>, StoreError>;
+    /// Takes a report for sending until `until` (another instance leaves it alone); false
+    /// when another instance took it first (its `attempts` moved on).
+    async fn claim_hl7_report(
+        &self,
+        report: &Hl7Report,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Forgets the HL7 message control ids received before `before` and the status reports
+    /// sent before it; how many rows went.
+    async fn prune_hl7(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The source acknowledged the report.
+    async fn hl7_report_sent(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The report did not go through: try again at `retry_at`.
+    async fn hl7_report_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Dashboard sign-ins.

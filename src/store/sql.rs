@@ -1731,6 +1731,141 @@ impl Audit for SqlStore {
 }
 
 #[async_trait]
+impl Hl7Reports for SqlStore {
+    async fn hl7_origin(&self, alert_id: &str) -> Result<Option<Hl7Origin>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            sending_application: Option<String>,
+            sending_facility: Option<String>,
+            alarm_id: Option<String>,
+            event_code: Option<String>,
+            patient_id: Option<String>,
+        }
+        let s = self
+            .stmt(
+                "SELECT {json_text:a.metadata, hl7.sending_application} AS sending_application, \
+                 {json_text:a.metadata, hl7.sending_facility} AS sending_facility, \
+                 {json_text:a.metadata, hl7.alarm_id} AS alarm_id, \
+                 {json_text:a.metadata, hl7.event_code} AS event_code, \
+                 CAST(a.patient_id AS TEXT) AS patient_id \
+                 FROM alerts a WHERE a.id = {as_alert_id:$1}",
+            )
+            .bind(alert_id);
+        let row: Option<Row> = match self.fetch_optional(s).await {
+            Ok(row) => row,
+            Err(e) if is_bad_id(&e) => None,
+            Err(e) => return Err(e).doing("reading where an HL7 alert came from"),
+        };
+        // A link-down alert names its gateway but no alarm: there is no alarm to report on.
+        Ok(row.and_then(|r| {
+            Some(Hl7Origin {
+                sending_application: r.sending_application?,
+                sending_facility: r.sending_facility.filter(|f| !f.is_empty()),
+                alarm_id: r.alarm_id?,
+                event_code: r.event_code,
+                patient_id: r.patient_id,
+            })
+        }))
+    }
+
+    async fn queue_hl7_report(&self, report: &NewHl7Report) -> Result<bool, StoreError> {
+        let s = self
+            .stmt(
+                "INSERT INTO alertcall.hl7_reports \
+                   (id, alert_id, status, dedupe_key, message, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&report.id)
+            .bind(&report.alert_id)
+            .bind(&report.status)
+            .bind(&report.dedupe_key)
+            .bind(&report.message)
+            .bind(report.at);
+        Ok(self
+            .execute(s)
+            .await
+            .doing("queuing an HL7 status report")?
+            == 1)
+    }
+
+    async fn unsent_hl7_reports(&self, limit: i64) -> Result<Vec<Hl7Report>, StoreError> {
+        let s = self
+            .stmt(
+                "SELECT id, alert_id, status, message, attempts, created_at, next_attempt_at \
+                 FROM alertcall.hl7_reports WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+            )
+            .bind(limit);
+        self.fetch_all(s)
+            .await
+            .doing("reading the HL7 status reports to send")
+    }
+
+    async fn claim_hl7_report(
+        &self,
+        report: &Hl7Report,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let s = self
+            .stmt(
+                "UPDATE alertcall.hl7_reports SET attempts = attempts + 1, next_attempt_at = $3 \
+                 WHERE id = $1 AND attempts = $2 AND sent_at IS NULL",
+            )
+            .bind(&report.id)
+            .bind(report.attempts)
+            .bind(until);
+        Ok(self.execute(s).await.doing("taking an HL7 status report")? == 1)
+    }
+
+    async fn prune_hl7(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let messages = self
+            .stmt("DELETE FROM alertcall.hl7_messages WHERE received_at < $1")
+            .bind(before);
+        let reports = self
+            .stmt("DELETE FROM alertcall.hl7_reports WHERE sent_at < $1")
+            .bind(before);
+        Ok(self
+            .execute(messages)
+            .await
+            .doing("forgetting old HL7 message ids")?
+            + self
+                .execute(reports)
+                .await
+                .doing("forgetting sent HL7 status reports")?)
+    }
+
+    async fn hl7_report_sent(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let s = self
+            .stmt("UPDATE alertcall.hl7_reports SET sent_at = $2, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .bind(at);
+        self.execute(s)
+            .await
+            .doing("recording an HL7 status report as sent")?;
+        Ok(())
+    }
+
+    async fn hl7_report_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let s = self
+            .stmt(
+                "UPDATE alertcall.hl7_reports SET next_attempt_at = $3, last_error = $2 \
+                 WHERE id = $1 AND sent_at IS NULL",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(retry_at);
+        self.execute(s)
+            .await
+            .doing("recording an HL7 status report's failure")?;
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl Sessions for SqlStore {
     async fn create_session(&self, token_hash: &str, session: &Session) -> Result<(), StoreError> {
         let s = self

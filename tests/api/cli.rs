@@ -233,6 +233,31 @@ notify = ["oncall:ward"]
 }
 
 #[test]
+fn check_shows_the_hl7_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alertcall.toml"),
+        "[hl7]\nwatchdog_timeout = \"45s\"\nreport_status = \"10.1.4.7:2576\"\n",
+    )
+    .unwrap();
+    let text = stdout(&run(
+        &["check"],
+        &[("ALERTCALL_HL7_LISTEN", "127.0.0.1:2575")],
+        dir.path(),
+    ));
+    assert!(
+        text.contains("✓ HL7 alarm intake: MLLP on 127.0.0.1:2575, peers: this machine only"),
+        "{text}"
+    );
+    assert!(text.contains("down after 45 s of silence"), "{text}");
+    assert!(text.contains("message ids kept 168 h"), "{text}");
+    assert!(
+        text.contains("alarm status goes back to 10.1.4.7:2576"),
+        "{text}"
+    );
+}
+
+#[test]
 fn commands_refuse_to_create_a_new_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["alert", "raise", "--message", "x"], &[], dir.path());
