@@ -425,6 +425,18 @@ async fn check() -> anyhow::Result<ExitCode> {
             v.application_id,
             v.from_number.masked()
         ),
+        ProviderConfig::Twilio(t) => println!(
+            "✓ provider: twilio, account {}, calling from {} (authenticating with {}); every \
+             webhook must carry Twilio's signature made with the Auth Token. The credentials \
+             were NOT tested against Twilio itself",
+            t.account_sid,
+            t.from_number.masked(),
+            if t.api_key.is_some() {
+                "the API key"
+            } else {
+                "the Auth Token"
+            },
+        ),
     }
     println!("✓ nurse phone: {}", config.nurse_phone.masked());
     let directory = match (&config.config_file, config.directory()) {

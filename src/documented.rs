@@ -1,11 +1,11 @@
 //! The reference (docs/reference.md) and `.env.example` list what the code has: every
-//! environment variable the configuration reads, and every endpoint of the JSON API; nothing
-//! is documented that is no longer there.
+//! environment variable the configuration reads, every command and every endpoint of the
+//! JSON API; no variable is documented that is no longer read.
 //!
 //! The variables are taken from the configuration's own source (every string literal in
 //! `src/config/` shaped like a variable's name: `get("…")`, `duration("…")`, `flag("…")`,
-//! `number("…")`), the endpoints from the OpenAPI document the server publishes, so there is
-//! no second list to keep.
+//! `number("…")`), the commands from the CLI's parser and the endpoints from the OpenAPI
+//! document the server publishes, so there is no second list to keep.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -107,26 +107,26 @@ fn every_variable_read_is_in_the_reference_and_the_env_example() {
     let read = read_by_the_configuration();
     let reference = in_the_reference();
     let example = in_the_env_example();
-    assert_eq!(
-        difference(&read, &reference),
-        Vec::<String>::new(),
-        "read by src/config but missing from docs/reference.md's variable table"
-    );
-    assert_eq!(
-        difference(&read, &example),
-        Vec::<String>::new(),
-        "read by src/config but missing from .env.example"
-    );
-    assert_eq!(
-        difference(&reference, &read),
-        Vec::<String>::new(),
-        "in docs/reference.md's variable table but read by nothing"
-    );
-    assert_eq!(
-        difference(&example, &read),
-        Vec::<String>::new(),
-        "in .env.example but read by nothing"
-    );
+    for (missing, what) in [
+        (
+            difference(&read, &reference),
+            "read by src/config but missing from docs/reference.md's variable table",
+        ),
+        (
+            difference(&read, &example),
+            "read by src/config but missing from .env.example",
+        ),
+        (
+            difference(&reference, &read),
+            "in docs/reference.md's variable table but read by nothing",
+        ),
+        (
+            difference(&example, &read),
+            "in .env.example but read by nothing",
+        ),
+    ] {
+        assert!(missing.is_empty(), "{what}: {missing:?}");
+    }
 }
 
 #[test]
@@ -160,5 +160,34 @@ fn every_api_endpoint_is_in_the_reference() {
         missing,
         Vec::<String>::new(),
         "in the OpenAPI document but not in docs/reference.md's endpoint tables"
+    );
+}
+
+#[test]
+fn every_command_is_in_the_reference() {
+    use clap::CommandFactory;
+    fn leaves(command: &clap::Command, line: &str, out: &mut Vec<String>) {
+        let subcommands: Vec<_> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push(line.to_string());
+        }
+        for sub in subcommands {
+            leaves(sub, &format!("{line} {}", sub.get_name()), out);
+        }
+    }
+    let mut commands = Vec::new();
+    leaves(&crate::cli::Cli::command(), "alertcall", &mut commands);
+    let reference = reference();
+    let missing: Vec<String> = commands
+        .into_iter()
+        .filter(|c| !reference.contains(&format!("| `{c}")))
+        .collect();
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "commands missing from docs/reference.md's command table"
     );
 }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProviderConfig};
-use crate::engine::{Engine, Source};
+use crate::engine::{Clock, Engine, Source};
 use crate::http::{self, AppState};
 use crate::store::{self, DynStore};
-use crate::telephony::Provider;
 use crate::telephony::simulator::Simulator;
+use crate::telephony::twilio::{TwilioProvider, TwilioUrls};
 use crate::telephony::vonage::VonageProvider;
 use crate::telephony::webhook_token::WebhookKey;
+use crate::telephony::{Provider, ProviderError};
 
 /// A bound, migrated, ready-to-run service.
 pub struct Application {
@@ -23,9 +24,45 @@ pub struct Application {
     hl7: Option<TcpListener>,
 }
 
+/// The client of a phone network (not the simulator).
+fn network_provider(
+    network: &ProviderConfig,
+    config: &Config,
+    webhook_key: &WebhookKey,
+) -> Result<Arc<dyn Provider>, ProviderError> {
+    Ok(match network {
+        ProviderConfig::Vonage(vonage) => Arc::new(VonageProvider::new(
+            vonage.clone(),
+            config.event_url(),
+            config.input_url(),
+            webhook_key.clone(),
+            config.language.clone(),
+            config.ringing_timer,
+            config.provider_timeout,
+        )?),
+        ProviderConfig::Twilio(twilio) => Arc::new(TwilioProvider::new(
+            twilio.clone(),
+            TwilioUrls::new(&config.public_url),
+            config.language.clone(),
+            config.ringing_timer,
+            config.provider_timeout,
+        )?),
+        ProviderConfig::Simulator => {
+            return Err(ProviderError::Config(
+                "the simulator is not a phone network".into(),
+            ));
+        }
+    })
+}
+
 impl Application {
     /// Connects to the database, runs migrations, binds the listener, builds the provider.
-    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// `build`, with the engine reading `clock` (tests pass one they move forward).
+    pub async fn build_with_clock(mut config: Config, clock: Clock) -> anyhow::Result<Application> {
         let store = store::connect(&config.database_url).await.map_err(|e| {
             anyhow::anyhow!(
                 "{e}\nCheck DATABASE_URL ({}); `alertcall check` tests the connection.",
@@ -53,7 +90,7 @@ impl Application {
                 )
             })?),
         };
-        let mut app = Self::with_store(config, store, listener, webhook_key)?;
+        let mut app = Self::with_store(config, store, listener, webhook_key, clock)?;
         app.hl7 = hl7;
         Ok(app)
     }
@@ -63,6 +100,7 @@ impl Application {
         store: DynStore,
         listener: TcpListener,
         webhook_key: WebhookKey,
+        clock: Clock,
     ) -> anyhow::Result<Application> {
         let directory = config.directory()?;
         if directory.access.is_empty()
@@ -77,21 +115,13 @@ impl Application {
                 let sim = Arc::new(sim);
                 (sim.clone(), Some(sim), Some(events))
             }
-            ProviderConfig::Vonage(vonage) => (
-                Arc::new(VonageProvider::new(
-                    vonage.clone(),
-                    config.event_url(),
-                    config.input_url(),
-                    webhook_key.clone(),
-                    config.language.clone(),
-                    config.ringing_timer,
-                    config.provider_timeout,
-                )?),
+            network => (
+                network_provider(network, &config, &webhook_key)?,
                 None,
                 None,
             ),
         };
-        let engine = Engine::new(store, provider, Arc::new(config), directory);
+        let engine = Engine::new(store, provider, Arc::new(config), directory, clock);
         Ok(Application {
             listener,
             state: AppState::new(engine, sim, webhook_key),

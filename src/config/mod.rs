@@ -16,6 +16,7 @@ pub mod file;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://alertcall.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 pub const DEFAULT_VONAGE_API_URL: &str = "https://api.nexmo.com";
+pub const DEFAULT_TWILIO_API_URL: &str = "https://api.twilio.com";
 /// The number the simulator "calls" when no nurse is configured, so the quick start works
 /// with no configuration at all.
 pub const SIMULATED_NURSE: &str = "+15005550006";
@@ -116,6 +117,43 @@ pub enum ProviderConfig {
     /// Calls nobody: a simulated phone that a person or test answers through the API/CLI.
     Simulator,
     Vonage(VonageConfig),
+    Twilio(TwilioConfig),
+}
+
+#[derive(Clone)]
+pub struct TwilioConfig {
+    /// `AC` and 32 hex digits: in every REST path, and the username with the Auth Token.
+    pub account_sid: String,
+    /// Signs every webhook (`X-Twilio-Signature`); authenticates REST calls unless an API
+    /// key is given.
+    pub auth_token: Secret,
+    /// `TWILIO_API_KEY` (`SK...`) and `TWILIO_API_SECRET`: REST credentials that can be
+    /// revoked without rotating the account's Auth Token.
+    pub api_key: Option<(String, Secret)>,
+    pub from_number: Phone,
+    pub api_url: String,
+}
+
+impl TwilioConfig {
+    /// The REST API's Basic credentials: the API key when given, else the account's.
+    pub fn basic_auth(&self) -> (&str, &str) {
+        match &self.api_key {
+            Some((sid, secret)) => (sid, secret.expose()),
+            None => (&self.account_sid, self.auth_token.expose()),
+        }
+    }
+}
+
+impl fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &self.auth_token)
+            .field("api_key", &self.api_key.as_ref().map(|(sid, _)| sid))
+            .field("from_number", &self.from_number)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -148,6 +186,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Simulator => "simulator",
             ProviderConfig::Vonage(_) => "vonage",
+            ProviderConfig::Twilio(_) => "twilio",
         }
     }
 }
@@ -340,15 +379,18 @@ impl Config {
             }
         };
 
-        if let ProviderConfig::Vonage(v) = &provider
+        let real_api = match &provider {
+            ProviderConfig::Vonage(v) => (v.api_url == DEFAULT_VONAGE_API_URL).then_some("Vonage"),
+            ProviderConfig::Twilio(t) => (t.api_url == DEFAULT_TWILIO_API_URL).then_some("Twilio"),
+            ProviderConfig::Simulator => None,
+        };
+        if let Some(name) = real_api
             && !public_url_set
-            && v.api_url == DEFAULT_VONAGE_API_URL
         {
-            errors.push(
-                "ALERTCALL_PUBLIC_URL is not set: Vonage must reach this service's webhooks to \
+            errors.push(format!(
+                "ALERTCALL_PUBLIC_URL is not set: {name} must reach this service's webhooks to \
                  deliver \"press 1\"; set it to the public https URL that forwards to ALERTCALL_LISTEN"
-                    .into(),
-            );
+            ));
         }
 
         let heartbeat_url = get("ALERTCALL_HEARTBEAT_URL").map(Secret);
@@ -461,7 +503,7 @@ impl Config {
     pub fn signature_secret(&self) -> Option<&str> {
         match &self.provider {
             ProviderConfig::Vonage(v) => v.signature_secret.as_deref(),
-            ProviderConfig::Simulator => None,
+            ProviderConfig::Twilio(_) | ProviderConfig::Simulator => None,
         }
     }
 }
@@ -548,22 +590,45 @@ fn provider_config(
     get: &impl Fn(&str) -> Option<String>,
     errors: &mut Vec<String>,
 ) -> (ProviderConfig, bool) {
-    let explicit = get("ALERTCALL_PROVIDER");
-    let wants_vonage = match explicit.as_deref() {
-        Some("vonage") => true,
-        Some("simulator") => false,
+    let chosen = match get("ALERTCALL_PROVIDER").as_deref() {
+        Some(name @ ("vonage" | "twilio" | "simulator")) => name.to_string(),
         Some(other) => {
             errors.push(format!(
-                "ALERTCALL_PROVIDER={other:?} must be vonage or simulator (or unset: vonage when \
-                 VONAGE_APPLICATION_ID is set, else the simulator)"
+                "ALERTCALL_PROVIDER={other:?} must be vonage, twilio or simulator (or unset: \
+                 vonage when VONAGE_APPLICATION_ID is set, twilio when TWILIO_ACCOUNT_SID is, \
+                 else the simulator)"
             ));
-            false
+            return (ProviderConfig::Simulator, false);
         }
-        None => get("VONAGE_APPLICATION_ID").is_some(),
+        None => match (
+            get("VONAGE_APPLICATION_ID").is_some(),
+            get("TWILIO_ACCOUNT_SID").is_some(),
+        ) {
+            (true, true) => {
+                errors.push(
+                    "both VONAGE_APPLICATION_ID and TWILIO_ACCOUNT_SID are set: say which \
+                     network places the calls with ALERTCALL_PROVIDER=vonage or twilio"
+                        .into(),
+                );
+                return (ProviderConfig::Simulator, true);
+            }
+            (true, false) => "vonage".into(),
+            (false, true) => "twilio".into(),
+            (false, false) => "simulator".into(),
+        },
     };
-    if !wants_vonage {
-        return (ProviderConfig::Simulator, false);
-    }
+    let provider = match chosen.as_str() {
+        "vonage" => vonage_config(get, errors).map(ProviderConfig::Vonage),
+        "twilio" => twilio_config(get, errors).map(ProviderConfig::Twilio),
+        _ => return (ProviderConfig::Simulator, false),
+    };
+    (provider.unwrap_or(ProviderConfig::Simulator), true)
+}
+
+fn vonage_config(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<VonageConfig> {
     let application_id = get("VONAGE_APPLICATION_ID").unwrap_or_else(|| {
         errors.push(
             "VONAGE_APPLICATION_ID is not set: copy it from the Vonage dashboard (Applications)"
@@ -599,20 +664,18 @@ fn provider_config(
     }
     let from_number = match get("VONAGE_FROM_NUMBER") {
         Some(n) => Phone::parse_provider_number(&n)
-            .map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}"))),
+            .map_err(|e| errors.push(format!("VONAGE_FROM_NUMBER: {e}")))
+            .ok()?,
         None => {
             errors.push(
                 "VONAGE_FROM_NUMBER is not set: the Vonage number calls come from, as the \
                  Vonage dashboard shows it (12178020876) or in E.164 form (+12178020876)"
                     .into(),
             );
-            Err(())
+            return None;
         }
     };
-    let Ok(from_number) = from_number else {
-        return (ProviderConfig::Simulator, true);
-    };
-    let vonage = ProviderConfig::Vonage(VonageConfig {
+    Some(VonageConfig {
         application_id,
         private_key_pem,
         from_number,
@@ -621,8 +684,92 @@ fn provider_config(
             .trim_end_matches('/')
             .to_string(),
         signature_secret: get("VONAGE_SIGNATURE_SECRET"),
-    });
-    (vonage, true)
+    })
+}
+
+/// `TWILIO_*`, by the names Twilio's own tools use.
+fn twilio_config(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<TwilioConfig> {
+    let sid_like = |value: &str, prefix: &str| {
+        value.len() == 34
+            && value.starts_with(prefix)
+            && value[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let account_sid = match get("TWILIO_ACCOUNT_SID") {
+        Some(sid) if sid_like(&sid, "AC") => Some(sid),
+        Some(_) => {
+            errors.push(
+                "TWILIO_ACCOUNT_SID must be the Account SID from the Twilio Console's account \
+                 dashboard: AC followed by 32 hex digits"
+                    .into(),
+            );
+            None
+        }
+        None => {
+            errors.push(
+                "TWILIO_ACCOUNT_SID is not set: copy the Account SID (AC...) from the Twilio \
+                 Console's account dashboard"
+                    .into(),
+            );
+            None
+        }
+    };
+    // The Auth Token is what Twilio signs webhooks with, so it is needed even with an API
+    // key: without it no "press 1" could be verified, and none would be taken.
+    let auth_token = get("TWILIO_AUTH_TOKEN").map(Secret);
+    if auth_token.is_none() {
+        errors.push(
+            "TWILIO_AUTH_TOKEN is not set: Twilio signs every webhook with the account's Auth \
+             Token (Console, account dashboard), so alertcall needs it to verify \"press 1\", \
+             even when TWILIO_API_KEY/TWILIO_API_SECRET place the calls"
+                .into(),
+        );
+    }
+    let api_key = match (get("TWILIO_API_KEY"), get("TWILIO_API_SECRET")) {
+        (None, None) => None,
+        (Some(sid), Some(secret)) if sid_like(&sid, "SK") => Some((sid, Secret(secret))),
+        (Some(_), Some(_)) => {
+            errors.push(
+                "TWILIO_API_KEY must be an API key SID: SK followed by 32 hex digits (Console, \
+                 API keys & tokens)"
+                    .into(),
+            );
+            None
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            errors.push(
+                "TWILIO_API_KEY and TWILIO_API_SECRET go together: set both (an API key and \
+                 its secret) or neither (the Auth Token authenticates)"
+                    .into(),
+            );
+            None
+        }
+    };
+    let from_number = match get("TWILIO_FROM_NUMBER") {
+        Some(n) => Phone::parse_provider_number(&n)
+            .map_err(|e| errors.push(format!("TWILIO_FROM_NUMBER: {e}")))
+            .ok(),
+        None => {
+            errors.push(
+                "TWILIO_FROM_NUMBER is not set: the Twilio number calls come from, in E.164 \
+                 form (+12178020876)"
+                    .into(),
+            );
+            None
+        }
+    };
+    Some(TwilioConfig {
+        account_sid: account_sid?,
+        auth_token: auth_token?,
+        api_key,
+        from_number: from_number?,
+        api_url: get("TWILIO_API_URL")
+            .unwrap_or_else(|| DEFAULT_TWILIO_API_URL.into())
+            .trim_end_matches('/')
+            .to_string(),
+    })
 }
 
 /// `500ms`, `5s`, `2m`, `24h`, or a bare number of seconds.
@@ -771,6 +918,99 @@ mod tests {
             "https://alertcall.example.org/api/alerts/call-event"
         );
         assert!(matches!(c.provider, ProviderConfig::Vonage(_)));
+    }
+
+    const SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn twilio_is_configured_by_its_own_names() {
+        let err = config(&[("ALERTCALL_PROVIDER", "twilio")])
+            .unwrap_err()
+            .to_string();
+        for name in [
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "TWILIO_FROM_NUMBER",
+            "NURSE_PHONE_NUMBER",
+        ] {
+            assert!(err.contains(name), "{name} missing from {err}");
+        }
+        let base = [
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", "secret-token"),
+            ("TWILIO_FROM_NUMBER", "+447700900002"),
+            ("NURSE_PHONE_NUMBER", "+13854019951"),
+        ];
+        let err = config(&base).unwrap_err().to_string();
+        assert!(
+            err.contains("ALERTCALL_PUBLIC_URL is not set: Twilio"),
+            "{err}"
+        );
+        let mut ok = base.to_vec();
+        ok.push(("ALERTCALL_PUBLIC_URL", "https://alertcall.example.org"));
+        let c = config(&ok).unwrap();
+        let ProviderConfig::Twilio(t) = &c.provider else {
+            panic!("twilio is chosen when TWILIO_ACCOUNT_SID is set");
+        };
+        assert_eq!(t.basic_auth(), (SID, "secret-token"));
+        assert_eq!(t.api_url, DEFAULT_TWILIO_API_URL);
+        assert!(!format!("{t:?}").contains("secret-token"));
+        let key = "SK0123456789abcdef0123456789abcdef";
+        let mut with_key = ok.clone();
+        with_key.extend([("TWILIO_API_KEY", key), ("TWILIO_API_SECRET", "key-secret")]);
+        let c = config(&with_key).unwrap();
+        let ProviderConfig::Twilio(t) = &c.provider else {
+            panic!("twilio");
+        };
+        assert_eq!(t.basic_auth(), (key, "key-secret"));
+        assert!(!format!("{t:?}").contains("key-secret"));
+    }
+
+    #[test]
+    fn twilio_refuses_what_cannot_work() {
+        let base = [
+            ("ALERTCALL_PUBLIC_URL", "https://alertcall.example.org"),
+            ("NURSE_PHONE_NUMBER", "+13854019951"),
+            ("TWILIO_FROM_NUMBER", "+447700900002"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars).unwrap_err().to_string()
+        };
+        let err = with(&[("TWILIO_ACCOUNT_SID", "AC123"), ("TWILIO_AUTH_TOKEN", "t")]);
+        assert!(err.contains("AC followed by 32 hex digits"), "{err}");
+        // An API key alone cannot verify webhooks: the Auth Token signs them.
+        let err = with(&[
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_API_KEY", "SK0123456789abcdef0123456789abcdef"),
+            ("TWILIO_API_SECRET", "s"),
+        ]);
+        assert!(
+            err.contains("TWILIO_AUTH_TOKEN is not set") && err.contains("verify"),
+            "{err}"
+        );
+        let err = with(&[
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", "t"),
+            ("TWILIO_API_KEY", "SK0123456789abcdef0123456789abcdef"),
+        ]);
+        assert!(err.contains("go together"), "{err}");
+        let err = with(&[
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", "t"),
+            ("TWILIO_API_KEY", "AK1"),
+            ("TWILIO_API_SECRET", "s"),
+        ]);
+        assert!(err.contains("SK followed by 32 hex digits"), "{err}");
+        let err = with(&[
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", "t"),
+            ("VONAGE_APPLICATION_ID", "app"),
+        ]);
+        assert!(err.contains("ALERTCALL_PROVIDER=vonage or twilio"), "{err}");
+        let err = with(&[("ALERTCALL_PROVIDER", "plivo")]);
+        assert!(err.contains("must be vonage, twilio or simulator"), "{err}");
     }
 
     #[test]

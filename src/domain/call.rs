@@ -245,6 +245,35 @@ pub enum CallEventKind {
 }
 
 impl CallEventKind {
+    pub const ALL: [CallEventKind; 13] = [
+        CallEventKind::Started,
+        CallEventKind::Ringing,
+        CallEventKind::PickedUp,
+        CallEventKind::Human,
+        CallEventKind::Machine,
+        CallEventKind::Busy,
+        CallEventKind::Cancelled,
+        CallEventKind::Unanswered,
+        CallEventKind::Timeout,
+        CallEventKind::Rejected,
+        CallEventKind::Failed,
+        CallEventKind::Completed,
+        CallEventKind::Other,
+    ];
+
+    pub fn parse(name: &str) -> Option<CallEventKind> {
+        CallEventKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// What this event says about who picked up, if anything.
+    pub fn answered_by(self) -> Option<AnsweredBy> {
+        match self {
+            CallEventKind::Human => Some(AnsweredBy::Human),
+            CallEventKind::Machine => Some(AnsweredBy::Machine),
+            _ => None,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CallEventKind::Started => "started",
@@ -282,6 +311,38 @@ impl CallEventKind {
     }
 }
 
+/// Who picked up a call, as the provider's machine detection says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnsweredBy {
+    Human,
+    Machine,
+}
+
+impl AnsweredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredBy::Human => "human",
+            AnsweredBy::Machine => "machine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AnsweredBy> {
+        [AnsweredBy::Human, AnsweredBy::Machine]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+
+    /// What is known after `next` is reported: a machine result stands (a greeting's speech
+    /// can be followed by a late `human`), a person's does until a machine is reported.
+    pub fn then(this: Option<AnsweredBy>, next: AnsweredBy) -> AnsweredBy {
+        match this {
+            Some(AnsweredBy::Machine) => AnsweredBy::Machine,
+            _ => next,
+        }
+    }
+}
+
 /// A keypad (DTMF) or speech result from the call menu.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputEvent {
@@ -315,6 +376,15 @@ pub struct CallRecord {
     pub ended_at: Option<DateTime<Utc>>,
     /// When the nurse declined on this call (pressed 3 or said "busy").
     pub declined_at: Option<DateTime<Utc>>,
+    /// What the provider's machine detection said, once it has.
+    pub answered_by: Option<AnsweredBy>,
+    /// When a spoken acknowledgement was held because detection had not said yet
+    /// (`engine::events`), and the provider's timestamp of that input (a repeated delivery of it
+    /// is not the nurse saying it again).
+    pub speech_ack_held_at: Option<DateTime<Utc>>,
+    pub speech_ack_held_input: Option<String>,
+    /// When the call joined the alert's responders' conference (key 5).
+    pub conference_joined_at: Option<DateTime<Utc>>,
     pub prompts: i32,
     pub error: Option<String>,
 }
@@ -330,10 +400,11 @@ impl CallRecord {
         Phone::parse(&self.to_number).ok()
     }
 
-    /// `alerts.metadata -> 'call'`, exactly the shape the seed documented. This is the one
-    /// place that decides what it contains.
+    /// `alerts.metadata -> 'call'`: the shape the seed documented, plus the network that
+    /// carried the call (`provider`). This is the one place that decides what it contains.
     pub fn metadata_call(&self) -> serde_json::Value {
         serde_json::json!({
+            "provider": self.provider,
             "phone_number": self.to_number,
             "call_status": self.status.as_str(),
             "call_id": self.provider_call_id.clone().unwrap_or_default(),
@@ -341,6 +412,37 @@ impl CallRecord {
             "initiated_at": self.initiated_at.map(rfc3339),
             "answered_at": self.answered_at.map(rfc3339),
         })
+    }
+}
+
+/// A call of alert `a` to +13854019951, with nothing recorded but its status (tests change what
+/// they need).
+#[cfg(test)]
+impl CallRecord {
+    pub(crate) fn example(status: CallStatus) -> CallRecord {
+        CallRecord {
+            id: Uuid::nil(),
+            alert_id: "a".into(),
+            provider: "vonage".into(),
+            provider_call_id: None,
+            to_number: "+13854019951".into(),
+            status,
+            message: String::new(),
+            step: 0,
+            round: 0,
+            person: None,
+            created_at: DateTime::UNIX_EPOCH,
+            initiated_at: None,
+            answered_at: None,
+            ended_at: None,
+            declined_at: None,
+            answered_by: None,
+            speech_ack_held_at: None,
+            speech_ack_held_input: None,
+            conference_joined_at: None,
+            prompts: 0,
+            error: None,
+        }
     }
 }
 
@@ -426,27 +528,17 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let call = CallRecord {
-            id: Uuid::nil(),
-            alert_id: "a".into(),
-            provider: "vonage".into(),
             provider_call_id: Some("63f6".into()),
-            to_number: "+13854019951".into(),
-            status: Answered,
             message: "Critical alert".into(),
-            step: 0,
-            round: 0,
-            person: None,
             created_at: t,
             initiated_at: Some(t),
             answered_at: Some(t),
-            ended_at: None,
-            declined_at: None,
-            prompts: 0,
-            error: None,
+            ..CallRecord::example(Answered)
         };
         assert_eq!(
             call.metadata_call(),
             serde_json::json!({
+                "provider": "vonage",
                 "phone_number": "+13854019951",
                 "call_status": "answered",
                 "call_id": "63f6",

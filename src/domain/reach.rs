@@ -680,23 +680,14 @@ mod tests {
 
     fn fallback_call(status: CallStatus, ended: Option<DateTime<Utc>>) -> CallRecord {
         CallRecord {
-            id: uuid::Uuid::nil(),
             alert_id: "a1".into(),
-            provider: "vonage".into(),
-            provider_call_id: None,
             to_number: "+13855550160".into(),
-            status,
-            message: String::new(),
             step: -1,
             round: -1,
             person: Some("desk".into()),
             created_at: at(10, 0),
-            initiated_at: None,
-            answered_at: None,
             ended_at: ended,
-            declined_at: None,
-            prompts: 0,
-            error: None,
+            ..CallRecord::example(status)
         }
     }
 

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::domain::alert::Acknowledger;
-use crate::store::{AckOutcome, AckResult, AuditEvent, Store, StoreError};
+use crate::store::{AckOutcome, AckResult, AuditEvent, AuditKind, Store, StoreError};
 
 /// Acknowledges an active alert as `by`, and records it (`via`: sms, dashboard, api, cli).
 pub async fn acknowledge(
@@ -22,7 +22,7 @@ pub async fn acknowledge(
                 alert_id: Some(alert_id.to_string()),
                 call_id: None,
                 source: via.into(),
-                kind: "alert.acknowledged".into(),
+                kind: AuditKind::AlertAcknowledged,
                 dedupe_key: Some(format!("ack:{alert_id}")),
                 detail: json!({"by": by.as_str(), "via": via}),
                 at: now,
@@ -50,7 +50,7 @@ pub async fn resolve(
             alert_id: Some(alert_id.to_string()),
             call_id: None,
             source: via.into(),
-            kind: "alert.resolved".into(),
+            kind: AuditKind::AlertResolved,
             dedupe_key: Some(format!("resolved:{alert_id}")),
             detail: json!({"by": by.as_str(), "via": via}),
             at: now,

@@ -15,11 +15,14 @@ use std::collections::VecDeque;
 use super::{Engine, escalate};
 use crate::config::file::Person;
 use crate::domain::alert::{Alert, AlertStatus};
+use crate::domain::call::CallEventKind;
 use crate::domain::escalation::{self, Action, Event, Policy};
 use crate::domain::menu;
 use crate::domain::message;
 use crate::domain::phone::Phone;
-use crate::store::{AuditEvent, Lease, NewCall, Page, PageOutcome, PageState, PageUpdate};
+use crate::store::{
+    AuditEvent, AuditKind, Lease, NewCall, Page, PageOutcome, PageState, PageUpdate,
+};
 use crate::telephony::{CallRequest, ProviderError};
 
 /// The longest the dispatcher sleeps without looking at the database.
@@ -264,7 +267,7 @@ fn outcome(
                 alert_id: Some(page.alert_id.clone()),
                 call_id: None,
                 source: "engine".into(),
-                kind: format!("page.{}", update.state.as_str()),
+                kind: AuditKind::Page(update.state),
                 dedupe_key: None,
                 detail: json!({"reason": reason, "step": update.step, "round": update.round, "policy": update.policy}),
                 at: now,
@@ -512,7 +515,7 @@ async fn call_person(
             let audit = AuditEvent::on_call(
                 &call,
                 "engine",
-                "call.placed",
+                AuditKind::CallPlaced,
                 None,
                 json!({"provider_call_id": placed.provider_call_id, "person": person.id, "step": step, "round": round,
                     "via": via.as_ref().map(|v| &v.0), "shift": via.as_ref().and_then(|v| v.1.as_ref())}),
@@ -544,7 +547,7 @@ async fn call_person(
             let audit = AuditEvent::on_call(
                 &call,
                 "engine",
-                "call.failed",
+                AuditKind::Call(CallEventKind::Failed),
                 None,
                 json!({"error": err.to_string(), "person": person.id}),
                 now,

@@ -10,7 +10,7 @@ use crate::config::file::{Directory, Person};
 use crate::domain::alert::{Alert, AlertStatus};
 use crate::domain::call::CallRecord;
 use crate::domain::escalation::{self, Action, Ahead, Event, Phase, Policy, State, Step, Target};
-use crate::store::{AuditEvent, LiveCall, Page, PageState, PageUpdate, StoreError};
+use crate::store::{AuditEvent, AuditKind, LiveCall, Page, PageState, PageUpdate, StoreError};
 
 /// The policy an alert follows: the one it started with (kept across reloads), else the
 /// first that matches.
@@ -88,9 +88,6 @@ pub(super) async fn hang_up_live(engine: &Engine, alert_id: &str) -> Result<(), 
     hang_up(engine, alert_id, &live).await
 }
 
-/// The audit kind of a call joining the alert's responders' conference (key 5).
-pub(super) const CONFERENCE_JOINED: &str = "conference.joined";
-
 /// How far back the sweep looks for calls that may still be in a conference (a call lasts at
 /// most its length timer, minutes).
 const CONFERENCE_HORIZON: chrono::Duration = chrono::Duration::hours(2);
@@ -102,11 +99,11 @@ async fn conference_calls(
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     Ok(engine
         .store
-        .list_events(alert_id)
+        .list_calls(Some(alert_id), 100)
         .await?
         .into_iter()
-        .filter(|e| e.kind == CONFERENCE_JOINED)
-        .filter_map(|e| e.call_id)
+        .filter(|c| c.conference_joined_at.is_some())
+        .map(|c| c.id.to_string())
         .collect())
 }
 
@@ -139,7 +136,7 @@ pub(super) async fn hang_up(
                 alert_id: Some(alert_id.to_string()),
                 call_id: uuid::Uuid::parse_str(&call.id).ok(),
                 source: "engine".into(),
-                kind: "call.hung_up".into(),
+                kind: AuditKind::CallHungUp,
                 dedupe_key: Some(format!("hangup:{provider_call_id}")),
                 detail: json!({"provider_call_id": provider_call_id}),
                 at: engine.now(),
@@ -173,11 +170,7 @@ impl Engine {
     /// wakes no page.
     pub(super) async fn end_conferences(&self) -> Result<(), StoreError> {
         let since = self.now() - CONFERENCE_HORIZON;
-        for alert_id in self
-            .store
-            .live_alerts_with_event(CONFERENCE_JOINED, since)
-            .await?
-        {
+        for alert_id in self.store.alerts_in_conference(since).await? {
             if !conference_over(self.store.load_alert(&alert_id).await?.as_ref()) {
                 continue;
             }
@@ -204,7 +197,7 @@ impl Engine {
                     alert_id: Some(alert_id.clone()),
                     call_id: None,
                     source: "engine".into(),
-                    kind: "conference.ended".into(),
+                    kind: AuditKind::ConferenceEnded,
                     dedupe_key: Some(format!("conference-ended:{alert_id}")),
                     detail: json!({"conference": crate::domain::menu::conference_name(&alert_id), "calls": live.len()}),
                     at: self.now(),
@@ -250,11 +243,11 @@ async fn text(
     prefix: &str,
 ) -> Result<(), StoreError> {
     let now = engine.now();
-    let audit = |kind: &str, detail: serde_json::Value| AuditEvent {
+    let audit = |kind: AuditKind, detail: serde_json::Value| AuditEvent {
         alert_id: Some(alert.id.clone()),
         call_id: None,
         source: "engine".into(),
-        kind: kind.into(),
+        kind,
         dedupe_key: None,
         detail,
         at: now,
@@ -263,7 +256,7 @@ async fn text(
         return engine
             .store
             .record_event(&audit(
-                "sms.not_sent",
+                AuditKind::SmsNotSent,
                 json!({"person": person, "reason": "no sms number"}),
             ))
             .await
@@ -314,7 +307,7 @@ async fn text(
             engine
                 .store
                 .record_event(&audit(
-                    "sms.sent",
+                    AuditKind::SmsSent,
                     json!({"person": person, "message_id": message_id}),
                 ))
                 .await?;
@@ -327,7 +320,7 @@ async fn text(
             engine
                 .store
                 .record_event(&audit(
-                    "sms.failed",
+                    AuditKind::SmsFailed,
                     json!({"person": person, "error": e.to_string()}),
                 ))
                 .await?;
@@ -366,7 +359,7 @@ pub(super) async fn notify_fallback(
             alert_id: Some(alert.id.clone()),
             call_id: None,
             source: "engine".into(),
-            kind: "fallback.notified".into(),
+            kind: AuditKind::FallbackNotified,
             dedupe_key: Some(match again {
                 None => format!("fallback:{}:{reason}", alert.id),
                 Some(n) => format!("fallback:{}:{reason}:{n}", alert.id),
@@ -460,8 +453,8 @@ impl Engine {
             .record_event(&AuditEvent {
                 alert_id: Some(sms.alert_id.clone()),
                 call_id: None,
-                source: "vonage".into(),
-                kind: format!("sms.{status}"),
+                source: self.provider.name().into(),
+                kind: AuditKind::sms_receipt(status),
                 dedupe_key: Some(format!("sms:{message_id}:{status}")),
                 detail: json!({"message_id": message_id}),
                 at: now,
@@ -496,7 +489,7 @@ pub(super) async fn mark_exhausted(
             alert_id: Some(alert.id.clone()),
             call_id: None,
             source: "engine".into(),
-            kind: "escalation.exhausted".into(),
+            kind: AuditKind::EscalationExhausted,
             dedupe_key: Some(format!("exhausted:{}", alert.id)),
             detail: json!({"policy": policy.name}),
             at: now,
@@ -581,7 +574,7 @@ impl Engine {
                 alert_id: Some(call.alert_id.clone()),
                 call_id: Some(call.id),
                 source: "engine".into(),
-                kind: format!("page.{}", update.state.as_str()),
+                kind: AuditKind::Page(update.state),
                 dedupe_key: None,
                 detail: json!({"reason": event_name(&event), "step": update.step, "round": update.round, "policy": update.policy}),
                 at: now,

@@ -9,24 +9,25 @@ use serde_json::json;
 use super::Engine;
 use crate::config::file::Person;
 use crate::domain::alert::Acknowledger;
-use crate::domain::call::{CallEvent, CallRecord, CallStatus, InputEvent};
+use crate::domain::call::{AnsweredBy, CallEvent, CallRecord, CallStatus, InputEvent};
 use crate::domain::escalation::{Ahead, Event, Target};
 use crate::domain::intent::{self, SpeechResult, Understood, Via};
 use crate::domain::menu::{self, MenuChoice, Reply};
 use crate::domain::message::{self, DetailFacts, Response};
-use crate::store::{AckAudit, AckOutcome, AuditEvent, StoreError};
+use crate::store::{AckAudit, AckOutcome, AuditEvent, AuditKind, CallMark, StoreError};
 
 /// Where an event came from, for the audit trail and the dedupe key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    Vonage,
+    /// A phone network, by its provider's name.
+    Network(&'static str),
     Simulator,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Vonage => "vonage",
+            Source::Network(name) => name,
             Source::Simulator => "simulator",
         }
     }
@@ -47,9 +48,8 @@ struct Choice {
 }
 
 /// Who answered the call, as far as machine detection has said.
-enum AnsweredBy {
-    Human,
-    Machine,
+enum Answerer {
+    Known(AnsweredBy),
     /// No result yet; `held_before`: a spoken acknowledgement on this call was already held.
     Unknown {
         held_before: bool,
@@ -57,7 +57,7 @@ enum AnsweredBy {
 }
 
 /// The `menu.choice` detail key of a held spoken acknowledgement (its value: the input's
-/// provider timestamp).
+/// provider timestamp), for people reading the timeline.
 const HELD: &str = "held_for_machine_detection";
 
 impl Engine {
@@ -115,29 +115,32 @@ impl Engine {
             );
             return Ok(EventOutcome::UnknownCall);
         };
-        let changed = match event.kind.status() {
-            Some(status) => self.store.apply_call_status(call.id, status, now).await?,
-            None => None,
-        };
-        self.store
-            .record_event(&AuditEvent::on_call(
-                &call,
+        let audit = AuditEvent::on_call(
+            &call,
+            source.as_str(),
+            AuditKind::Call(event.kind),
+            Some(format!(
+                "{}:{}:{}:{}",
                 source.as_str(),
-                &format!("call.{}", event.kind.name()),
-                Some(format!(
-                    "{}:{}:{}:{}",
-                    source.as_str(),
-                    event.provider_call_id,
-                    event.kind.name(),
-                    event.detail.as_deref().unwrap_or("")
-                )),
-                json!({
-                    "provider_call_id": event.provider_call_id,
-                    "detail": event.detail,
-                    "provider_time": event.at,
-                }),
-                now,
-            ))
+                event.provider_call_id,
+                event.kind.name(),
+                event.detail.as_deref().unwrap_or("")
+            )),
+            json!({
+                "provider_call_id": event.provider_call_id,
+                "detail": event.detail,
+                "provider_time": event.at,
+            }),
+            now,
+        );
+        let changed = self
+            .store
+            .call_event(
+                call.id,
+                event.kind.status(),
+                event.kind.answered_by(),
+                &audit,
+            )
             .await?;
         match changed {
             // An acknowledged call that ended only gets its end time.
@@ -222,13 +225,16 @@ impl Engine {
             if call.status == CallStatus::Machine {
                 understood.choice = MenuChoice::NotUnderstood;
             } else if understood.choice.acknowledges() {
-                match self.answered_by(call, input, source).await? {
-                    AnsweredBy::Machine => understood.choice = MenuChoice::NotUnderstood,
-                    AnsweredBy::Unknown { held_before: false } => {
+                match answerer(call, input, source) {
+                    Answerer::Known(AnsweredBy::Machine) => {
+                        understood.choice = MenuChoice::NotUnderstood
+                    }
+                    Answerer::Unknown { held_before: false } => {
                         understood.choice = MenuChoice::NotUnderstood;
                         held = true;
                     }
-                    AnsweredBy::Human | AnsweredBy::Unknown { held_before: true } => {}
+                    Answerer::Known(AnsweredBy::Human)
+                    | Answerer::Unknown { held_before: true } => {}
                 }
             }
         }
@@ -259,7 +265,14 @@ impl Engine {
             detail[HELD] = json!(input.at);
         }
         let choice = Choice {
-            audit: AuditEvent::on_call(call, source.as_str(), "menu.choice", dedupe, detail, now),
+            audit: AuditEvent::on_call(
+                call,
+                source.as_str(),
+                AuditKind::MenuChoice,
+                dedupe,
+                detail,
+                now,
+            ),
             understood,
         };
         match choice.understood.choice {
@@ -268,7 +281,23 @@ impl Engine {
             _ => {}
         }
         let understood = choice.understood.clone();
-        let fresh = self.record_choice(&choice).await?;
+        let mark = match understood.choice {
+            MenuChoice::Decline => Some(CallMark::Declined),
+            _ if held => Some(CallMark::SpeechAckHeld {
+                input: input.at.clone(),
+            }),
+            _ => None,
+        };
+        let fresh = match mark {
+            Some(mark) => {
+                let fresh = self.store.mark_call(call.id, mark, &choice.audit).await?;
+                if fresh {
+                    self.count_choice(&understood);
+                }
+                fresh
+            }
+            None => self.record_choice(&choice).await?,
+        };
         match understood.choice {
             MenuChoice::Repeat => self.repeat(call).await,
             MenuChoice::Details => self.details(call, now).await,
@@ -276,9 +305,6 @@ impl Engine {
             MenuChoice::Decline => {
                 tracing::info!(alert_id = %call.alert_id, via = understood.via.as_str(), "declined on the phone: escalating");
                 // A repeated delivery is told what happens as things stand.
-                if fresh {
-                    self.store.call_declined(call.id, now).await?;
-                }
                 let event = match fresh {
                     true => Some(Event::Declined {
                         others_live: self.others_live(call).await?,
@@ -304,53 +330,6 @@ impl Engine {
                 Ok(menu::reprompt_or_goodbye(before, options))
             }
         }
-    }
-
-    /// What machine detection has said about the call, from its audit trail.
-    ///
-    /// With `bargeIn` the recogniser listens from the first word, so a greeting's speech can
-    /// arrive before Vonage's `machine` event. A spoken acknowledgement is therefore acted on
-    /// at once only when the call is known to be a person (`human`). While the result is not
-    /// known yet, the first one is held: the nurse is asked again (not counted against the
-    /// re-prompt limit), and a second one on the same call is acted on. So a nurse who answers
-    /// before detection finishes is asked once more rather than refused forever (detection may
-    /// never report, and the menu must keep working), while a greeting would have to say two
-    /// separate short "yes"-like sentences, with nothing that sounds like a greeting, before
-    /// the `machine` event. Keys are never held: a machine does not press 1.
-    async fn answered_by(
-        &self,
-        call: &CallRecord,
-        input: &InputEvent,
-        source: Source,
-    ) -> Result<AnsweredBy, StoreError> {
-        if source == Source::Simulator {
-            // The simulated phone is a person by construction (it has no voicemail), and its
-            // `human` event goes through a queue that a quick click on the say box can overtake.
-            return Ok(AnsweredBy::Human);
-        }
-        let id = call.id.to_string();
-        let events = self.store.list_events(&call.alert_id).await?;
-        let mine = || {
-            events
-                .iter()
-                .filter(|e| e.call_id.as_deref() == Some(id.as_str()))
-        };
-        if mine().any(|e| e.kind == "call.machine") {
-            return Ok(AnsweredBy::Machine);
-        }
-        if mine().any(|e| e.kind == "call.human") {
-            return Ok(AnsweredBy::Human);
-        }
-        // Without the provider's timestamp a repeated delivery cannot be told apart; any
-        // earlier hold then counts.
-        let this = json!(input.at);
-        let held_before = mine().any(|e| {
-            e.kind == "menu.choice"
-                && e.detail
-                    .get(HELD)
-                    .is_some_and(|at| input.at.is_none() || *at != this)
-        });
-        Ok(AnsweredBy::Unknown { held_before })
     }
 
     /// Records a menu choice that does not acknowledge; false when this delivery was already
@@ -398,7 +377,7 @@ impl Engine {
             acknowledged: AuditEvent::on_call(
                 call,
                 "engine",
-                "alert.acknowledged",
+                AuditKind::AlertAcknowledged,
                 Some(format!("ack:{}", call.alert_id)),
                 json!({"by": by.as_str(), "via": "phone", "input": via.as_str(), "text": choice.understood.text}),
                 now,
@@ -468,7 +447,7 @@ impl Engine {
                     .record_event(&AuditEvent::on_call(
                         call,
                         "engine",
-                        "call.bridge_unavailable",
+                        AuditKind::CallBridgeUnavailable,
                         None,
                         json!({"room": room}),
                         now,
@@ -484,7 +463,7 @@ impl Engine {
                     .record_event(&AuditEvent::on_call(
                         call,
                         "engine",
-                        "call.bridged",
+                        AuditKind::CallBridged,
                         Some(format!("bridge:{}", call.id)),
                         json!({
                             "room": room,
@@ -533,16 +512,17 @@ impl Engine {
             });
         }
         let name = menu::conference_name(&call.alert_id);
+        let audit = AuditEvent::on_call(
+            call,
+            "engine",
+            AuditKind::ConferenceJoined,
+            Some(format!("conference:{}", call.id)),
+            json!({"conference": name, "person": call.person}),
+            now,
+        );
         let first = self
             .store
-            .record_event(&AuditEvent::on_call(
-                call,
-                "engine",
-                super::escalate::CONFERENCE_JOINED,
-                Some(format!("conference:{}", call.id)),
-                json!({"conference": name, "person": call.person}),
-                now,
-            ))
+            .mark_call(call.id, CallMark::JoinedConference, &audit)
             .await?;
         if first {
             tracing::info!(
@@ -573,16 +553,6 @@ impl Engine {
         let directory = self.directory();
         let mut calls = self.store.list_calls(Some(&alert.id), 100).await?;
         calls.sort_by_key(|c| c.created_at);
-        let events = self.store.list_events(&alert.id).await?;
-        let call_ids = |pred: &dyn Fn(&crate::store::StoredEvent) -> bool| {
-            events
-                .iter()
-                .filter(|e| pred(e))
-                .filter_map(|e| e.call_id.clone())
-                .collect::<HashSet<String>>()
-        };
-        let declined = call_ids(&|e| e.kind == "menu.choice" && e.detail["choice"] == "decline");
-        let conference = call_ids(&|e| e.kind == super::escalate::CONFERENCE_JOINED);
         let steps: HashSet<(i32, i32)> = calls.iter().map(|c| (c.step, c.round)).collect();
         // Each other person once, with their latest call.
         let mut others: Vec<(String, Response)> = Vec::new();
@@ -595,12 +565,11 @@ impl Engine {
                 continue;
             }
             seen.push(c.person.clone());
-            let id = c.id.to_string();
             let response = if c.status == CallStatus::Answered {
                 Response::Acknowledged
-            } else if declined.contains(&id) {
+            } else if c.declined_at.is_some() {
                 Response::Declined
-            } else if conference.contains(&id) && !c.status.is_terminal() {
+            } else if c.conference_joined_at.is_some() && !c.status.is_terminal() {
                 Response::InConference
             } else {
                 match c.status {
@@ -697,6 +666,34 @@ impl Engine {
             },
         })
     }
+}
+
+/// What machine detection has said about the call (`calls.answered_by`), and whether a spoken
+/// acknowledgement was already held on it.
+///
+/// With `bargeIn` the recogniser listens from the first word, so a greeting's speech can
+/// arrive before Vonage's `machine` event. A spoken acknowledgement is therefore acted on
+/// at once only when the call is known to be a person (`human`). While the result is not
+/// known yet, the first one is held: the nurse is asked again (not counted against the
+/// re-prompt limit), and a second one on the same call is acted on. So a nurse who answers
+/// before detection finishes is asked once more rather than refused forever (detection may
+/// never report, and the menu must keep working), while a greeting would have to say two
+/// separate short "yes"-like sentences, with nothing that sounds like a greeting, before
+/// the `machine` event. Keys are never held: a machine does not press 1.
+fn answerer(call: &CallRecord, input: &InputEvent, source: Source) -> Answerer {
+    if source == Source::Simulator {
+        // The simulated phone is a person by construction (it has no voicemail), and its
+        // `human` event goes through a queue that a quick click on the say box can overtake.
+        return Answerer::Known(AnsweredBy::Human);
+    }
+    if let Some(by) = call.answered_by {
+        return Answerer::Known(by);
+    }
+    // Without the provider's timestamp a repeated delivery cannot be told apart; any
+    // earlier hold then counts.
+    let held_before = call.speech_ack_held_at.is_some()
+        && (input.at.is_none() || call.speech_ack_held_input != input.at);
+    Answerer::Unknown { held_before }
 }
 
 /// What the nurse hears next, and in which language (theirs, else the hospital's).

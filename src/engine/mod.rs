@@ -16,6 +16,7 @@ use crate::store::DynStore;
 use crate::telephony::Provider;
 
 mod actions;
+mod clock;
 mod dispatch;
 mod escalate;
 mod events;
@@ -26,6 +27,7 @@ pub mod reach;
 pub mod test_call;
 
 pub use actions::{acknowledge, resolve};
+pub use clock::Clock;
 pub use events::{EventOutcome, Source, Turn};
 
 /// How many pages are worked on at once by one instance.
@@ -37,6 +39,7 @@ pub struct Engine {
     pub provider: Arc<dyn Provider>,
     pub config: Arc<Config>,
     pub metrics: crate::metrics::Metrics,
+    clock: Clock,
     /// Dashboards listening for changes: bumped whenever the audit trail grows.
     changes: tokio::sync::watch::Sender<i64>,
     /// Identifies this process's leases.
@@ -67,6 +70,7 @@ impl Engine {
         provider: Arc<dyn Provider>,
         config: Arc<Config>,
         directory: Directory,
+        clock: Clock,
     ) -> Arc<Engine> {
         let env_access = env_access(&config);
         let directory = complete(directory, &config, &env_access);
@@ -81,6 +85,7 @@ impl Engine {
             provider,
             config,
             metrics: crate::metrics::Metrics::new(),
+            clock,
             changes: tokio::sync::watch::Sender::new(0),
             owner,
             wake: Notify::new(),
@@ -162,9 +167,14 @@ impl Engine {
         *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
-    /// The engine's clock. Everything time-dependent takes `now` from here.
+    /// The engine's time. Everything time-dependent takes `now` from here.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        self.clock.now()
+    }
+
+    /// The clock `now` reads (a test moves it forward, then `wake`s the dispatcher).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Whether the last database operation of the background loops succeeded.

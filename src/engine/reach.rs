@@ -14,7 +14,9 @@ use serde_json::json;
 use super::{Engine, escalate};
 use crate::domain::alert::Alert;
 use crate::domain::reach::{self, Progress, ProviderHealth, Reason, Refused, Situation, Unreached};
-use crate::store::{AlertFilter, AlertView, AuditEvent, PageState, PageView, StoreError};
+use crate::store::{
+    AlertFilter, AlertView, AuditEvent, AuditKind, PageState, PageView, StoreError,
+};
 use crate::telephony::ProviderError;
 
 /// How often the active critical alerts are assessed (one query).
@@ -319,7 +321,7 @@ async fn became_unreached(engine: &Arc<Engine>, r: &AlertReach) -> Result<(), St
             alert_id: Some(r.alert.id.clone()),
             call_id: None,
             source: "engine".into(),
-            kind: "alert.unreached".into(),
+            kind: AuditKind::AlertUnreached,
             dedupe_key: Some(format!("unreached:{}:{reason}", r.alert.id)),
             detail: json!({"reason": reason, "message": u.message, "next": u.next, "fix": u.fix}),
             at: engine.now(),

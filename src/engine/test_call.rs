@@ -16,7 +16,7 @@ use crate::domain::intent::{self, SpeechResult};
 use crate::domain::menu::Reply;
 use crate::domain::phone::Phone;
 use crate::domain::test_call::{self, Answer, TestCallState};
-use crate::store::{AuditEvent, NewTestCall, StoreError, TestCallRecord};
+use crate::store::{AuditEvent, AuditKind, NewTestCall, StoreError, TestCallRecord};
 use crate::telephony::CallRequest;
 
 /// Why a test call cannot be placed to what was asked for.
@@ -290,7 +290,7 @@ fn audit(
         alert_id: None,
         call_id: Some(id),
         source: source.into(),
-        kind: format!("test_call.{state}"),
+        kind: AuditKind::TestCall(state),
         dedupe_key: None,
         detail,
         at,

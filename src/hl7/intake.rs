@@ -10,7 +10,7 @@ use super::oru::{Alarm, Header, Location, Phase, Report};
 use super::supervise;
 use crate::domain::alert::{Acknowledger, NewAlert};
 use crate::engine::Engine;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::{AuditEvent, AuditKind, StoreError};
 
 /// What a committed message did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub async fn apply(
                         alert_id: Some(id.clone()),
                         call_id: None,
                         source: "hl7".into(),
-                        kind: "alert.resolved".into(),
+                        kind: AuditKind::AlertResolved,
                         dedupe_key: Some(format!("resolved:{id}")),
                         detail: json!({"by": by(header).as_str(), "via": "hl7", "ended_at_source": true}),
                         at: now,
@@ -118,7 +118,7 @@ pub async fn apply(
             alert_id: Some(alert_id.clone()),
             call_id: None,
             source: "hl7".into(),
-            kind: format!("hl7.{}", alarm.phase.as_str()),
+            kind: AuditKind::Hl7(alarm.phase),
             dedupe_key: Some(format!(
                 "hl7:{source}:{}:{}",
                 header.control_id, alarm.instance_id

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::oru::{Alarm, Phase};
 use crate::domain::alert::{Acknowledger, CRITICAL, NewAlert, human_duration};
 use crate::engine::Engine;
-use crate::store::{AuditEvent, CallTx, Hl7Link, StoreError};
+use crate::store::{AuditEvent, AuditKind, CallTx, Hl7Link, StoreError};
 
 /// `[hl7] watchdog_timeout` when not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,7 +76,7 @@ pub async fn heard(
                 alert_id: Some(alert_id.clone()),
                 call_id: None,
                 source: "hl7".into(),
-                kind: "alert.resolved".into(),
+                kind: AuditKind::AlertResolved,
                 dedupe_key: Some(format!("resolved:{alert_id}")),
                 detail: json!({"by": Acknowledger::named("hl7", application(source)).as_str(), "via": "hl7", "link": "up"}),
                 at: now,
@@ -181,7 +181,7 @@ async fn down(
         alert_id: Some(id.clone()),
         call_id: None,
         source: "hl7".into(),
-        kind: "hl7.link_down".into(),
+        kind: AuditKind::Hl7LinkDown,
         dedupe_key: Some(format!("hl7.link_down:{id}")),
         detail: json!({
             "source": application,

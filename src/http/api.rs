@@ -17,10 +17,11 @@ use super::{AppState, HttpError};
 use crate::analytics::{self, Analytics};
 use crate::auth::Role;
 use crate::domain::alert::{Acknowledger, NewAlert};
-use crate::domain::call::{CallOutcome, CallRecord};
+use crate::domain::call::CallRecord;
 use crate::domain::phone::Phone;
-use crate::store::{AckOutcome, AlertFilter, AlertView, CallFilter, StoredEvent};
+use crate::store::{AckOutcome, AlertFilter, AlertView, AuditKind, CallFilter, StoredEvent};
 use crate::telephony::webhook_token::Protection;
+use crate::views::board;
 
 /// Every error answer: what went wrong and what to do.
 #[derive(Serialize, ToSchema)]
@@ -416,10 +417,7 @@ impl AppState {
                 limit: MAX_LIMIT,
                 ..CallFilter::default()
             })
-            .await?
-            .into_iter()
-            .map(|c| self.call_summary(c))
-            .collect();
+            .await?;
         let unreached = self.unreached(std::slice::from_ref(&view)).await?;
         Ok(self.summary_with(view, calling, &unreached))
     }
@@ -435,7 +433,7 @@ impl AppState {
     fn summary_with(
         &self,
         view: AlertView,
-        calling: Vec<CallSummary>,
+        calling: Vec<CallRecord>,
         unreached: &HashMap<String, crate::domain::reach::Unreached>,
     ) -> AlertSummary {
         let directory = self.engine.directory();
@@ -452,7 +450,7 @@ impl AppState {
             });
         let a = view.alert;
         let unreached = unreached.get(&a.id).map(|u| UnreachedAlert::new(&a.id, u));
-        let live_status = live_status(a.status.as_str(), &view.page, &calling);
+        let live_status = board::live_status(a.status.as_str(), view.page.as_ref(), &calling);
         let skipped = view
             .page
             .as_ref()
@@ -485,59 +483,13 @@ impl AppState {
                 unit,
                 due_at: p.due_at,
             }),
-            calling,
+            calling: calling.into_iter().map(|c| self.call_summary(c)).collect(),
             unreached,
             source: view.source.map(|s| AlarmSource {
                 application: s.application,
                 device: s.device,
             }),
         }
-    }
-}
-
-/// One word for the board: the alert's state if it is closed, else what its calls are doing.
-fn live_status(
-    status: &str,
-    page: &Option<crate::store::PageView>,
-    calling: &[CallSummary],
-) -> String {
-    use crate::store::PageState;
-    if status != "active" {
-        return status.to_string();
-    }
-    if page
-        .as_ref()
-        .is_some_and(|p| p.state == PageState::Exhausted)
-    {
-        return "exhausted".into();
-    }
-    // In the calls' own words: someone picked up (nothing decided yet), else ringing.
-    if calling
-        .iter()
-        .any(|c| c.outcome == CallOutcome::PickedUp.as_str())
-    {
-        return CallOutcome::PickedUp.label().into();
-    }
-    if calling.iter().any(|c| c.status == "ringing") {
-        return CallOutcome::Ringing.label().into();
-    }
-    if !calling.is_empty() {
-        return "calling".into();
-    }
-    match page {
-        Some(p) if p.state == PageState::Stale => "skipped".into(),
-        Some(p) => p.state.as_str().into(),
-        None => "not paged".into(),
-    }
-}
-
-fn severity_rank(severity: &str) -> u8 {
-    match severity.to_ascii_lowercase().as_str() {
-        "critical" => 0,
-        "high" => 1,
-        "medium" => 2,
-        "low" => 3,
-        _ => 4,
     }
 }
 
@@ -620,7 +572,7 @@ pub async fn list_alerts(
         })
         .await?;
     // Every call still ringing or in progress, in one query, rather than one per alert.
-    let mut live: HashMap<String, Vec<CallSummary>> = HashMap::new();
+    let mut live: HashMap<String, Vec<CallRecord>> = HashMap::new();
     for call in state
         .engine
         .store
@@ -631,9 +583,7 @@ pub async fn list_alerts(
         })
         .await?
     {
-        live.entry(call.alert_id.clone())
-            .or_default()
-            .push(state.call_summary(call));
+        live.entry(call.alert_id.clone()).or_default().push(call);
     }
     let unreached = state.unreached(&views).await?;
     let mut out: Vec<AlertSummary> = views
@@ -644,16 +594,11 @@ pub async fn list_alerts(
         })
         .collect();
     out.sort_by(|a, b| {
-        (
-            severity_rank(&a.severity),
-            a.live_status != "exhausted",
-            a.triggered_at,
-        )
-            .cmp(&(
-                severity_rank(&b.severity),
-                b.live_status != "exhausted",
-                b.triggered_at,
-            ))
+        board::order(&a.severity, &a.live_status, a.triggered_at).cmp(&board::order(
+            &b.severity,
+            &b.live_status,
+            b.triggered_at,
+        ))
     });
     Ok(Json(out))
 }
@@ -706,7 +651,6 @@ pub async fn alert_detail(
         .iter()
         .filter(|c| !c.status.is_terminal())
         .cloned()
-        .map(|c| state.call_summary(c))
         .collect();
     let unreached = state.unreached(std::slice::from_ref(&view)).await?;
     let alert = state.summary_with(view, calling, &unreached).shown_to(&who);
@@ -738,7 +682,7 @@ pub fn timeline_of(
         alert_id: None,
         call_id: None,
         source: "hospital".into(),
-        kind: "alert.triggered".into(),
+        kind: AuditKind::AlertTriggered.to_string(),
         detail: serde_json::json!({"severity": severity}),
         created_at: triggered,
     };

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::config::ProviderConfig;
 use crate::engine::Engine;
 use crate::store::StoreError;
 use crate::telephony::simulator::{SimError, Simulator};
@@ -23,7 +24,7 @@ mod dashboard;
 mod health;
 mod sim;
 mod test_calls;
-mod webhooks;
+pub(crate) mod webhooks;
 
 /// Webhook bodies are small; anything bigger is refused before it is read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,21 +61,27 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let webhooks = Router::new()
-        .route("/api/alerts/call-response", post(webhooks::input))
-        .route("/api/alerts/call-event", post(webhooks::event))
-        .route("/api/sms/inbound", post(webhooks::inbound_sms))
-        .route("/api/sms/status", post(webhooks::sms_status))
-        .layer(axum::middleware::from_fn(webhooks::json_only))
-        .layer(axum::middleware::from_fn_with_state(
+    // Each provider mounts its own webhooks. The simulator is driven through its own
+    // routes (`/api/sim/...`, with their credentials): nothing may post provider webhooks
+    // to it.
+    let webhooks = match &state.engine.config.provider {
+        ProviderConfig::Simulator => None,
+        ProviderConfig::Vonage(_) => Some(
+            Router::new()
+                .route("/api/alerts/call-response", post(webhooks::input))
+                .route("/api/alerts/call-event", post(webhooks::event))
+                .route("/api/sms/inbound", post(webhooks::inbound_sms))
+                .route("/api/sms/status", post(webhooks::sms_status))
+                .layer(axum::middleware::from_fn(webhooks::json_only)),
+        ),
+        ProviderConfig::Twilio(_) => Some(crate::telephony::twilio::webhooks::routes()),
+    };
+    let mut router = Router::new();
+    if let Some(webhooks) = webhooks {
+        router = router.merge(webhooks.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_webhooks,
-        ));
-    let mut router = Router::new();
-    // The simulator is driven through its own routes (`/api/sim/...`, with their
-    // credentials): nothing may post provider webhooks to it.
-    if state.sim.is_none() {
-        router = router.merge(webhooks);
+        )));
     }
     router = router
         .route("/healthz", get(health::healthz))
@@ -135,7 +142,7 @@ async fn count_webhooks(State(state): State<AppState>, request: Request, next: N
         "/api/alerts/call-response" => "call_input",
         "/api/alerts/call-event" => "call_event",
         "/api/sms/inbound" => "sms_inbound",
-        _ => "sms_status",
+        path => crate::telephony::twilio::webhooks::kind(path).unwrap_or("sms_status"),
     };
     let response = next.run(request).await;
     let result = match response.status() {
@@ -184,6 +191,9 @@ pub enum HttpError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A webhook in another format than the provider's.
+    #[error("{0}")]
+    UnsupportedMedia(String),
     /// The database is unreachable: the provider should retry (Vonage retries 503).
     #[error("temporarily unavailable")]
     Unavailable(#[source] StoreError),
@@ -221,6 +231,7 @@ impl IntoResponse for HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::Conflict(_) => StatusCode::CONFLICT,
+            HttpError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::Unavailable(e) => {
                 tracing::warn!(error = %e, "answering 503: database unavailable");
                 StatusCode::SERVICE_UNAVAILABLE

@@ -23,8 +23,7 @@ use uuid::Uuid;
 
 use super::{AppState, HttpError};
 use crate::config::ProviderConfig;
-use crate::engine::Source;
-use crate::store::{AuditEvent, StoreError};
+use crate::store::{AuditEvent, AuditKind, StoreError};
 use crate::telephony::vonage::{self, VonageEvent, WebhookError};
 use crate::telephony::webhook_token::{self, Protection};
 
@@ -46,7 +45,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 /// When the last refusal was logged, and how many were refused since without a line.
 static REFUSALS: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
 
-fn log_refusal(what: &str, reason: &dyn Display) {
+pub(crate) fn log_refusal(what: &str, reason: &dyn Display) {
     let now = Instant::now();
     let not_logged = {
         let mut last = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
@@ -68,7 +67,7 @@ fn log_refusal(what: &str, reason: &dyn Display) {
     );
 }
 
-fn unauthorized(reason: impl Into<String>) -> HttpError {
+pub(crate) fn unauthorized(reason: impl Into<String>) -> HttpError {
     let reason = reason.into();
     log_refusal("not verified", &reason);
     HttpError::Unauthorized(reason)
@@ -158,15 +157,24 @@ pub async fn sms_reply_ack(state: &AppState) -> Result<bool, StoreError> {
     Ok(on)
 }
 
-/// Vonage posts JSON; anything else (a browser's cross-origin `text/plain` form) is 415.
-pub async fn json_only(request: Request, next: Next) -> Response {
-    let content_type = request
-        .headers()
+/// Whether the request's `Content-Type` is `media` (parameters aside); the header as sent
+/// when not.
+pub(crate) fn media_type_is(headers: &HeaderMap, media: &str) -> Result<(), String> {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/json") {
+    let given = content_type.split(';').next().unwrap_or("").trim();
+    if given.eq_ignore_ascii_case(media) {
+        Ok(())
+    } else {
+        Err(content_type.to_string())
+    }
+}
+
+/// Vonage posts JSON; anything else (a browser's cross-origin `text/plain` form) is 415.
+pub async fn json_only(request: Request, next: Next) -> Response {
+    if let Err(content_type) = media_type_is(request.headers(), "application/json") {
         log_refusal("not JSON", &format_args!("Content-Type {content_type:?}"));
         // Read (and drop) what the client is sending, up to the body limit, so that it gets
         // this answer rather than a connection reset mid-upload.
@@ -185,6 +193,10 @@ fn bad_request(e: WebhookError) -> HttpError {
     HttpError::BadRequest(e.to_string())
 }
 
+fn source(state: &AppState) -> crate::engine::Source {
+    crate::engine::Source::Network(state.engine.provider.name())
+}
+
 /// Keypad input: answers with the NCCO that continues the call.
 pub async fn input(
     State(state): State<AppState>,
@@ -194,7 +206,7 @@ pub async fn input(
 ) -> Result<Json<Value>, HttpError> {
     let call = verify_voice(&state, &query, &headers, &body)?;
     let input = vonage::parse_input(&body, call).map_err(bad_request)?;
-    let turn = state.engine.handle_input(&input, Source::Vonage).await?;
+    let turn = state.engine.handle_input(&input, source(&state)).await?;
     let input_url = match call {
         Some(id) => state
             .webhook_key
@@ -203,13 +215,13 @@ pub async fn input(
     };
     let from = match &state.engine.config.provider {
         ProviderConfig::Vonage(v) => v.from_number.digits().to_string(),
-        ProviderConfig::Simulator => String::new(),
+        ProviderConfig::Twilio(_) | ProviderConfig::Simulator => String::new(),
     };
-    let context = vonage::NccoContext {
-        input_url: &input_url,
+    let context = crate::telephony::ReplyContext {
+        answer_url: &input_url,
         language: &turn.language,
         speech: state.engine.speech().0,
-        from: &from,
+        caller_id: &from,
     };
     Ok(Json(vonage::ncco(&turn.reply, &context)))
 }
@@ -226,7 +238,7 @@ pub async fn event(
         VonageEvent::Call(event) => {
             state
                 .engine
-                .handle_call_event(&event, Source::Vonage)
+                .handle_call_event(&event, source(&state))
                 .await?;
         }
         VonageEvent::Error {
@@ -240,8 +252,8 @@ pub async fn event(
                 .record_event(&AuditEvent {
                     alert_id: None,
                     call_id: call,
-                    source: Source::Vonage.as_str().into(),
-                    kind: "call.error".into(),
+                    source: source(&state).as_str().into(),
+                    kind: AuditKind::CallError,
                     dedupe_key: None,
                     detail: serde_json::json!({"reason": reason, "conversation_uuid": conversation_uuid}),
                     at: state.engine.now(),

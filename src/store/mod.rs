@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::alert::{Acknowledger, Alert, AlertStatus, NewAlert};
-use crate::domain::call::{CallRecord, CallStatus};
+use crate::domain::call::{AnsweredBy, CallRecord, CallStatus};
 use crate::domain::test_call::TestCallState;
 use crate::domain::timestamp;
 
@@ -62,14 +62,20 @@ macro_rules! migrations {
                 10,
                 include_str!(concat!("migrations/", $dir, "/0010_alerts_indexes.sql")),
             ),
+            (
+                11,
+                include_str!(concat!("migrations/", $dir, "/0011_call_state.sql")),
+            ),
         ]
     };
 }
 
+mod audit;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use audit::AuditKind;
 pub use sql::{Aggregated, CallCounts, CallTx, HourCounts, Spread, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -380,6 +386,18 @@ pub struct SmsRecord {
     pub status: String,
 }
 
+/// What a menu choice marks on its call (`Calls::mark_call`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallMark {
+    /// Pressed 3 or said "busy".
+    Declined,
+    /// A spoken acknowledgement held until machine detection says; `input`: the provider's
+    /// timestamp of that input.
+    SpeechAckHeld { input: Option<String> },
+    /// Key 5.
+    JoinedConference,
+}
+
 /// An entry in the audit trail: every webhook and every action.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -387,8 +405,7 @@ pub struct AuditEvent {
     pub call_id: Option<Uuid>,
     /// `vonage`, `simulator`, `engine`, `cli`, `api`.
     pub source: String,
-    /// `call.ringing`, `input`, `call.placed`, `alert.acknowledged`, ...
-    pub kind: String,
+    pub kind: AuditKind,
     /// Repeated deliveries with the same key are recorded once.
     pub dedupe_key: Option<String>,
     pub detail: serde_json::Value,
@@ -400,7 +417,7 @@ impl AuditEvent {
     pub fn on_call(
         call: &CallRecord,
         source: &str,
-        kind: &str,
+        kind: AuditKind,
         dedupe_key: Option<String>,
         detail: serde_json::Value,
         at: DateTime<Utc>,
@@ -409,7 +426,7 @@ impl AuditEvent {
             alert_id: Some(call.alert_id.clone()),
             call_id: Some(call.id),
             source: source.into(),
-            kind: kind.into(),
+            kind,
             dedupe_key,
             detail,
             at,
@@ -673,33 +690,68 @@ pub trait Calls {
         provider_call_id: &str,
         call_id: Option<Uuid>,
     ) -> Result<Option<CallRecord>, StoreError>;
-    /// Moves a call's status forward (see `CallStatus::advance`) and mirrors it into
-    /// `alerts.metadata.call`; `None` when the status did not change.
-    async fn apply_call_status(
+    /// A provider's status event: records `audit` and, in the same transaction, moves the
+    /// call's status forward (see `CallStatus::advance`), mirrors it into `alerts.metadata.call`
+    /// and keeps what machine detection said. The call as it now is when its status changed,
+    /// else `None`.
+    async fn call_event(
         &self,
         call_id: Uuid,
-        status: CallStatus,
-        at: DateTime<Utc>,
+        status: Option<CallStatus>,
+        answered_by: Option<AnsweredBy>,
+        audit: &AuditEvent,
     ) -> Result<Option<CallRecord>, StoreError> {
-        change_call(self.call_tx().await?, call_id, |call| {
-            advanced(call, status, at)
-        })
-        .await
+        let mut tx = self.call_tx().await?;
+        let call = tx.call(call_id).await?;
+        tx.record(audit).await?;
+        let Some(call) = call else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let detected = answered_by.map(|by| AnsweredBy::then(call.answered_by, by));
+        let moved = status.and_then(|s| advanced(call.clone(), s, audit.at));
+        let mut saved = moved.clone().unwrap_or_else(|| call.clone());
+        saved.answered_by = detected.or(call.answered_by);
+        if moved.is_some() {
+            tx.save(&saved).await?;
+        } else if saved.answered_by != call.answered_by {
+            tx.save_row(&saved).await?;
+        }
+        tx.commit().await?;
+        Ok(moved.map(|_| saved))
     }
-    /// The nurse declined on this call (pressed 3 or said "busy"); `None` when it was
-    /// already recorded.
-    async fn call_declined(
+    /// Records `audit` about a call and, when it is new (not a repeated delivery), marks the
+    /// call in the same transaction (a mark already set keeps its first time); false when the
+    /// entry was already recorded.
+    async fn mark_call(
         &self,
         call_id: Uuid,
-        at: DateTime<Utc>,
-    ) -> Result<Option<CallRecord>, StoreError> {
-        change_call(self.call_tx().await?, call_id, |mut call| {
-            call.declined_at.is_none().then(|| {
-                call.declined_at = Some(at);
-                call
-            })
-        })
-        .await
+        mark: CallMark,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.call_tx().await?;
+        let call = tx.call(call_id).await?;
+        if !tx.record(audit).await? {
+            return Ok(false);
+        }
+        if let Some(mut call) = call {
+            let at = Some(audit.at);
+            match mark {
+                CallMark::Declined => call.declined_at = call.declined_at.or(at),
+                CallMark::SpeechAckHeld { input } => {
+                    if call.speech_ack_held_at.is_none() {
+                        call.speech_ack_held_at = at;
+                        call.speech_ack_held_input = input;
+                    }
+                }
+                CallMark::JoinedConference => {
+                    call.conference_joined_at = call.conference_joined_at.or(at)
+                }
+            }
+            tx.save_row(&call).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
     /// Digit 1: acknowledges the alert and marks the call `answered`, in one transaction
     /// that also records the choice (`menu.choice`) and, when it acknowledged, `acknowledged`.
@@ -727,13 +779,9 @@ pub trait Calls {
         .await
     }
     async fn call_history(&self, filter: &CallFilter) -> Result<Vec<CallRecord>, StoreError>;
-    /// The alerts with a call created since `since` that is still ringing or in progress, and
-    /// an audit event of `kind` (e.g. the alerts whose responders' conference may still be on).
-    async fn live_alerts_with_event(
-        &self,
-        kind: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError>;
+    /// The alerts with a call created since `since` that is still ringing or in progress and
+    /// joined the alert's responders' conference.
+    async fn alerts_in_conference(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
 }
 
 /// Text messages (the SMS fallback) and the replies that answer them.
@@ -968,6 +1016,10 @@ pub(crate) struct CallRow {
     answered_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
     declined_at: Option<DateTime<Utc>>,
+    answered_by: Option<String>,
+    speech_ack_held_at: Option<DateTime<Utc>>,
+    speech_ack_held_input: Option<String>,
+    conference_joined_at: Option<DateTime<Utc>>,
     prompts: i32,
     error: Option<String>,
 }
@@ -994,6 +1046,10 @@ impl TryFrom<CallRow> for CallRecord {
             answered_at: r.answered_at,
             ended_at: r.ended_at,
             declined_at: r.declined_at,
+            answered_by: r.answered_by.as_deref().and_then(AnsweredBy::parse),
+            speech_ack_held_at: r.speech_ack_held_at,
+            speech_ack_held_input: r.speech_ack_held_input,
+            conference_joined_at: r.conference_joined_at,
             prompts: r.prompts,
             error: r.error,
         })
@@ -1162,23 +1218,6 @@ impl TryFrom<TestCallRow> for TestCallRecord {
             updated_at: r.updated_at,
         })
     }
-}
-
-/// Applies `change` to a call in one transaction; `None` from `change` leaves it untouched.
-pub(crate) async fn change_call(
-    mut tx: CallTx,
-    call_id: Uuid,
-    change: impl FnOnce(CallRecord) -> Option<CallRecord> + Send,
-) -> Result<Option<CallRecord>, StoreError> {
-    let Some(call) = tx.call(call_id).await? else {
-        return Ok(None);
-    };
-    let Some(call) = change(call) else {
-        return Ok(None);
-    };
-    tx.save(&call).await?;
-    tx.commit().await?;
-    Ok(Some(call))
 }
 
 /// Changes a call, finishes its page and writes audit entries, in one transaction.

@@ -90,8 +90,8 @@ macro_rules! severity {
 }
 
 const CALL_COLUMNS: &str = "id, alert_id, provider, provider_call_id, to_number, status, message, \
-     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, prompts, \
-     error";
+     step, round, person, created_at, initiated_at, answered_at, ended_at, declined_at, \
+     answered_by, speech_ack_held_at, speech_ack_held_input, conference_joined_at, prompts, error";
 const PAGE_COLUMNS: &str = "alert_id, state, step, round, policy, attempts, due_at";
 const SMS_COLUMNS: &str = "id, alert_id, person, to_number, code, provider_message_id, status";
 
@@ -621,7 +621,9 @@ impl CallTx {
             .sql
             .stmt(
                 "UPDATE alertcall.calls SET status = $2, provider_call_id = $3, initiated_at = $4, \
-                 answered_at = $5, ended_at = $6, error = $7, declined_at = $8 WHERE id = $1",
+                 answered_at = $5, ended_at = $6, error = $7, declined_at = $8, answered_by = $9, \
+                 speech_ack_held_at = $10, speech_ack_held_input = $11, conference_joined_at = $12 \
+                 WHERE id = $1",
             )
             .bind(call.id)
             .bind(call.status.as_str())
@@ -630,7 +632,11 @@ impl CallTx {
             .bind(call.answered_at)
             .bind(call.ended_at)
             .bind(&call.error)
-            .bind(call.declined_at);
+            .bind(call.declined_at)
+            .bind(call.answered_by.map(AnsweredBy::as_str))
+            .bind(call.speech_ack_held_at)
+            .bind(&call.speech_ack_held_input)
+            .bind(call.conference_joined_at);
         self.execute(s).await.doing("updating a call")?;
         Ok(())
     }
@@ -746,7 +752,7 @@ impl CallTx {
             .bind(&event.alert_id)
             .bind(event.call_id.map(|c| c.to_string()).as_deref())
             .bind(&event.source)
-            .bind(&event.kind)
+            .bind(event.kind.to_string())
             .bind(&event.dedupe_key)
             .bind(&event.detail)
             .bind(event.at);
@@ -1515,27 +1521,20 @@ impl Calls for SqlStore {
         calls_from_rows(rows)
     }
 
-    async fn live_alerts_with_event(
-        &self,
-        kind: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        // Recent calls first (indexed by created_at), then their alert's events (indexed by
-        // alert): never a scan of the whole audit trail.
+    async fn alerts_in_conference(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        // Recent calls only (indexed by created_at).
         let s = self
             .stmt(concat!(
                 "SELECT DISTINCT c.alert_id FROM alertcall.calls c \
-                 WHERE c.created_at >= $2 AND c.status IN ",
-                live_statuses!(),
-                " AND EXISTS (SELECT 1 FROM alertcall.call_events e \
-                              WHERE e.alert_id = c.alert_id AND e.kind = $1)"
+                 WHERE c.created_at >= $1 AND c.conference_joined_at IS NOT NULL \
+                 AND c.status IN ",
+                live_statuses!()
             ))
-            .bind(kind)
             .bind(since);
         let alerts: Vec<(String,)> = self
             .fetch_all(s)
             .await
-            .doing("listing alerts with live calls and an audit event")?;
+            .doing("listing alerts with live calls in their conference")?;
         Ok(alerts.into_iter().map(|(a,)| a).collect())
     }
 }

@@ -1,4 +1,4 @@
-//! Phone networks behind one trait. Vonage is first-class; the simulator is the default
+//! Phone networks behind one trait: Vonage and Twilio; the simulator is the default
 //! when no provider is configured, so everything runs offline.
 
 use std::time::Duration;
@@ -10,8 +10,60 @@ use crate::domain::menu::Reply;
 use crate::domain::phone::Phone;
 
 pub mod simulator;
+pub mod twilio;
 pub mod vonage;
 pub mod webhook_token;
+
+/// The HTTP client a provider talks to its API with: `timeout` for a whole request, 3 s to
+/// connect.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .user_agent(concat!("alertcall/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ProviderError::Config(format!("cannot build an HTTP client: {e}")))
+}
+
+/// Whether the provider refused our credentials (401/403) on the last create-call: then no
+/// call can be placed until a person fixes them (`Provider::ready`). Only calls count: an
+/// account without SMS must not make the instance unready.
+#[derive(Debug, Default)]
+pub struct CredentialsSeen(std::sync::atomic::AtomicBool);
+
+impl CredentialsSeen {
+    /// After each create-call answer: a refusal marks them refused, a success heals.
+    pub fn answered(&self, status: u16) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match status {
+            401 | 403 => self.0.store(true, Relaxed),
+            200..=299 => self.0.store(false, Relaxed),
+            _ => {}
+        }
+    }
+
+    /// `Err(fix)` while the last answer refused them.
+    pub fn ready(&self, fix: &str) -> Result<(), String> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(fix.to_string()),
+            false => Ok(()),
+        }
+    }
+}
+
+/// How the engine's replies are rendered on one call (as an NCCO, as TwiML).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyContext<'a> {
+    /// Where the menu posts the nurse's answer: the call's own URL.
+    pub answer_url: &'a str,
+    /// BCP-47, for text-to-speech and speech recognition.
+    pub language: &'a str,
+    /// Whether the menu also listens for spoken answers.
+    pub speech: bool,
+    /// Our number as the provider writes it, shown to a room's phone when the nurse is
+    /// connected to it.
+    pub caller_id: &'a str,
+}
 
 /// A call to place.
 #[derive(Debug, Clone)]

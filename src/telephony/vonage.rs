@@ -2,7 +2,6 @@
 //! webhooks. Shapes follow `shared/contracts/vonage` (NOTES.md, voice.yml, examples/).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,7 +13,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::webhook_token::WebhookKey;
-use super::{CallRequest, PlacedCall, Provider, ProviderError, SmsRequest};
+use super::{
+    CallRequest, CredentialsSeen, PlacedCall, Provider, ProviderError, ReplyContext, SmsRequest,
+};
 use crate::config::VonageConfig;
 use crate::domain::call::{CallEvent, CallEventKind, InputEvent};
 use crate::domain::intent::SpeechResult;
@@ -65,9 +66,7 @@ pub struct VonageProvider {
     language: String,
     ringing_timer: Duration,
     token: Mutex<Option<(String, Instant)>>,
-    /// Vonage answered the last create-call with 401/403: no call can be placed until a
-    /// person fixes the application id or key (`ready`).
-    credentials_refused: AtomicBool,
+    credentials: CredentialsSeen,
 }
 
 #[derive(Serialize)]
@@ -113,12 +112,7 @@ impl VonageProvider {
         timeout: Duration,
     ) -> Result<VonageProvider, ProviderError> {
         let key = signing_key(&config.private_key_pem).map_err(ProviderError::Config)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3))
-            .user_agent(concat!("alertcall/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Config(format!("cannot build an HTTP client: {e}")))?;
+        let http = super::http_client(timeout)?;
         Ok(VonageProvider {
             http,
             config,
@@ -129,7 +123,7 @@ impl VonageProvider {
             language,
             ringing_timer,
             token: Mutex::new(None),
-            credentials_refused: AtomicBool::new(false),
+            credentials: CredentialsSeen::default(),
         })
     }
 
@@ -171,11 +165,11 @@ impl VonageProvider {
         } else {
             &request.language
         };
-        let context = NccoContext {
-            input_url: &input_url,
+        let context = ReplyContext {
+            answer_url: &input_url,
             language,
             speech: request.speech,
-            from: self.config.from_number.digits(),
+            caller_id: self.config.from_number.digits(),
         };
         json!({
             "to": [{"type": "phone", "number": request.to.digits()}],
@@ -190,24 +184,11 @@ impl VonageProvider {
     }
 }
 
-/// How replies are rendered on one call.
-#[derive(Debug, Clone, Copy)]
-pub struct NccoContext<'a> {
-    /// Where the input action posts its result (`WebhookKey::call_url`).
-    pub input_url: &'a str,
-    /// BCP-47, for `talk` and speech recognition.
-    pub language: &'a str,
-    /// Whether `input` also listens for speech.
-    pub speech: bool,
-    /// Our Vonage number (digits), shown to a room's phone when the call is connected.
-    pub from: &'a str,
-}
-
 /// Renders a reply as an NCCO (NOTES.md §3): `talk` (interruptible by the keypad) then a
 /// one-digit `input` (also listening for speech when on); a final `talk`; a `talk`, a
 /// `connect` to a phone or SIP endpoint and a closing `talk`; or a `talk` then `conversation`
 /// (a named conference).
-pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
+pub fn ncco(reply: &Reply, cx: &ReplyContext) -> Value {
     let talk = |text: &str| json!({"action": "talk", "text": text, "language": cx.language});
     match reply {
         Reply::Prompt { text } => {
@@ -215,7 +196,7 @@ pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
                 "action": "input",
                 "type": ["dtmf"],
                 "dtmf": {"maxDigits": 1, "timeOut": INPUT_TIMEOUT_SECS},
-                "eventUrl": [cx.input_url],
+                "eventUrl": [cx.answer_url],
                 "eventMethod": "POST",
             });
             if cx.speech {
@@ -244,7 +225,7 @@ pub fn ncco(reply: &Reply, cx: &NccoContext) -> Value {
             // `talk` the NCCO would end there and the nurse would hear nothing.
             json!([
                 talk(text),
-                {"action": "connect", "from": cx.from, "timeout": CONNECT_RING_SECS,
+                {"action": "connect", "from": cx.caller_id, "timeout": CONNECT_RING_SECS,
                  "endpoint": [endpoint]},
                 talk(menu::CONNECTION_ENDED)
             ])
@@ -263,12 +244,10 @@ impl Provider for VonageProvider {
     }
 
     fn ready(&self) -> Result<(), String> {
-        if self.credentials_refused.load(Ordering::Relaxed) {
-            return Err("Vonage refused our credentials on the last call: check \
-                        VONAGE_APPLICATION_ID and the private key"
-                .into());
-        }
-        Ok(())
+        self.credentials.ready(
+            "Vonage refused our credentials on the last call: check VONAGE_APPLICATION_ID and \
+             the private key",
+        )
     }
 
     async fn place_call(&self, request: &CallRequest) -> Result<PlacedCall, ProviderError> {
@@ -289,12 +268,7 @@ impl Provider for VonageProvider {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.bytes().await.unwrap_or_default();
-        // Only calls count: an account without SMS must not make the instance unready.
-        match status.as_u16() {
-            401 | 403 => self.credentials_refused.store(true, Ordering::Relaxed),
-            200..=299 => self.credentials_refused.store(false, Ordering::Relaxed),
-            _ => {}
-        }
+        self.credentials.answered(status.as_u16());
         if status.as_u16() == 201 || status.as_u16() == 200 {
             #[derive(Deserialize)]
             struct Created {
@@ -462,7 +436,7 @@ impl VonageProvider {
     }
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(super) fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
@@ -816,12 +790,12 @@ mod tests {
         }
     }
 
-    fn cx(speech: bool) -> NccoContext<'static> {
-        NccoContext {
-            input_url: "https://x/api/alerts/call-response?call=1",
+    fn cx(speech: bool) -> ReplyContext<'static> {
+        ReplyContext {
+            answer_url: "https://x/api/alerts/call-response?call=1",
             language: "en-GB",
             speech,
-            from: "447700900001",
+            caller_id: "447700900001",
         }
     }
 

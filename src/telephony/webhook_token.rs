@@ -23,7 +23,8 @@ const SMS_URL_USED_SETTING: &str = "sms_inbound_url_used_at";
 /// What protects the provider's webhooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
-    /// `VONAGE_SIGNATURE_SECRET`: every webhook carries Vonage's signature.
+    /// Every webhook carries the provider's signature (`VONAGE_SIGNATURE_SECRET`, or
+    /// Twilio's `X-Twilio-Signature`).
     Signed,
     /// No signature secret: per-call tokens in the voice URLs, a token in the SMS URLs.
     PerCallToken,
@@ -38,6 +39,8 @@ impl Protection {
             ProviderConfig::Simulator => Protection::NotMounted,
             ProviderConfig::Vonage(v) if v.signature_secret.is_some() => Protection::Signed,
             ProviderConfig::Vonage(_) => Protection::PerCallToken,
+            // Twilio signs every webhook with the Auth Token, which alertcall always has.
+            ProviderConfig::Twilio(_) => Protection::Signed,
         }
     }
 
@@ -141,6 +144,23 @@ pub async fn check_lines(config: &Config, store: Option<&DynStore>) -> Vec<Strin
              simulated phones with `alertcall sim` or the dashboard)"
                 .into(),
         ],
+        Protection::Signed if matches!(config.provider, ProviderConfig::Twilio(_)) => {
+            let at = |path: &str| {
+                format!(
+                    "{}{}{path}",
+                    config.public_url,
+                    super::twilio::webhooks::PREFIX
+                )
+            };
+            vec![format!(
+                "✓ webhooks: signed (X-Twilio-Signature with TWILIO_AUTH_TOKEN): calls get {} and \
+                 {} with each call; Twilio Console (Phone Numbers → your number → Messaging): \
+                 \"A message comes in\" webhook {} (HTTP POST)",
+                at(super::twilio::webhooks::STATUS),
+                at(super::twilio::webhooks::GATHER),
+                at(super::twilio::webhooks::SMS),
+            )]
+        }
         Protection::Signed => vec![format!(
             "✓ webhooks: signed (VONAGE_SIGNATURE_SECRET): each must carry Vonage's signature; \
              calls get {} and {} with a per-call token; Vonage dashboard: Inbound URL {inbound}, \

@@ -203,10 +203,12 @@ pub async fn critical_alert_is_called_and_press_1_acknowledges(db: TestDb) {
             "call_status",
             "initiated_at",
             "message",
-            "phone_number"
+            "phone_number",
+            "provider"
         ]
     );
     assert_eq!(meta["call"]["phone_number"], "+13854019951");
+    assert_eq!(meta["call"]["provider"], "vonage");
 
     // Every step is in the audit trail.
     let kinds: Vec<String> = db

@@ -1022,11 +1022,16 @@ async fn exhausted_alerts_are_flagged_first() {
         None,
         &[
             ("ALERTCALL_API_TOKEN", ADMIN_TOKEN),
-            ("ALERTCALL_ACK_WAIT", "1s"),
+            ("ALERTCALL_ACK_WAIT", "10m"),
         ],
     )
     .await;
     let ignored = raise(&app, "Nobody answers").await;
+    wait_until("the nurse is called", WAIT, || async {
+        app.page_state(&ignored).await.as_deref() == Some("waiting")
+    })
+    .await;
+    app.advance(Duration::from_secs(600));
     wait_until("the escalation runs out", WAIT, || async {
         app.page_state(&ignored).await.as_deref() == Some("exhausted")
     })

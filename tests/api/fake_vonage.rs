@@ -34,6 +34,52 @@ pub enum Behaviour {
     Drop,
 }
 
+impl Behaviour {
+    /// A `Slow` answer, once its delay is over, is `Created`.
+    pub async fn after_any_delay(self) -> Behaviour {
+        match self {
+            Behaviour::Slow(d) => {
+                tokio::time::sleep(d).await;
+                Behaviour::Created
+            }
+            other => other,
+        }
+    }
+
+    /// A fake provider's answer to a request scripted to fail, after `record(status)` (0:
+    /// never answered): `Status` with `body(code)` and its `Retry-After`, a hang, or a dropped
+    /// connection.
+    pub async fn fail(
+        self,
+        record: impl FnOnce(u16),
+        body: impl FnOnce(u16) -> Response,
+    ) -> Response {
+        match self {
+            Behaviour::Status(code, retry_after) => {
+                record(code);
+                let mut response = body(code);
+                if let Some(secs) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert("retry-after", secs.to_string().parse().unwrap());
+                }
+                response
+            }
+            Behaviour::Hang(d) => {
+                record(0);
+                tokio::time::sleep(d).await;
+                StatusCode::GATEWAY_TIMEOUT.into_response()
+            }
+            Behaviour::Drop => {
+                record(0);
+                // Panicking in a handler makes hyper close the connection without a response.
+                panic!("the fake provider drops this connection on purpose");
+            }
+            Behaviour::Created | Behaviour::Slow(_) => unreachable!("{self:?} is no failure"),
+        }
+    }
+}
+
 /// One create-call request as received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -235,13 +281,7 @@ async fn create_call(
         )
             .into_response();
     }
-    let behaviour = match behaviour {
-        Behaviour::Slow(d) => {
-            tokio::time::sleep(d).await;
-            Behaviour::Created
-        }
-        other => other,
-    };
+    let behaviour = behaviour.after_any_delay().await;
     match behaviour {
         Behaviour::Slow(_) => unreachable!("resolved above"),
         Behaviour::Created => {
@@ -255,39 +295,30 @@ async fn create_call(
             )
                 .into_response()
         }
-        Behaviour::Status(code, retry_after) => {
-            record(code, None);
-            let body = match code {
-                401 => include_str!("../fixtures/vonage/error-401.json").to_string(),
-                429 => include_str!("../fixtures/vonage/error-429.json").to_string(),
-                400 => json!({"type": "https://developer.nexmo.com/api-errors#bad-request",
-                              "title": "Bad Request", "detail": "Invalid number",
-                              "invalid_parameters": [{"name": "to", "reason": "invalid_number"}]})
-                .to_string(),
-                _ => json!({"title": "Internal Server Error", "detail": "try again"}).to_string(),
-            };
-            let mut response = (
-                StatusCode::from_u16(code).unwrap(),
-                [("content-type", "application/problem+json")],
-                body,
-            )
-                .into_response();
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", secs.to_string().parse().unwrap());
-            }
-            response
-        }
-        Behaviour::Hang(d) => {
-            record(0, None);
-            tokio::time::sleep(d).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        Behaviour::Drop => {
-            record(0, None);
-            // Panicking in a handler makes hyper close the connection without a response.
-            panic!("fake Vonage drops this connection on purpose");
+        failure => {
+            failure
+                .fail(
+                    |code| record(code, None),
+                    |code| {
+                        let body = match code {
+                            401 => include_str!("../fixtures/vonage/error-401.json").to_string(),
+                            429 => include_str!("../fixtures/vonage/error-429.json").to_string(),
+                            400 => json!({"type": "https://developer.nexmo.com/api-errors#bad-request",
+                                          "title": "Bad Request", "detail": "Invalid number",
+                                          "invalid_parameters": [{"name": "to", "reason": "invalid_number"}]})
+                            .to_string(),
+                            _ => json!({"title": "Internal Server Error", "detail": "try again"})
+                                .to_string(),
+                        };
+                        (
+                            StatusCode::from_u16(code).unwrap(),
+                            [("content-type", "application/problem+json")],
+                            body,
+                        )
+                            .into_response()
+                    },
+                )
+                .await
         }
     }
 }

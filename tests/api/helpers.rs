@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alertcall::config::Config;
-use alertcall::engine::Engine;
+use alertcall::engine::{Clock, Engine};
 use alertcall::startup::Application;
 
 use crate::db::TestDb;
@@ -53,7 +53,9 @@ impl TestApp {
         }
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(|k| vars.get(k).cloned()).expect("test configuration");
-        let app = Application::build(config).await.expect("build app");
+        let app = Application::build_with_clock(config, Clock::movable())
+            .await
+            .expect("build app");
         let addr = app.local_addr();
         let hl7 = app.hl7_addr();
         let engine = app.engine();
@@ -85,6 +87,16 @@ impl TestApp {
         )
         .await;
         app
+    }
+
+    /// Moves the server's clock forward by `by` and wakes its dispatcher: for the engine, that
+    /// much time has passed (a step's wait, a retry interval).
+    pub fn advance(&self, by: Duration) {
+        assert!(
+            self.engine.clock().advance(by),
+            "the test server's clock moves"
+        );
+        self.engine.wake();
     }
 
     pub fn url(&self, path: &str) -> String {

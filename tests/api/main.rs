@@ -10,6 +10,7 @@ mod dashboard;
 mod db;
 mod decline;
 mod escalation;
+mod fake_twilio;
 mod fake_vonage;
 mod faults;
 mod helpers;
@@ -24,6 +25,7 @@ mod talkback;
 mod test_call;
 mod timeline;
 mod torture;
+mod twilio;
 mod unreached;
 mod webhooks;
 

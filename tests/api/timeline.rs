@@ -153,6 +153,12 @@ pub async fn a_full_escalation_reads_as_sentences(db: TestDb) {
         "alert.acknowledged",
         "call.bridged",
     ];
+    // A call's `call.placed` is written once the provider has taken the request, which can be
+    // after the simulated phone rang and was hung up.
+    wait_until("every placed call is in the timeline", WAIT, || async {
+        sentences(&timeline(&app, &alert, ADMIN_TOKEN).await, &["call.placed"]).len() == 5
+    })
+    .await;
     let admin = timeline(&app, &alert, ADMIN_TOKEN).await;
     assert_eq!(
         sentences(&admin, &kinds),
