@@ -119,6 +119,12 @@ async fn primary_ringing(db: &TestDb, wait: &str) -> Ringing {
         )
         .await;
     assert_eq!(r.status(), 204);
+    // The step's wait starts when the page records the call; a test that moves the clock
+    // before then would move the wait's start with it.
+    wait_until("the page waits for the primary", WAIT, || async {
+        app.page_state(&alert).await.as_deref() == Some("waiting")
+    })
+    .await;
     Ringing {
         fake,
         _file,
