@@ -106,7 +106,7 @@ impl Engine {
     /// An alert was closed here: hang up its calls now and let the dispatcher close its page.
     pub(crate) async fn closed(&self, alert_id: &str) -> Result<(), StoreError> {
         super::escalate::hang_up_live(self, alert_id).await?;
-        self.store.wake_closed(self.now()).await?;
+        self.store.wake_closed_alert(alert_id, self.now()).await?;
         self.wake();
         Ok(())
     }

@@ -664,6 +664,13 @@ pub trait Paging {
     /// Makes the pages of alerts acknowledged or resolved elsewhere due now, so their calls
     /// are hung up and their escalation stops without waiting out a step. Returns how many.
     async fn wake_closed(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// The same for one alert that was just closed: its own pages only, so that alarms ending
+    /// at once (an HL7 storm) do not each lock every closed alert's page.
+    async fn wake_closed_alert(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Claims pages that are due and not held by a live lease.
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError>;
     /// When the earliest page falls due (for the dispatcher's sleep).

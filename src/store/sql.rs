@@ -1334,6 +1334,23 @@ impl Paging for SqlStore {
         self.execute(s).await.doing("waking pages of closed alerts")
     }
 
+    async fn wake_closed_alert(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let s = self
+            .stmt(
+                "UPDATE alertcall.pages SET due_at = $1 \
+                 WHERE alert_id = $2 AND state IN ('due', 'waiting', 'exhausted') AND due_at > $1",
+            )
+            .bind(now)
+            .bind(alert_id);
+        self.execute(s)
+            .await
+            .doing("waking the pages of a closed alert")
+    }
+
     async fn claim_due(&self, lease: &Lease, limit: i64) -> Result<Vec<Page>, StoreError> {
         let s = self
             .stmt(
